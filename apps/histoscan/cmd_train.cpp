@@ -1,0 +1,173 @@
+// histoscan train DATA --out RUN_DIR
+#include <iostream>
+#include <memory>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "histoscan/data/labels_csv.h"
+#include "histoscan/data/sampling.h"
+#include "histoscan/data/store.h"
+#include "histoscan/train/trainer.h"
+#include "histoscan/util/atomic_file.h"
+#include "histoscan/util/error.h"
+#include "histoscan/util/log.h"
+
+namespace histoscan::cli {
+
+namespace {
+
+struct TrainParams {
+  std::string data, out, valid, labels, valid_labels, groups;
+  long long per_class = 0;
+  double val_fraction = 0.25;
+  bool allow_missing = false, resize = false, overwrite = false;
+  int threads = 0;
+  train::TrainConfig config;
+};
+
+nlohmann::json to_json(const TrainParams& p, int threads) {
+  const auto& c = p.config;
+  return {{"data", p.data},
+          {"out", p.out},
+          {"valid", p.valid},
+          {"labels", p.labels},
+          {"valid_labels", p.valid_labels},
+          {"groups", p.groups},
+          {"per_class", p.per_class},
+          {"val_fraction", p.valid.empty() ? nlohmann::json(p.val_fraction) : nlohmann::json(nullptr)},
+          {"allow_missing", p.allow_missing},
+          {"resize", p.resize},
+          {"threads", threads},
+          {"model", c.model},
+          {"model_options", c.model_options},
+          {"lr", c.lr},
+          {"batch", c.batch},
+          {"epochs", c.epochs},
+          {"patience", c.early_stopping_patience},
+          {"lr_patience", c.lr_patience},
+          {"lr_factor", c.lr_factor},
+          {"seed", c.seed},
+          {"device", c.device}};
+}
+
+void run_train(TrainParams& p) {
+  train::validate(p.config);
+  if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
+  if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
+    throw InputError("--val-fraction " + std::to_string(p.val_fraction) + " must be between 0 and 1 (exclusive), or pass --valid DATA");
+  if (p.per_class < 0) throw InputError("--per-class must be positive");
+  if (fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
+    throw InputError("--out " + p.out + " exists; pass --overwrite to replace its results or choose another folder");
+  int threads = set_threads(p.threads);
+
+  data::SourceOptions source;
+  source.labels = p.labels;
+  source.allow_missing = p.allow_missing;
+  auto index = data::index_source(p.data, source);
+  auto labels = index.labels();
+  std::vector<std::size_t> rows;
+  if (p.per_class > 0) {
+    rows = data::sample_per_class(labels, static_cast<std::size_t>(p.per_class), p.config.seed);
+  } else {
+    rows.resize(labels.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i;
+  }
+
+  data::LoadOptions load;
+  load.threads = p.threads;
+  load.decode.resize = p.resize;
+  data::PatchStore train_store, valid_store;
+  if (!p.valid.empty()) {
+    data::SourceOptions vsource;
+    vsource.labels = p.valid_labels;
+    vsource.allow_missing = p.allow_missing;
+    auto vindex = data::index_source(p.valid, vsource);
+    std::unordered_set<std::string> train_ids;
+    for (std::size_t r : rows) train_ids.insert(index.entries[r].id);
+    std::size_t shared = 0;
+    for (const auto& e : vindex.entries) shared += train_ids.count(e.id);
+    if (shared) log::warn(std::to_string(shared) + " ids of --valid " + p.valid + " are also training patches; validation will flatter the model");
+    log::info("training on " + std::to_string(rows.size()) + " patches of " + index.describe() + ", validating on " +
+              std::to_string(vindex.entries.size()) + " of " + vindex.describe());
+    train_store = data::load_patches(index, rows, load);
+    valid_store = data::load_patches(vindex, load);
+  } else {
+    data::Split split;
+    if (!p.groups.empty()) {
+      auto groups_by_id = data::read_groups_csv(p.groups);
+      std::vector<std::string> groups(index.entries.size());
+      for (std::size_t r : rows) {
+        auto it = groups_by_id.find(index.entries[r].id);
+        if (it == groups_by_id.end())
+          throw InputError("--groups " + p.groups + ": id " + index.entries[r].id + " has no group; give every patch a group");
+        groups[r] = it->second;
+      }
+      split = data::split_by_group(rows, groups, p.val_fraction, p.config.seed);
+    } else {
+      split = data::split_stratified(rows, labels, p.val_fraction, p.config.seed);
+    }
+    log::info("training on " + std::to_string(split.train.size()) + " and validating on " + std::to_string(split.valid.size()) +
+              " patches of " + index.describe() + (p.groups.empty() ? " (stratified split)" : " (split by group)"));
+    std::vector<std::size_t> all = split.train;
+    all.insert(all.end(), split.valid.begin(), split.valid.end());
+    auto store = data::load_patches(index, all, load);  // one decode pass over both sides
+    auto take = [&](std::size_t from, std::size_t count) {
+      data::PatchStore s;
+      s.ids.assign(store.ids.begin() + from, store.ids.begin() + from + count);
+      s.labels.assign(store.labels.begin() + from, store.labels.begin() + from + count);
+      s.pixels.assign(store.pixels.begin() + from * data::kPatchBytes, store.pixels.begin() + (from + count) * data::kPatchBytes);
+      return s;
+    };
+    train_store = take(0, split.train.size());
+    valid_store = take(split.train.size(), split.valid.size());
+  }
+
+  prepare_output_dir(p.out, p.overwrite, "--out");
+  nlohmann::json config = to_json(p, threads);
+  config["train_patches"] = train_store.size();
+  config["valid_patches"] = valid_store.size();
+  config["source"] = index.describe();
+  write_file_atomic(fs::path(p.out) / "config.json", [&](std::ostream& f) { f << config.dump(2) << '\n'; });
+  nlohmann::json meta = {{"training", config}, {"data_source", index.describe()}, {"seed", p.config.seed}};
+  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta);
+  const auto& best = result.history[static_cast<std::size_t>(result.best_epoch - 1)];
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "best epoch %d: val_loss %.4f, val_accuracy %.4f, val_auc %.4f", best.epoch, best.val_loss,
+                best.val_accuracy, best.val_auc);
+  std::cout << buf << '\n' << "results in " << p.out << "/ (best.pt, last.pt, history.csv, config.json)\n";
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto p = std::make_shared<TrainParams>();
+  auto& c = p->config;
+  auto* cmd = app.add_subcommand("train", "train a network; writes best.pt, last.pt, history.csv and config.json to --out");
+  cmd->add_option("DATA", p->data, "training patches: Kaggle folder (+ train_labels.csv), class folders 0/ 1/, or .h5")->required();
+  cmd->add_option("-o,--out", p->out, "run folder to write")->required();
+  cmd->add_option("--valid", p->valid, "a separate validation set (any DATA form) instead of splitting DATA");
+  cmd->add_option("--val-fraction", p->val_fraction, "share of DATA held out for validation when --valid is not given")->capture_default_str();
+  cmd->add_option("--per-class", p->per_class, "draw a balanced random sample of N patches per class (the notebook: 40000)");
+  cmd->add_option("--groups", p->groups, "CSV id,group (e.g. slide): each group stays on one side of the split");
+  cmd->add_option("--labels", p->labels, "labels CSV for DATA (default: train_labels.csv in or beside it)");
+  cmd->add_option("--valid-labels", p->valid_labels, "labels CSV for --valid");
+  cmd->add_flag("--allow-missing", p->allow_missing, "train on the matched patches when files or labels are unmatched");
+  cmd->add_flag("--resize", p->resize, "resize images that are not 96x96 instead of refusing them");
+  cmd->add_option("--model", c.model, "network (see 'histoscan models')")->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "maximum epochs")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "batch size")->capture_default_str();
+  cmd->add_option("--lr", c.lr, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)")->capture_default_str();
+  cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement")->capture_default_str();
+  cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
+  cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
+  cmd->add_flag("--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
+  cmd->callback([p] { run_train(*p); });
+}
+
+}  // namespace histoscan::cli

@@ -1,0 +1,19 @@
+#pragma once
+// Each subcommand adds itself to the app: flags into one params struct, then one call into
+// the library. Nothing here does the work.
+#include <CLI/CLI.hpp>
+
+namespace histoscan::cli {
+
+void add_inspect(CLI::App& app);
+void add_pack(CLI::App& app);
+void add_synth(CLI::App& app);
+void add_models(CLI::App& app);
+void add_train(CLI::App& app);
+void add_evaluate(CLI::App& app);
+void add_predict(CLI::App& app);
+
+// Sets LibTorch's intra-op threads (0: all cores) and returns the count used.
+int set_threads(int threads);
+
+}  // namespace histoscan::cli

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages histoscan builds and tests with, when any is missing.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+packages=(
+  cmake make g++ pkg-config
+  libtorch-dev libopenblas0-openmp        # LibTorch 1.13 and a fast BLAS behind it
+  libopencv-dev libhdf5-dev               # TIFF/JPEG/PNG decoding, PCam HDF5
+  libcli11-dev nlohmann-json3-dev libfccp-dev
+  libgtest-dev
+  python3 python3-torch python3-h5py python3-sklearn   # interop test and metric fixtures
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "error: missing packages (${missing[*]}); run as root or install them" >&2; exit 1; }
+  sudo=sudo
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

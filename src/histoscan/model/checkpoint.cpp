@@ -1,0 +1,79 @@
+#include "histoscan/model/checkpoint.h"
+
+#include <torch/serialize.h>
+#include <torch/version.h>
+
+#include "histoscan/model/registry.h"
+#include "histoscan/util/atomic_file.h"
+#include "histoscan/util/error.h"
+
+namespace histoscan::model {
+
+namespace {
+constexpr const char* kMetaKey = "histoscan_metadata";
+}
+
+nlohmann::json version_info() {
+  return {{"histoscan", HISTOSCAN_VERSION}, {"libtorch", TORCH_VERSION}};
+}
+
+void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequential& net, const nlohmann::json& meta) {
+  torch::serialize::OutputArchive archive;
+  net->save(archive);
+  archive.write(kMetaKey, c10::IValue(meta.dump()));
+  AtomicPath out(path);
+  try {
+    archive.save_to(out.temp().string());
+  } catch (const c10::Error& e) {
+    throw InputError("cannot write checkpoint " + path.string() + " (disk full or folder not writable?)");
+  }
+  out.commit();
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  if (!std::filesystem::exists(path)) throw InputError("checkpoint " + name + " does not exist; give best.pt or last.pt of a training run");
+  if (std::filesystem::is_directory(path))
+    throw InputError("checkpoint " + name + " is a folder; give the file, e.g. " + (path / "best.pt").string());
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(name);
+  } catch (const c10::Error&) {
+    throw InputError("checkpoint " + name + " is damaged or not a checkpoint (cannot be read); use best.pt or last.pt written by 'histoscan train'");
+  }
+  c10::IValue meta_value;
+  if (!archive.try_read(kMetaKey, meta_value) || !meta_value.isString())
+    throw InputError("checkpoint " + name + " has no histoscan metadata; it was not written by 'histoscan train'");
+  Checkpoint ckpt;
+  try {
+    ckpt.meta = nlohmann::json::parse(meta_value.toStringRef());
+  } catch (const nlohmann::json::exception&) {
+    throw InputError("checkpoint " + name + ": its metadata is damaged");
+  }
+  if (!ckpt.meta.contains("model") || !ckpt.meta["model"].is_string())
+    throw InputError("checkpoint " + name + ": its metadata names no model");
+  ckpt.net = make_model(ckpt.meta["model"].get<std::string>(), ckpt.meta.value("model_options", nlohmann::json::object()));
+  // Module::load would silently resize tensors to what the file holds: check shapes ourselves.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  for (const auto& p : ckpt.net->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : ckpt.net->named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
+  try {
+    ckpt.net->load(archive);
+  } catch (const c10::Error& e) {
+    throw InputError("checkpoint " + name + " holds the weights of another network, not " + ckpt.meta["model"].get<std::string>() +
+                     "; use a checkpoint written for this model");
+  }
+  std::size_t k = 0;
+  auto check = [&](const std::string& key, const torch::Tensor& t) {
+    if (t.sizes().vec() != expected[k].second)
+      throw InputError("checkpoint " + name + ": tensor " + key + " has another shape than " +
+                       ckpt.meta["model"].get<std::string>() + " expects; it holds the weights of another network");
+    ++k;
+  };
+  for (const auto& p : ckpt.net->named_parameters()) check(p.key(), p.value());
+  for (const auto& b : ckpt.net->named_buffers()) check(b.key(), b.value());
+  if (!ckpt.meta.contains("threshold")) ckpt.meta["threshold"] = 0.5;
+  return ckpt;
+}
+
+}  // namespace histoscan::model

@@ -1,0 +1,30 @@
+#pragma once
+// One checkpoint file carries the weights and the metadata needed to use them: model name
+// and options, preprocessing, threshold, training flags, data source, seed, versions.
+// It opens in PyTorch with torch.jit.load; the metadata is the module's string attribute
+// `histoscan_metadata` (JSON).
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/modules/container/sequential.h>
+
+namespace histoscan::model {
+
+struct Checkpoint {
+  torch::nn::Sequential net;
+  nlohmann::json meta;  // always has "model" (name), "model_options", "threshold"
+};
+
+// Writes net and meta to `path` atomically (temporary file + rename).
+void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequential& net, const nlohmann::json& meta);
+
+// Reads a checkpoint written by save_checkpoint and rebuilds its network on the CPU. Throws
+// InputError naming the file when it is missing, damaged, not a histoscan checkpoint, or
+// holds weights that do not fit the network its metadata names.
+Checkpoint load_checkpoint(const std::filesystem::path& path);
+
+// Versions recorded in metadata: histoscan and LibTorch.
+nlohmann::json version_info();
+
+}  // namespace histoscan::model

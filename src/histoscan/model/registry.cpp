@@ -1,0 +1,67 @@
+#include "histoscan/model/registry.h"
+
+#include <map>
+#include <mutex>
+
+#include "histoscan/model/seed_cnn.h"
+#include "histoscan/util/error.h"
+
+namespace histoscan::model {
+
+namespace {
+
+std::map<std::string, ModelInfo>& registry() {
+  static std::map<std::string, ModelInfo> models = [] {
+    std::map<std::string, ModelInfo> m;
+    m["seed-cnn"] = {"seed-cnn",
+                     "the notebook's 13-layer CNN (786,977 parameters): 4 x (3 x [conv3x3-ReLU-BN], dropout 0.3, "
+                     "maxpool 3), conv 256, dense 1",
+                     [](const nlohmann::json& options) { return seed_cnn(options.value("dropout", 0.3)); }};
+    return m;
+  }();
+  return models;
+}
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace
+
+void register_model(ModelInfo info) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto name = info.name;
+  if (!registry().emplace(name, std::move(info)).second) throw std::logic_error("model " + name + " is registered twice");
+}
+
+torch::nn::Sequential make_model(const std::string& name, const nlohmann::json& options) {
+  Factory factory;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    auto it = registry().find(name);
+    if (it == registry().end()) {
+      std::string known;
+      for (const auto& [n, info] : registry()) known += (known.empty() ? "" : ", ") + n;
+      throw InputError("unknown model '" + name + "'; known models: " + known);
+    }
+    factory = it->second.factory;
+  }
+  return factory(options.is_null() ? nlohmann::json::object() : options);
+}
+
+std::vector<ModelInfo> list_models() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<ModelInfo> out;
+  for (const auto& [name, info] : registry()) out.push_back(info);
+  return out;
+}
+
+long long count_parameters(const torch::nn::Module& net) {
+  long long n = 0;
+  for (const auto& p : net.parameters())
+    if (p.requires_grad()) n += p.numel();
+  return n;
+}
+
+}  // namespace histoscan::model

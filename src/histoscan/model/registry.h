@@ -1,0 +1,33 @@
+#pragma once
+// Networks by name: a new network registers a factory here and needs no change in the CLI.
+// Every network is an nn::Sequential so its parameters are named as in PyTorch's
+// nn.Sequential and a checkpoint maps one to one onto the PyTorch definition.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/modules/container/sequential.h>
+
+namespace histoscan::model {
+
+using Factory = std::function<torch::nn::Sequential(const nlohmann::json& options)>;
+
+struct ModelInfo {
+  std::string name, description;
+  Factory factory;
+};
+
+// Adds a network; throws std::logic_error when the name is taken.
+void register_model(ModelInfo info);
+
+// Builds network `name` with `options` (an object; {} for defaults). Throws InputError
+// listing the known names when `name` is unknown.
+torch::nn::Sequential make_model(const std::string& name, const nlohmann::json& options = nlohmann::json::object());
+
+std::vector<ModelInfo> list_models();
+
+// Trainable parameters of `net`.
+long long count_parameters(const torch::nn::Module& net);
+
+}  // namespace histoscan::model

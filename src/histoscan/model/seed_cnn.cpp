@@ -1,0 +1,29 @@
+#include "histoscan/model/seed_cnn.h"
+
+#include <torch/nn.h>
+
+namespace histoscan::model {
+
+torch::nn::Sequential seed_cnn(double dropout) {
+  namespace nn = torch::nn;
+  nn::Sequential net;
+  int64_t in = 3;
+  for (int64_t f : {16, 32, 64, 128}) {
+    for (int i = 0; i < 3; ++i) {
+      net->push_back(nn::Conv2d(nn::Conv2dOptions(in, f, 3).padding(1)));
+      net->push_back(nn::ReLU());
+      net->push_back(nn::BatchNorm2d(f));
+      in = f;
+    }
+    net->push_back(nn::Dropout(dropout));
+    net->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(3)));
+  }
+  net->push_back(nn::Conv2d(nn::Conv2dOptions(128, 256, 3).padding(1)));
+  net->push_back(nn::ReLU());
+  net->push_back(nn::BatchNorm2d(256));
+  net->push_back(nn::Flatten());
+  net->push_back(nn::Linear(256, 1));
+  return net;
+}
+
+}  // namespace histoscan::model

@@ -1,0 +1,50 @@
+#pragma once
+// Batched inference: from a store in memory, or streamed from a folder with decoding of
+// the next batch overlapping the model's work on the current one.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include "histoscan/data/source.h"
+#include "histoscan/data/store.h"
+
+namespace histoscan::predict {
+
+namespace fs = std::filesystem;
+
+// "auto" -> CUDA when this LibTorch has a GPU, else CPU; "cpu"; "cuda" (InputError when absent).
+c10::Device resolve_device(const std::string& name);
+
+// Logits of n patches (27,648 RGB bytes each, contiguous at pixels), in eval mode without
+// autograd, `batch` at a time. The network must already be on `device`.
+std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
+                                  c10::Device device);
+
+// 1 / (1 + exp(-logit)) of each.
+std::vector<double> sigmoid(const std::vector<float>& logits);
+
+struct StreamOptions {
+  int batch = 256;
+  int threads = 0;  // decode threads; 0: all cores
+  data::DecodeOptions decode;
+  bool skip_bad = false;
+  bool progress = true;
+};
+
+struct StreamResult {
+  std::size_t images = 0;
+  double seconds = 0;
+  std::vector<data::SkippedFile> skipped;
+};
+
+// Scores every entry of `index` in id order, `options.batch` at a time (memory stays flat
+// however many files), and writes `id,label` rows (label = tumour probability) to out_csv
+// atomically: Kaggle's submission format.
+StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& index, const fs::path& out_csv,
+                            c10::Device device, const StreamOptions& options);
+
+}  // namespace histoscan::predict

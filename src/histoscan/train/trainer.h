@@ -1,0 +1,56 @@
+#pragma once
+// The epoch loop: Adam, binary cross-entropy on logits, per-image standardization and
+// random flips, early stopping and reduce-LR-on-plateau on val_loss, checkpoints and history.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "histoscan/data/store.h"
+
+namespace histoscan::train {
+
+namespace fs = std::filesystem;
+
+struct TrainConfig {
+  std::string model = "seed-cnn";
+  nlohmann::json model_options = nlohmann::json::object();
+  double lr = 1e-3;
+  int batch = 128;
+  int epochs = 20;
+  int early_stopping_patience = 7;  // epochs without a lower val_loss before stopping; 0: never stop
+  int lr_patience = 3;              // epochs without improvement before lr *= lr_factor
+  double lr_factor = 0.1;
+  double min_delta = 1e-4;          // improvement the plateau schedule requires (Keras' min_delta)
+  std::uint64_t seed = 13;
+  std::string device = "auto";
+  bool progress = true;
+};
+
+// Throws InputError naming the flag when a value is out of range.
+void validate(const TrainConfig& config);
+
+struct EpochRecord {
+  int epoch = 0;
+  double loss = 0, accuracy = 0, val_loss = 0, val_accuracy = 0, val_auc = 0, lr = 0, seconds = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> history;
+  int best_epoch = 0;
+  bool stopped_early = false;
+};
+
+// Trains on `train`, validating on `valid` after each epoch, and writes to run_dir:
+// last.pt (every epoch), best.pt (lowest val_loss), history.csv (every epoch), each
+// atomically. The final weights (and best.pt) are those of the best epoch. `meta` is
+// stored in every checkpoint, with model, options, preprocessing, threshold, epoch added.
+TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
+                        const fs::path& run_dir, nlohmann::json meta);
+
+// One line per epoch as Keras prints it: "loss: 0.4302 - accuracy: 0.8028 - val_loss: ...".
+std::string format_epoch(const EpochRecord& r);
+
+}  // namespace histoscan::train

@@ -1,0 +1,14 @@
+#pragma once
+// Errors a user can fix: bad input files, bad flags, outputs that already exist.
+// The command line prints what() as one line and exits with status 2; anything else
+// that escapes is a bug or an environment failure and exits with status 1.
+#include <stdexcept>
+#include <string>
+
+namespace histoscan {
+
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace histoscan

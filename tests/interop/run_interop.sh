@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Trains seed-cnn for one epoch on the PCam HDF5 sample, evaluates it, and checks that
+# PyTorch (the peer's seed_cnn) gives the same probabilities from the checkpoint.
+# usage: run_interop.sh HISTOSCAN SHARED_DATA SOURCE_DIR
+set -euo pipefail
+bin=$1 data=$2 src=$3
+x=$data/pcam-h5/camelyonpatch_level_2_split_valid_x.h5
+peer=$data/../peers/torch_seed_recipe.py
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" train "$x" --epochs 1 --out "$work/run" --no-progress
+"$bin" evaluate "$work/run/best.pt" "$x" --out "$work/eval" >/dev/null
+/usr/bin/python3 "$src/tests/interop/check_pytorch_interop.py" "$work/run/best.pt" "$work/eval/predictions.csv" "$x" "$peer"

@@ -1,0 +1,159 @@
+// The command line end to end on small synthetic data, and its answers to bad input.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "test_util.h"
+
+using namespace histoscan::test;
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The history without its last column (seconds), which differs between runs.
+std::string history_without_time(const fs::path& csv) {
+  std::string out;
+  for (auto& line : lines_of(read_text(csv))) out += line.substr(0, line.rfind(',')) + "\n";
+  return out;
+}
+
+void expect_user_error(const RunResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("histoscan: error: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(fragment), std::string::npos) << r.output;
+}
+
+// One small synthetic dataset and one trained run shared by the tests of this file.
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    auto r = histoscan("synth " + quote(*dir_ / "data") + " --train 160 --test 24 --seed 11");
+    ASSERT_EQ(r.code, 0) << r.output;
+    r = histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run") +
+                  " --epochs 2 --batch 32 --threads 2 --seed 5 --no-progress");
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static TempDir* dir_;
+};
+TempDir* Cli::dir_ = nullptr;
+
+}  // namespace
+
+TEST_F(Cli, SynthWritesKaggleLayoutThatInspectReads) {
+  auto r = histoscan("inspect --json " + quote(*dir_ / "data"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(j["kind"], "kaggle");
+  EXPECT_EQ(j["images"], 160);
+  EXPECT_EQ(j["classes"]["0"].get<int>() + j["classes"]["1"].get<int>(), 160);
+  EXPECT_GT(j["classes"]["1"].get<int>(), 30);
+  EXPECT_EQ(j["formats"]["96x96x3 8-bit"], 160);
+  EXPECT_TRUE(j["unreadable"].empty());
+  auto text = histoscan("inspect " + quote(*dir_ / "data"));
+  EXPECT_NE(text.output.find("1 tumour |#"), std::string::npos) << text.output;
+}
+
+TEST_F(Cli, TrainWritesCheckpointsHistoryAndConfig) {
+  fs::path run = *dir_ / "run";
+  for (const char* f : {"best.pt", "last.pt", "history.csv", "config.json"}) EXPECT_TRUE(fs::exists(run / f)) << f;
+  auto history = lines_of(read_text(run / "history.csv"));
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[0], "epoch,loss,accuracy,val_loss,val_accuracy,val_auc,lr,seconds");
+  auto config = nlohmann::json::parse(read_text(run / "config.json"));
+  EXPECT_EQ(config["lr"], 0.001);
+  EXPECT_EQ(config["batch"], 32);
+  EXPECT_EQ(config["train_patches"].get<int>() + config["valid_patches"].get<int>(), 160);
+  EXPECT_NEAR(config["valid_patches"].get<int>(), 40, 1);  // a quarter of each class, rounded
+}
+
+TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
+  fs::path out = *dir_ / "eval";
+  auto r = histoscan("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("weighted avg"), std::string::npos);
+  EXPECT_NE(r.output.find("ROC AUC"), std::string::npos);
+  auto m = nlohmann::json::parse(read_text(out / "metrics.json"));
+  for (const char* key : {"auc", "accuracy", "threshold", "confusion_matrix", "classes"}) EXPECT_TRUE(m.contains(key)) << key;
+  auto cm = m["confusion_matrix"];
+  EXPECT_EQ(cm[0][0].get<int>() + cm[0][1].get<int>() + cm[1][0].get<int>() + cm[1][1].get<int>(), 160);
+  auto rows = lines_of(read_text(out / "predictions.csv"));
+  EXPECT_EQ(rows.size(), 161u);
+  EXPECT_EQ(rows[0], "id,label,probability");
+}
+
+TEST_F(Cli, PredictWritesOneSortedRowPerImage) {
+  fs::path out = *dir_ / "submission.csv";
+  auto r = histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto rows = lines_of(read_text(out));
+  ASSERT_EQ(rows.size(), 25u);
+  EXPECT_EQ(rows[0], "id,label");
+  EXPECT_TRUE(std::is_sorted(rows.begin() + 1, rows.end()));
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].find(','), 40u) << rows[i];
+    double p = std::stod(rows[i].substr(41));
+    EXPECT_GE(p, 0.0);
+    EXPECT_LE(p, 1.0);
+  }
+  // An existing output is refused and left as it was.
+  std::string before = read_text(out);
+  auto again = histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
+  expect_user_error(again, "exists; pass --overwrite");
+  EXPECT_EQ(read_text(out), before);
+}
+
+TEST_F(Cli, SameSeedGivesTheSameHistory) {
+  std::string args = " --per-class 24 --epochs 2 --batch 16 --threads 1 --seed 9 --no-progress";
+  auto a = histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "seed_a") + args);
+  auto b = histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "seed_b") + args);
+  ASSERT_EQ(a.code, 0) << a.output;
+  ASSERT_EQ(b.code, 0) << b.output;
+  EXPECT_EQ(history_without_time(*dir_ / "seed_a/history.csv"), history_without_time(*dir_ / "seed_b/history.csv"));
+}
+
+TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
+  std::string train = "train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "bad_run");
+  expect_user_error(histoscan(train + " --batch 0"), "--batch 0 must be at least 1");
+  expect_user_error(histoscan(train + " --lr -0.1"), "--lr");
+  expect_user_error(histoscan(train + " --val-fraction 1"), "--val-fraction");
+  expect_user_error(histoscan(train + " --per-class 5000"), "--per-class 5000 is more than");
+  expect_user_error(histoscan(train + " --model nope"), "unknown model 'nope'");
+  EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";
+  expect_user_error(histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run")), "exists; pass --overwrite");
+}
+
+TEST_F(Cli, BadInputFilesGetOneLineNamingThem) {
+  TempDir bad;
+  fs::create_directories(bad / "empty");
+  expect_user_error(histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "empty") + " --out " + quote(bad / "s.csv")),
+                    "no images found");
+  write_text(bad / "broken.pt", "not a checkpoint");
+  expect_user_error(histoscan("predict " + quote(bad / "broken.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(bad / "s.csv")),
+                    "broken.pt is damaged");
+  fs::create_directories(bad / "imgs");
+  fs::copy(*dir_ / "data/test", bad / "imgs", fs::copy_options::recursive);
+  write_text(bad / "imgs/zzcorrupt.tif", "II*\0garbage");
+  auto r = histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
+  expect_user_error(r, "zzcorrupt.tif");
+  EXPECT_FALSE(fs::exists(bad / "s.csv")) << "no half-written submission";
+  auto skip = histoscan("predict --skip-bad " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
+  ASSERT_EQ(skip.code, 0) << skip.output;
+  EXPECT_EQ(lines_of(read_text(bad / "s.csv")).size(), 25u);
+  EXPECT_NE(read_text(bad / "s.csv.skipped.csv").find("zzcorrupt"), std::string::npos);
+  write_text(bad / "labels/train_labels.csv", "id,name\n");
+  expect_user_error(histoscan("inspect " + quote(*dir_ / "data/train") + " --labels " + quote(bad / "labels/train_labels.csv")),
+                    "no 'label' column");
+}

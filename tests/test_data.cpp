@@ -1,0 +1,294 @@
+// Reading patches and labels: the formats users bring, and the bad input they bring too.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "histoscan/data/hdf5_io.h"
+#include "histoscan/data/image_io.h"
+#include "histoscan/data/labels_csv.h"
+#include "histoscan/data/sampling.h"
+#include "histoscan/data/source.h"
+#include "histoscan/data/store.h"
+#include "histoscan/data/synth.h"
+#include "histoscan/util/error.h"
+#include "test_util.h"
+
+using namespace histoscan;
+using namespace histoscan::data;
+using histoscan::test::TempDir;
+using histoscan::test::write_text;
+
+namespace {
+
+std::vector<std::uint8_t> patch(bool tumour, std::uint64_t seed) {
+  std::vector<std::uint8_t> p(kPatchBytes);
+  synth_patch(tumour, seed, p.data());
+  return p;
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(LabelsCsv, ReadsBomCrlfQuotesAndExtraColumns) {
+  TempDir dir;
+  write_text(dir / "l.csv", "\xEF\xBB\xBFslide,\"id\",label,note\r\ns1,\"abc\",1,\"x, y\"\r\ns2,def,0,z\r\n");
+  auto labels = read_labels_csv(dir / "l.csv");
+  ASSERT_EQ(labels.size(), 2u);
+  EXPECT_EQ(labels.at("abc"), 1);
+  EXPECT_EQ(labels.at("def"), 0);
+}
+
+TEST(LabelsCsv, HeaderOnlyIsEmpty) {
+  TempDir dir;
+  write_text(dir / "l.csv", "id,label\n");
+  EXPECT_TRUE(read_labels_csv(dir / "l.csv").empty());
+}
+
+TEST(LabelsCsv, RefusesMissingColumnBadLabelAndConflictingDuplicates) {
+  TempDir dir;
+  write_text(dir / "a.csv", "name,label\nabc,1\n");
+  EXPECT_NE(error_of([&] { read_labels_csv(dir / "a.csv"); }).find("no 'id' column"), std::string::npos);
+  write_text(dir / "b.csv", "id,label\nabc,1\ndef,2\n");
+  std::string bad = error_of([&] { read_labels_csv(dir / "b.csv"); });
+  EXPECT_NE(bad.find("line 3"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("'2'"), std::string::npos) << bad;
+  write_text(dir / "c.csv", "id,label\nabc,yes\n");
+  EXPECT_NE(error_of([&] { read_labels_csv(dir / "c.csv"); }).find("not 0 or 1"), std::string::npos);
+  write_text(dir / "d.csv", "id,label\nabc,1\nabc,0\n");
+  EXPECT_NE(error_of([&] { read_labels_csv(dir / "d.csv"); }).find("different label"), std::string::npos);
+  write_text(dir / "e.csv", "id,label\nabc,1\nabc,1\n");
+  EXPECT_EQ(read_labels_csv(dir / "e.csv").size(), 1u);
+}
+
+TEST(ImageIo, TiffRoundTripIsExact) {
+  TempDir dir;
+  auto p = patch(true, 1);
+  write_patch(dir / "a.tif", p.data());
+  std::vector<std::uint8_t> back(kPatchBytes);
+  decode_patch(dir / "a.tif", back.data());
+  EXPECT_EQ(p, back);
+}
+
+TEST(ImageIo, ConvertsGrayscaleAndRgba) {
+  TempDir dir;
+  cv::Mat gray(96, 96, CV_8UC1, cv::Scalar(77));
+  cv::imwrite((dir / "g.png").string(), gray);
+  cv::Mat bgra(96, 96, CV_8UC4, cv::Scalar(10, 20, 30, 255));  // B, G, R, A
+  cv::imwrite((dir / "a.png").string(), bgra);
+  std::vector<std::uint8_t> out(kPatchBytes);
+  decode_patch(dir / "g.png", out.data());
+  EXPECT_EQ(out[0], 77);
+  EXPECT_EQ(out[2], 77);
+  decode_patch(dir / "a.png", out.data());
+  EXPECT_EQ(out[0], 30);  // R first
+  EXPECT_EQ(out[2], 10);
+}
+
+TEST(ImageIo, RefusesBadFilesWithTheirName) {
+  TempDir dir;
+  std::vector<std::uint8_t> out(kPatchBytes);
+  write_text(dir / "empty.tif", "");
+  EXPECT_NE(error_of([&] { decode_patch(dir / "empty.tif", out.data()); }).find("empty.tif: the file is empty"), std::string::npos);
+  write_text(dir / "text.tif", "this is not an image");
+  EXPECT_NE(error_of([&] { decode_patch(dir / "text.tif", out.data()); }).find("not a readable image"), std::string::npos);
+  auto p = patch(false, 2);
+  write_patch(dir / "full.tif", p.data());
+  std::string bytes = test::read_text(dir / "full.tif");
+  write_text(dir / "cut.tif", bytes.substr(0, bytes.size() / 3));
+  EXPECT_NE(error_of([&] { decode_patch(dir / "cut.tif", out.data()); }).find("cut.tif"), std::string::npos);
+  cv::Mat big(50, 64, CV_8UC3, cv::Scalar(1, 2, 3));
+  cv::imwrite((dir / "small.png").string(), big);
+  EXPECT_NE(error_of([&] { decode_patch(dir / "small.png", out.data()); }).find("64x50, expected 96x96; pass --resize"), std::string::npos);
+  DecodeOptions resize;
+  resize.resize = true;
+  EXPECT_NO_THROW(decode_patch(dir / "small.png", out.data(), resize));
+  cv::Mat deep(96, 96, CV_16UC3, cv::Scalar(1000, 2000, 3000));
+  cv::imwrite((dir / "deep.png").string(), deep);
+  EXPECT_NE(error_of([&] { decode_patch(dir / "deep.png", out.data()); }).find("16-bit"), std::string::npos);
+  fs::create_directories(dir / "folder.tif");
+  EXPECT_NE(error_of([&] { decode_patch(dir / "folder.tif", out.data()); }).find("is a folder"), std::string::npos);
+}
+
+TEST(Source, ClassFoldersAndKaggleLayout) {
+  TempDir dir;
+  auto p = patch(false, 3);
+  write_patch(dir / "cf/0/a.png", (fs::create_directories(dir / "cf/0"), p.data()));
+  fs::create_directories(dir / "cf/1");
+  write_patch(dir / "cf/1/b.jpg", p.data());
+  auto cf = index_source(dir / "cf");
+  EXPECT_EQ(cf.kind, SourceKind::class_folders);
+  ASSERT_EQ(cf.entries.size(), 2u);
+  EXPECT_EQ(cf.entries[0].id, "a");
+  EXPECT_EQ(cf.entries[0].label, 0);
+  EXPECT_EQ(cf.entries[1].label, 1);
+
+  fs::create_directories(dir / "kg/train");
+  write_patch(dir / "kg/train/x1.tif", p.data());
+  write_patch(dir / "kg/train/x2.tif", p.data());
+  write_text(dir / "kg/train_labels.csv", "id,label\nx1,1\nx2,0\n");
+  for (fs::path data : {dir / "kg", dir / "kg/train"}) {
+    auto kg = index_source(data);
+    EXPECT_EQ(kg.kind, SourceKind::kaggle);
+    EXPECT_EQ(kg.count(1), 1u);
+    EXPECT_EQ(kg.count(0), 1u);
+  }
+}
+
+TEST(Source, UnmatchedFilesAndLabelsAreErrorsUnlessAllowed) {
+  TempDir dir;
+  auto p = patch(false, 4);
+  fs::create_directories(dir / "kg");
+  write_patch(dir / "kg/x1.tif", p.data());
+  write_patch(dir / "kg/x2.tif", p.data());
+  write_text(dir / "kg/train_labels.csv", "id,label\nx1,1\nx3,0\n");
+  std::string e = error_of([&] { index_source(dir / "kg"); });
+  EXPECT_NE(e.find("1 files without labels and 1 labels without files"), std::string::npos) << e;
+  SourceOptions allow;
+  allow.allow_missing = true;
+  auto idx = index_source(dir / "kg", allow);
+  ASSERT_EQ(idx.entries.size(), 1u);
+  EXPECT_EQ(idx.entries[0].id, "x1");
+  SourceOptions unlabeled;
+  unlabeled.require_labels = false;
+  EXPECT_EQ(index_source(dir / "kg", unlabeled).entries.size(), 2u);
+}
+
+TEST(Source, RefusesEmptyFolderDuplicateIdsAndUnlabelledTraining) {
+  TempDir dir;
+  fs::create_directories(dir / "empty");
+  EXPECT_NE(error_of([&] { index_source(dir / "empty"); }).find("no images found"), std::string::npos);
+  auto p = patch(false, 5);
+  fs::create_directories(dir / "dup/0");
+  fs::create_directories(dir / "dup/1");
+  write_patch(dir / "dup/0/a.png", p.data());
+  write_patch(dir / "dup/1/a.tif", p.data());
+  EXPECT_NE(error_of([&] { index_source(dir / "dup"); }).find("duplicate id a"), std::string::npos);
+  fs::create_directories(dir / "flat");
+  write_patch(dir / "flat/a.tif", p.data());
+  EXPECT_NE(error_of([&] { index_source(dir / "flat"); }).find("no labels found"), std::string::npos);
+  EXPECT_NE(error_of([&] { index_source(dir / "missing"); }).find("does not exist"), std::string::npos);
+}
+
+TEST(Sampling, PerClassIsBalancedSeededAndBounded) {
+  std::vector<int> labels;
+  for (int i = 0; i < 100; ++i) labels.push_back(i % 3 == 0);
+  auto a = sample_per_class(labels, 20, 1), b = sample_per_class(labels, 20, 1), c = sample_per_class(labels, 20, 2);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(a.size(), 40u);
+  EXPECT_EQ(std::count_if(a.begin(), a.end(), [&](std::size_t r) { return labels[r] == 1; }), 20);
+  EXPECT_EQ(std::set<std::size_t>(a.begin(), a.end()).size(), 40u);
+  EXPECT_NE(error_of([&] { sample_per_class(labels, 40, 1); }).find("--per-class 40 is more than the 34"), std::string::npos);
+}
+
+TEST(Sampling, SplitNeverPutsAnIdOnBothSides) {
+  std::vector<int> labels;
+  std::vector<std::size_t> rows;
+  for (std::size_t i = 0; i < 1000; ++i) {
+    labels.push_back(i % 4 == 0);
+    rows.push_back(i);
+  }
+  auto s = split_stratified(rows, labels, 0.25, 42);
+  std::set<std::size_t> train(s.train.begin(), s.train.end()), valid(s.valid.begin(), s.valid.end());
+  EXPECT_EQ(train.size() + valid.size(), 1000u);
+  for (std::size_t r : valid) EXPECT_EQ(train.count(r), 0u);
+  EXPECT_EQ(valid.size(), 250u);
+  EXPECT_EQ(std::count_if(s.valid.begin(), s.valid.end(), [&](std::size_t r) { return labels[r] == 1; }), 63);  // round(0.25*250)
+  EXPECT_NE(error_of([&] { split_stratified(rows, labels, 1.0, 1); }).find("--val-fraction"), std::string::npos);
+}
+
+TEST(Sampling, GroupSplitKeepsEachGroupOnOneSide) {
+  std::vector<std::size_t> rows;
+  std::vector<std::string> groups;
+  for (std::size_t i = 0; i < 600; ++i) {
+    rows.push_back(i);
+    groups.push_back("slide" + std::to_string(i % 12));
+  }
+  auto s = split_by_group(rows, groups, 0.25, 3);
+  std::set<std::string> train_groups, valid_groups;
+  for (auto r : s.train) train_groups.insert(groups[r]);
+  for (auto r : s.valid) valid_groups.insert(groups[r]);
+  for (const auto& g : valid_groups) EXPECT_EQ(train_groups.count(g), 0u) << g;
+  EXPECT_GE(s.valid.size(), 150u);
+  EXPECT_EQ(s.train.size() + s.valid.size(), 600u);
+}
+
+TEST(Store, PackRoundTripsThroughHdf5) {
+  TempDir dir;
+  fs::create_directories(dir / "cf/0");
+  fs::create_directories(dir / "cf/1");
+  for (int i = 0; i < 5; ++i) {
+    auto p = patch(i % 2, 10 + i);
+    write_patch(dir / ("cf/" + std::to_string(i % 2) + "/p" + std::to_string(i) + ".png"), p.data());
+  }
+  auto index = index_source(dir / "cf");
+  auto store = load_patches(index);
+  write_packed(store, dir / "store.h5");
+  auto packed = index_source(dir / "store.h5");
+  EXPECT_EQ(packed.kind, SourceKind::packed);
+  auto back = load_patches(packed);
+  EXPECT_EQ(back.ids, store.ids);
+  EXPECT_EQ(back.labels, store.labels);
+  EXPECT_EQ(back.pixels, store.pixels);
+  // A selection in any order reads the right rows.
+  auto some = load_patches(packed, {3, 0}, {});
+  EXPECT_EQ(some.ids, (std::vector<std::string>{store.ids[3], store.ids[0]}));
+  EXPECT_TRUE(std::equal(some.pixels.begin(), some.pixels.begin() + kPatchBytes, store.image(3)));
+}
+
+TEST(Store, SkipBadRecordsUnreadableFiles) {
+  TempDir dir;
+  fs::create_directories(dir / "cf/0");
+  auto p = patch(false, 1);
+  write_patch(dir / "cf/0/good.png", p.data());
+  write_text(dir / "cf/0/bad.png", "garbage");
+  auto index = index_source(dir / "cf");
+  EXPECT_THROW(load_patches(index), InputError);
+  LoadOptions skip;
+  skip.skip_bad = true;
+  std::vector<SkippedFile> skipped;
+  auto store = load_patches(index, skip, &skipped);
+  ASSERT_EQ(store.size(), 1u);
+  EXPECT_EQ(store.ids[0], "good");
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].id, "bad");
+}
+
+TEST(Hdf5, RealPcamPairAndMismatchedLengths) {
+  fs::path x = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
+  if (x.empty()) GTEST_SKIP() << "shared data not present";
+  auto index = index_source(x);
+  EXPECT_EQ(index.kind, SourceKind::pcam_h5);
+  EXPECT_EQ(index.entries.size(), 256u);
+  EXPECT_EQ(index.count(1), 128u);
+  auto store = load_patches(index, std::vector<std::size_t>{0}, {});
+  EXPECT_EQ(store.ids[0], "0");
+}
+
+TEST(Hdf5, RefusesPairsOfDifferentLengthsAndWrongShapes) {
+  TempDir dir;
+  std::vector<std::uint8_t> px(3 * kPatchBytes, 1);
+  h5_write_packed(dir / "m_x.h5", 3, px.data(), {}, {});
+  h5_write_packed(dir / "m_y.h5", 2, nullptr, {0, 1}, {});
+  std::string e = error_of([&] { index_source(dir / "m_x.h5"); });
+  EXPECT_NE(e.find("'y' holds 2 labels but"), std::string::npos) << e;
+  EXPECT_NE(e.find("holds 3 images"), std::string::npos) << e;
+  h5_write_packed(dir / "n_x.h5", 3, px.data(), {}, {});
+  std::string missing = error_of([&] { index_source(dir / "n_x.h5"); });
+  EXPECT_NE(missing.find("n_y.h5 is missing"), std::string::npos) << missing;
+  write_text(dir / "fake_x.h5", "not hdf5");
+  EXPECT_NE(error_of([&] { index_source(dir / "fake_x.h5"); }).find("not an HDF5 file"), std::string::npos);
+}

@@ -1,0 +1,120 @@
+// The network, its checkpoints and the tensor transforms.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "histoscan/data/synth.h"
+#include "histoscan/model/checkpoint.h"
+#include "histoscan/model/registry.h"
+#include "histoscan/predict/predictor.h"
+#include "histoscan/train/transforms.h"
+#include "histoscan/util/error.h"
+#include "test_util.h"
+
+using namespace histoscan;
+using histoscan::test::TempDir;
+
+TEST(SeedCnn, HasTheNotebooksParameterCountAndShape) {
+  auto net = model::make_model("seed-cnn");
+  EXPECT_EQ(model::count_parameters(*net), 786977);
+  net->eval();
+  auto out = net->forward(torch::randn({2, 3, 96, 96}));
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, 1}));
+}
+
+TEST(SeedCnn, NamesFollowPytorchSequential) {
+  auto net = model::make_model("seed-cnn");
+  std::vector<std::string> names;
+  for (const auto& p : net->named_parameters()) names.push_back(p.key());
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(names.front(), "0.weight");
+  EXPECT_EQ(names.back(), "48.bias");  // Linear(256, 1) is child 48, as in torch_seed_recipe.seed_cnn()
+  auto buffers = net->named_buffers();
+  EXPECT_TRUE(buffers.contains("2.running_mean"));
+  EXPECT_TRUE(buffers.contains("46.running_var"));
+}
+
+TEST(Registry, UnknownModelListsTheKnownOnes) {
+  try {
+    model::make_model("resnet-9000");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("seed-cnn"), std::string::npos);
+  }
+}
+
+TEST(Checkpoint, RoundTripGivesTheSameOutputsAndMetadata) {
+  TempDir dir;
+  torch::manual_seed(1);
+  auto net = model::make_model("seed-cnn");
+  // Non-trivial BatchNorm statistics so buffers matter.
+  net->train();
+  net->forward(torch::randn({8, 3, 96, 96}) * 3 + 1);
+  net->eval();
+  nlohmann::json meta = {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.37}};
+  model::save_checkpoint(dir / "a.pt", net, meta);
+  auto back = model::load_checkpoint(dir / "a.pt");
+  EXPECT_EQ(back.meta["threshold"], 0.37);
+  back.net->eval();
+  auto x = torch::randn({4, 3, 96, 96});
+  EXPECT_TRUE(torch::allclose(net->forward(x), back.net->forward(x), 0, 0));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1) << "no temporary file left";
+}
+
+TEST(Checkpoint, RefusesDamagedForeignAndMissingFiles) {
+  TempDir dir;
+  auto net = model::make_model("seed-cnn");
+  model::save_checkpoint(dir / "good.pt", net, {{"model", "seed-cnn"}});
+  std::string bytes = test::read_text(dir / "good.pt");
+  test::write_text(dir / "cut.pt", bytes.substr(0, bytes.size() / 2));
+  EXPECT_THROW(model::load_checkpoint(dir / "cut.pt"), InputError);
+  test::write_text(dir / "text.pt", "hello");
+  EXPECT_THROW(model::load_checkpoint(dir / "text.pt"), InputError);
+  EXPECT_THROW(model::load_checkpoint(dir / "none.pt"), InputError);
+  // Weights of another network under seed-cnn's name.
+  torch::nn::Sequential other(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 5)), torch::nn::ReLU());
+  model::save_checkpoint(dir / "other.pt", other, {{"model", "seed-cnn"}});
+  try {
+    model::load_checkpoint(dir / "other.pt");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("another network"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Transforms, StandardizeIsPerImageAndLeavesFlatImagesAlone) {
+  auto x = torch::rand({3, 3, 96, 96});
+  x[1].fill_(0.5);
+  auto s = train::standardize(x);
+  EXPECT_NEAR(s[0].mean().item<double>(), 0.0, 1e-5);
+  EXPECT_NEAR(s[0].std(/*unbiased=*/false).item<double>(), 1.0, 1e-4);
+  EXPECT_TRUE(torch::equal(s[1], x[1]));
+  auto manual = (x[2] - x[2].mean()) / x[2].std(false);
+  EXPECT_TRUE(torch::allclose(s[2], manual, 1e-5, 1e-5));
+}
+
+TEST(Transforms, FlipsAreSeededAndOnlyFlip) {
+  auto x = torch::rand({16, 3, 96, 96});
+  std::mt19937_64 a(5), b(5);
+  auto fa = train::random_flips(x, a), fb = train::random_flips(x, b);
+  EXPECT_TRUE(torch::equal(fa, fb));
+  int changed = 0;
+  for (int i = 0; i < 16; ++i) {
+    auto img = fa[i];
+    bool ok = torch::equal(img, x[i]) || torch::equal(img, x[i].flip({2})) || torch::equal(img, x[i].flip({1})) ||
+              torch::equal(img, x[i].flip({1, 2}));
+    EXPECT_TRUE(ok) << i;
+    changed += !torch::equal(img, x[i]);
+  }
+  EXPECT_GT(changed, 0);
+}
+
+TEST(Predict, LogitsDoNotDependOnBatchSize) {
+  torch::manual_seed(2);
+  auto net = model::make_model("seed-cnn");
+  std::vector<std::uint8_t> pixels(5 * data::kPatchBytes);
+  for (int i = 0; i < 5; ++i) data::synth_patch(i % 2, i, pixels.data() + i * data::kPatchBytes);
+  auto one = predict::predict_logits(net, pixels.data(), 5, 1, torch::kCPU);
+  auto all = predict::predict_logits(net, pixels.data(), 5, 4, torch::kCPU);
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(one[i], all[i], 1e-4);
+}

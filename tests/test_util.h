@@ -1,0 +1,50 @@
+#pragma once
+// Helpers shared by the tests: a temporary folder that cleans up after itself, small files.
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+namespace histoscan::test {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() / ("histoscan-test-" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+inline void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+inline std::string read_text(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// Path of the team's real data, or empty when it is not there (tests then skip).
+inline fs::path shared_data(const std::string& sub) {
+  fs::path p = fs::path(HISTOSCAN_SHARED_DATA) / sub;
+  return fs::exists(p) ? p : fs::path();
+}
+
+}  // namespace histoscan::test
