@@ -14,7 +14,7 @@ struct RunResult {
 };
 
 // Runs `histoscan ARGS` (ARGS as a shell string) and captures its output and exit code.
-inline RunResult histoscan(const std::string& args) {
+inline RunResult run_cli(const std::string& args) {
   std::string cmd = std::string("\"") + HISTOSCAN_BINARY + "\" " + args + " 2>&1";
   RunResult r;
   FILE* pipe = popen(cmd.c_str(), "r");

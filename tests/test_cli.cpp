@@ -39,9 +39,9 @@ class Cli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    auto r = histoscan("synth " + quote(*dir_ / "data") + " --train 160 --test 24 --seed 11");
+    auto r = run_cli("synth " + quote(*dir_ / "data") + " --train 160 --test 24 --seed 11");
     ASSERT_EQ(r.code, 0) << r.output;
-    r = histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run") +
+    r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run") +
                   " --epochs 2 --batch 32 --threads 2 --seed 5 --no-progress");
     ASSERT_EQ(r.code, 0) << r.output;
   }
@@ -53,7 +53,7 @@ TempDir* Cli::dir_ = nullptr;
 }  // namespace
 
 TEST_F(Cli, SynthWritesKaggleLayoutThatInspectReads) {
-  auto r = histoscan("inspect --json " + quote(*dir_ / "data"));
+  auto r = run_cli("inspect --json " + quote(*dir_ / "data"));
   ASSERT_EQ(r.code, 0) << r.output;
   auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
   EXPECT_EQ(j["kind"], "kaggle");
@@ -62,7 +62,7 @@ TEST_F(Cli, SynthWritesKaggleLayoutThatInspectReads) {
   EXPECT_GT(j["classes"]["1"].get<int>(), 30);
   EXPECT_EQ(j["formats"]["96x96x3 8-bit"], 160);
   EXPECT_TRUE(j["unreadable"].empty());
-  auto text = histoscan("inspect " + quote(*dir_ / "data"));
+  auto text = run_cli("inspect " + quote(*dir_ / "data"));
   EXPECT_NE(text.output.find("1 tumour |#"), std::string::npos) << text.output;
 }
 
@@ -81,7 +81,7 @@ TEST_F(Cli, TrainWritesCheckpointsHistoryAndConfig) {
 
 TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
   fs::path out = *dir_ / "eval";
-  auto r = histoscan("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(out));
+  auto r = run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(out));
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("weighted avg"), std::string::npos);
   EXPECT_NE(r.output.find("ROC AUC"), std::string::npos);
@@ -96,7 +96,7 @@ TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
 
 TEST_F(Cli, PredictWritesOneSortedRowPerImage) {
   fs::path out = *dir_ / "submission.csv";
-  auto r = histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
+  auto r = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
   ASSERT_EQ(r.code, 0) << r.output;
   auto rows = lines_of(read_text(out));
   ASSERT_EQ(rows.size(), 25u);
@@ -110,15 +110,15 @@ TEST_F(Cli, PredictWritesOneSortedRowPerImage) {
   }
   // An existing output is refused and left as it was.
   std::string before = read_text(out);
-  auto again = histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
+  auto again = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
   expect_user_error(again, "exists; pass --overwrite");
   EXPECT_EQ(read_text(out), before);
 }
 
 TEST_F(Cli, SameSeedGivesTheSameHistory) {
   std::string args = " --per-class 24 --epochs 2 --batch 16 --threads 1 --seed 9 --no-progress";
-  auto a = histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "seed_a") + args);
-  auto b = histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "seed_b") + args);
+  auto a = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "seed_a") + args);
+  auto b = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "seed_b") + args);
   ASSERT_EQ(a.code, 0) << a.output;
   ASSERT_EQ(b.code, 0) << b.output;
   EXPECT_EQ(history_without_time(*dir_ / "seed_a/history.csv"), history_without_time(*dir_ / "seed_b/history.csv"));
@@ -126,34 +126,34 @@ TEST_F(Cli, SameSeedGivesTheSameHistory) {
 
 TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   std::string train = "train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "bad_run");
-  expect_user_error(histoscan(train + " --batch 0"), "--batch 0 must be at least 1");
-  expect_user_error(histoscan(train + " --lr -0.1"), "--lr");
-  expect_user_error(histoscan(train + " --val-fraction 1"), "--val-fraction");
-  expect_user_error(histoscan(train + " --per-class 5000"), "--per-class 5000 is more than");
-  expect_user_error(histoscan(train + " --model nope"), "unknown model 'nope'");
+  expect_user_error(run_cli(train + " --batch 0"), "--batch 0 must be at least 1");
+  expect_user_error(run_cli(train + " --lr -0.1"), "--lr");
+  expect_user_error(run_cli(train + " --val-fraction 1"), "--val-fraction");
+  expect_user_error(run_cli(train + " --per-class 5000"), "--per-class 5000 is more than");
+  expect_user_error(run_cli(train + " --model nope"), "unknown model 'nope'");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";
-  expect_user_error(histoscan("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run")), "exists; pass --overwrite");
+  expect_user_error(run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run")), "exists; pass --overwrite");
 }
 
 TEST_F(Cli, BadInputFilesGetOneLineNamingThem) {
   TempDir bad;
   fs::create_directories(bad / "empty");
-  expect_user_error(histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "empty") + " --out " + quote(bad / "s.csv")),
+  expect_user_error(run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "empty") + " --out " + quote(bad / "s.csv")),
                     "no images found");
   write_text(bad / "broken.pt", "not a checkpoint");
-  expect_user_error(histoscan("predict " + quote(bad / "broken.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(bad / "s.csv")),
+  expect_user_error(run_cli("predict " + quote(bad / "broken.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(bad / "s.csv")),
                     "broken.pt is damaged");
   fs::create_directories(bad / "imgs");
   fs::copy(*dir_ / "data/test", bad / "imgs", fs::copy_options::recursive);
   write_text(bad / "imgs/zzcorrupt.tif", "II*\0garbage");
-  auto r = histoscan("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
+  auto r = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
   expect_user_error(r, "zzcorrupt.tif");
   EXPECT_FALSE(fs::exists(bad / "s.csv")) << "no half-written submission";
-  auto skip = histoscan("predict --skip-bad " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
+  auto skip = run_cli("predict --skip-bad " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
   ASSERT_EQ(skip.code, 0) << skip.output;
   EXPECT_EQ(lines_of(read_text(bad / "s.csv")).size(), 25u);
   EXPECT_NE(read_text(bad / "s.csv.skipped.csv").find("zzcorrupt"), std::string::npos);
   write_text(bad / "labels/train_labels.csv", "id,name\n");
-  expect_user_error(histoscan("inspect " + quote(*dir_ / "data/train") + " --labels " + quote(bad / "labels/train_labels.csv")),
+  expect_user_error(run_cli("inspect " + quote(*dir_ / "data/train") + " --labels " + quote(bad / "labels/train_labels.csv")),
                     "no 'label' column");
 }

@@ -13,6 +13,7 @@
 
 using namespace histoscan;
 using histoscan::test::TempDir;
+namespace fs = std::filesystem;
 
 TEST(SeedCnn, HasTheNotebooksParameterCountAndShape) {
   auto net = model::make_model("seed-cnn");

@@ -28,10 +28,10 @@ TEST(RealData, PcamSubsetShortRunReachesAuc080OnOtherSlides) {
   fs::path pcam = shared_data("pcam-subset");
   if (pcam.empty()) GTEST_SKIP() << "no ../shared/data/pcam-subset";
   TempDir dir;
-  auto r = histoscan("train " + quote(pcam / "train") + " --per-class 2000 --epochs 3 --valid " + quote(pcam / "valid") +
+  auto r = run_cli("train " + quote(pcam / "train") + " --per-class 2000 --epochs 3 --valid " + quote(pcam / "valid") +
                      " --out " + quote(dir / "run") + " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = histoscan("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") + " --out " + quote(dir / "eval"));
+  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") + " --out " + quote(dir / "eval"));
   ASSERT_EQ(r.code, 0) << r.output;
   std::cout << r.output;
   auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));
@@ -43,12 +43,12 @@ TEST(RealData, PredictKaggleTestWritesTwentyNineSortedRows) {
   fs::path kaggle = shared_data("kaggle-sample");
   if (kaggle.empty()) GTEST_SKIP() << "no ../shared/data/kaggle-sample";
   TempDir dir;
-  auto r = histoscan("train " + quote(kaggle) + " --epochs 1 --batch 8 --val-fraction 0.3 --out " + quote(dir / "run") + " --no-progress");
+  auto r = run_cli("train " + quote(kaggle) + " --epochs 1 --batch 8 --val-fraction 0.3 --out " + quote(dir / "run") + " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = histoscan("evaluate " + quote(dir / "run/best.pt") + " " + quote(kaggle) + " --out " + quote(dir / "eval"));
+  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(kaggle) + " --out " + quote(dir / "eval"));
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_EQ(lines_of(read_text(dir / "eval/predictions.csv")).size(), 16u);
-  r = histoscan("predict " + quote(dir / "run/best.pt") + " " + quote(kaggle / "test") + " --out " + quote(dir / "submission.csv"));
+  r = run_cli("predict " + quote(dir / "run/best.pt") + " " + quote(kaggle / "test") + " --out " + quote(dir / "submission.csv"));
   ASSERT_EQ(r.code, 0) << r.output;
   auto rows = lines_of(read_text(dir / "submission.csv"));
   ASSERT_EQ(rows.size(), 30u);
@@ -64,15 +64,15 @@ TEST(RealData, TrainAndEvaluateReadPcamHdf5AndPackRoundTrips) {
   fs::path x = shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
   if (x.empty()) GTEST_SKIP() << "no ../shared/data/pcam-h5";
   TempDir dir;
-  auto r = histoscan("train " + quote(x) + " --epochs 1 --out " + quote(dir / "run") + " --no-progress");
+  auto r = run_cli("train " + quote(x) + " --epochs 1 --out " + quote(dir / "run") + " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = histoscan("pack " + quote(shared_data("kaggle-sample")) + " " + quote(dir / "kaggle.h5"));
+  r = run_cli("pack " + quote(shared_data("kaggle-sample")) + " " + quote(dir / "kaggle.h5"));
   ASSERT_EQ(r.code, 0) << r.output;
-  r = histoscan("evaluate " + quote(dir / "run/best.pt") + " " + quote(dir / "kaggle.h5") + " --out " + quote(dir / "eval"));
+  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(dir / "kaggle.h5") + " --out " + quote(dir / "eval"));
   ASSERT_EQ(r.code, 0) << r.output;
   auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));
   EXPECT_EQ(m["n"], 15);
-  auto inspect = histoscan("inspect --json " + quote(dir / "kaggle.h5"));
+  auto inspect = run_cli("inspect --json " + quote(dir / "kaggle.h5"));
   ASSERT_EQ(inspect.code, 0) << inspect.output;
   auto j = nlohmann::json::parse(inspect.output.substr(inspect.output.find('{')));
   EXPECT_EQ(j["classes"]["0"], 10);

@@ -71,7 +71,7 @@ void add_pack(CLI::App& app) {
     load.decode.resize = p->resize;
     load.skip_bad = p->skip_bad;
     std::vector<data::SkippedFile> skipped;
-    auto store = data::load_patches(index, load, &skipped);
+    auto store = data::load_all_patches(index, load, &skipped);
     data::write_packed(store, p->out);
     if (!skipped.empty()) {
       data::write_skipped_csv(skipped, p->out + ".skipped.csv");

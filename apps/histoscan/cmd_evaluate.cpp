@@ -40,7 +40,7 @@ void add_evaluate(CLI::App& app) {
     data::LoadOptions load;
     load.threads = p->threads;
     load.decode.resize = p->resize;
-    auto store = data::load_patches(index, load);
+    auto store = data::load_all_patches(index, load);
     auto evaluation = eval::evaluate_store(checkpoint, store, p->device, p->batch);
     prepare_output_dir(p->out, p->overwrite, "--out");
     eval::write_evaluation(evaluation, p->out, {{"checkpoint", p->checkpoint}, {"data", index.describe()}});

@@ -92,7 +92,7 @@ void run_train(TrainParams& p) {
     log::info("training on " + std::to_string(rows.size()) + " patches of " + index.describe() + ", validating on " +
               std::to_string(vindex.entries.size()) + " of " + vindex.describe());
     train_store = data::load_patches(index, rows, load);
-    valid_store = data::load_patches(vindex, load);
+    valid_store = data::load_all_patches(vindex, load);
   } else {
     data::Split split;
     if (!p.groups.empty()) {

@@ -74,6 +74,7 @@ void add_unique(std::vector<PatchEntry>& entries, std::unordered_map<std::string
 }
 
 PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
+  std::size_t n = h5_count_patches(data);  // first: is it HDF5 at all, and is x the right shape
   PatchIndex index;
   index.data = data;
   index.x_file = data;
@@ -89,7 +90,6 @@ PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
     else if (options.require_labels)
       throw InputError(data.string() + ": its labels file " + y.string() + " is missing; put PCam's _y.h5 beside it");
   }
-  std::size_t n = h5_count_patches(data);
   std::vector<std::string> ids;
   if (h5_has_dataset(data, "ids")) {
     ids = h5_read_ids(data);

@@ -65,7 +65,7 @@ PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>&
   return store;
 }
 
-PatchStore load_patches(const PatchIndex& index, const LoadOptions& options, std::vector<SkippedFile>* skipped) {
+PatchStore load_all_patches(const PatchIndex& index, const LoadOptions& options, std::vector<SkippedFile>* skipped) {
   std::vector<std::size_t> rows(index.entries.size());
   std::iota(rows.begin(), rows.end(), 0);
   return load_patches(index, rows, options, skipped);

@@ -39,8 +39,8 @@ PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>&
                         const LoadOptions& options = {}, std::vector<SkippedFile>* skipped = nullptr);
 
 // All entries of `index`.
-PatchStore load_patches(const PatchIndex& index, const LoadOptions& options = {},
-                        std::vector<SkippedFile>* skipped = nullptr);
+PatchStore load_all_patches(const PatchIndex& index, const LoadOptions& options = {},
+                            std::vector<SkippedFile>* skipped = nullptr);
 
 // Writes `store` atomically in PCam's HDF5 layout (x, y) plus `ids`: `histoscan pack`.
 void write_packed(const PatchStore& store, const fs::path& out);

@@ -29,6 +29,7 @@ void validate(const TrainConfig& c) {
   if (c.early_stopping_patience < 0) throw InputError("--patience must be 0 (never stop early) or more");
   if (c.lr_patience < 1) throw InputError("--lr-patience must be at least 1");
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
+  model::make_model(c.model, c.model_options);  // an unknown name fails here, before any data is read
 }
 
 std::string format_epoch(const EpochRecord& r) {
