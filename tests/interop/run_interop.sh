@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains seed-cnn for one epoch on the PCam HDF5 sample, evaluates it, and checks that
+# Trains seed-cnn briefly on real PCam patches, evaluates it on the PCam HDF5 sample, and checks that
 # PyTorch (the peer's seed_cnn) gives the same probabilities from the checkpoint.
 # usage: run_interop.sh HISTOSCAN SHARED_DATA SOURCE_DIR
 set -euo pipefail
@@ -8,6 +8,6 @@ x=$data/pcam-h5/camelyonpatch_level_2_split_valid_x.h5
 peer=$data/../peers/torch_seed_recipe.py
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$bin" train "$x" --epochs 1 --out "$work/run" --no-progress
+"$bin" train "$data/pcam-subset/train" --per-class 300 --epochs 2 --batch 16 --valid "$x" --out "$work/run" --no-progress
 "$bin" evaluate "$work/run/best.pt" "$x" --out "$work/eval" >/dev/null
 /usr/bin/python3 "$src/tests/interop/check_pytorch_interop.py" "$work/run/best.pt" "$work/eval/predictions.csv" "$x" "$peer"
