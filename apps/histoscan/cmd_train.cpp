@@ -56,7 +56,7 @@ void run_train(TrainParams& p) {
   train::validate(p.config);
   if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
-    throw InputError("--val-fraction " + std::to_string(p.val_fraction) + " must be between 0 and 1 (exclusive), or pass --valid DATA");
+    throw InputError("--val-fraction " + format_number(p.val_fraction) + " must be between 0 and 1 (exclusive), or pass --valid DATA");
   if (p.per_class < 0) throw InputError("--per-class must be positive");
   if (fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
     throw InputError("--out " + p.out + " exists; pass --overwrite to replace its results or choose another folder");

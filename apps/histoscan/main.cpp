@@ -11,6 +11,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"histoscan: train, evaluate and apply CNNs that find metastatic cancer in 96x96 H&E patches"};
   app.require_subcommand(1);
+  app.fallthrough();  // -q/-v work after the subcommand too
   app.set_version_flag("--version", std::string("histoscan ") + HISTOSCAN_VERSION);
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "only warnings and errors on stderr");

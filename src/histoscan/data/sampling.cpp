@@ -29,7 +29,7 @@ std::vector<std::size_t> sample_per_class(const std::vector<int>& labels, std::s
 Split split_stratified(const std::vector<std::size_t>& rows, const std::vector<int>& labels, double val_fraction,
                        std::uint64_t seed) {
   if (!(val_fraction > 0 && val_fraction < 1))
-    throw InputError("--val-fraction " + std::to_string(val_fraction) + " must be between 0 and 1 (exclusive)");
+    throw InputError("--val-fraction " + format_number(val_fraction) + " must be between 0 and 1 (exclusive)");
   std::mt19937_64 rng(seed);
   std::map<int, std::vector<std::size_t>> by_label;
   for (std::size_t r : rows) by_label[labels[r]].push_back(r);
@@ -43,7 +43,7 @@ Split split_stratified(const std::vector<std::size_t>& rows, const std::vector<i
   std::shuffle(split.train.begin(), split.train.end(), rng);
   std::shuffle(split.valid.begin(), split.valid.end(), rng);
   if (split.train.empty() || split.valid.empty())
-    throw InputError("--val-fraction " + std::to_string(val_fraction) + " leaves " +
+    throw InputError("--val-fraction " + format_number(val_fraction) + " leaves " +
                      (split.train.empty() ? "no training" : "no validation") + " patches out of " +
                      std::to_string(rows.size()) + "; use more data or another fraction");
   return split;
@@ -52,7 +52,7 @@ Split split_stratified(const std::vector<std::size_t>& rows, const std::vector<i
 Split split_by_group(const std::vector<std::size_t>& rows, const std::vector<std::string>& groups, double val_fraction,
                      std::uint64_t seed) {
   if (!(val_fraction > 0 && val_fraction < 1))
-    throw InputError("--val-fraction " + std::to_string(val_fraction) + " must be between 0 and 1 (exclusive)");
+    throw InputError("--val-fraction " + format_number(val_fraction) + " must be between 0 and 1 (exclusive)");
   std::map<std::string, std::vector<std::size_t>> by_group;
   for (std::size_t r : rows) by_group[groups[r]].push_back(r);
   if (by_group.size() < 2)

@@ -25,7 +25,7 @@ namespace histoscan::train {
 void validate(const TrainConfig& c) {
   if (c.batch < 1) throw InputError("--batch " + std::to_string(c.batch) + " must be at least 1");
   if (c.epochs < 1) throw InputError("--epochs " + std::to_string(c.epochs) + " must be at least 1");
-  if (!(c.lr > 0) || !std::isfinite(c.lr)) throw InputError("--lr " + std::to_string(c.lr) + " must be a positive number");
+  if (!(c.lr > 0) || !std::isfinite(c.lr)) throw InputError("--lr " + format_number(c.lr) + " must be a positive number");
   if (c.early_stopping_patience < 0) throw InputError("--patience must be 0 (never stop early) or more");
   if (c.lr_patience < 1) throw InputError("--lr-patience must be at least 1");
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
