@@ -86,12 +86,66 @@ TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
   EXPECT_NE(r.output.find("weighted avg"), std::string::npos);
   EXPECT_NE(r.output.find("ROC AUC"), std::string::npos);
   auto m = nlohmann::json::parse(read_text(out / "metrics.json"));
-  for (const char* key : {"auc", "accuracy", "threshold", "confusion_matrix", "classes"}) EXPECT_TRUE(m.contains(key)) << key;
+  for (const char* key : {"auc", "accuracy", "threshold", "confusion_matrix", "classes", "intervals", "operating_point",
+                          "calibration", "average_precision", "mcc", "brier", "log_loss"})
+    EXPECT_TRUE(m.contains(key)) << key;
+  EXPECT_LE(m["intervals"]["auc"]["low"].get<double>(), m["auc"].get<double>());
+  EXPECT_GE(m["intervals"]["auc"]["high"].get<double>(), m["auc"].get<double>());
+  for (const char* file : {"roc.png", "pr.png", "confusion.png", "reliability.png", "history.png", "report.html"})
+    EXPECT_GT(fs::file_size(out / file), 1000u) << file;
   auto cm = m["confusion_matrix"];
   EXPECT_EQ(cm[0][0].get<int>() + cm[0][1].get<int>() + cm[1][0].get<int>() + cm[1][1].get<int>(), 160);
   auto rows = lines_of(read_text(out / "predictions.csv"));
   EXPECT_EQ(rows.size(), 161u);
   EXPECT_EQ(rows[0], "id,label,probability");
+}
+
+TEST_F(Cli, MetricsRecomputesTheSameNumbersFromPredictions) {
+  fs::path out = *dir_ / "eval_m";
+  ASSERT_EQ(run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --youden --out " + quote(out)).code, 0);
+  auto r = run_cli("metrics --json --youden " + quote(out / "predictions.csv"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto again = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  auto first = nlohmann::json::parse(read_text(out / "metrics.json"));
+  for (const char* key : {"auc", "accuracy", "threshold", "mcc", "brier", "log_loss", "average_precision"})
+    EXPECT_EQ(again[key], first[key]) << key;
+  EXPECT_EQ(again["operating_point"]["rule"], "youden");
+  write_text(*dir_ / "bad_preds.csv", "id,label,probability\na,1,0.3\nb,0,1.5\n");
+  expect_user_error(run_cli("metrics " + quote(*dir_ / "bad_preds.csv")), "line 3");
+}
+
+TEST_F(Cli, SavedThresholdDrivesBinaryPredictions) {
+  fs::path ckpt = *dir_ / "thr.pt";
+  fs::copy_file(*dir_ / "run/best.pt", ckpt);
+  auto r = run_cli("evaluate " + quote(ckpt) + " " + quote(*dir_ / "data") + " --target-sensitivity 0.9 --save-threshold --out " +
+                   quote(*dir_ / "eval_thr"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto m = nlohmann::json::parse(read_text(*dir_ / "eval_thr/metrics.json"));
+  double threshold = m["operating_point"]["threshold"].get<double>();
+  EXPECT_GE(m["operating_point"]["sensitivity"].get<double>(), 0.9);
+  ASSERT_EQ(run_cli("predict " + quote(ckpt) + " " + quote(*dir_ / "data/test") + " --out " + quote(*dir_ / "p.csv")).code, 0);
+  ASSERT_EQ(run_cli("predict --binary " + quote(ckpt) + " " + quote(*dir_ / "data/test") + " --out " + quote(*dir_ / "b.csv")).code, 0);
+  auto probs = lines_of(read_text(*dir_ / "p.csv")), labels = lines_of(read_text(*dir_ / "b.csv"));
+  ASSERT_EQ(probs.size(), labels.size());
+  for (std::size_t i = 1; i < probs.size(); ++i) {
+    double p = std::stod(probs[i].substr(probs[i].find(',') + 1));
+    std::string label = labels[i].substr(labels[i].find(',') + 1);
+    // p.csv rounds to 6 decimals; skip rows that close to the cut-off
+    if (std::abs(p - threshold) > 1e-5) EXPECT_EQ(label, p >= threshold ? "1" : "0") << probs[i];
+  }
+}
+
+TEST_F(Cli, SeveralCheckpointsAreComparedInOneTable) {
+  fs::path out = *dir_ / "compare";
+  auto r = run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "run/last.pt") + " " + quote(*dir_ / "data") +
+                   " --bootstrap 100 --out " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("run-best"), std::string::npos) << r.output;
+  auto c = nlohmann::json::parse(read_text(out / "comparison.json"));
+  ASSERT_EQ(c["models"].size(), 2u);
+  EXPECT_TRUE(fs::exists(out / "roc.png"));
+  EXPECT_TRUE(fs::exists(out / "run-best/report.html"));
+  EXPECT_TRUE(fs::exists(out / "run-last/metrics.json"));
 }
 
 TEST_F(Cli, PredictWritesOneSortedRowPerImage) {

@@ -31,12 +31,26 @@ TEST(RealData, PcamSubsetShortRunReachesAuc080OnOtherSlides) {
   auto r = run_cli("train " + quote(pcam / "train") + " --per-class 2000 --epochs 3 --valid " + quote(pcam / "valid") +
                      " --out " + quote(dir / "run") + " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") + " --out " + quote(dir / "eval"));
+  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") + " --target-sensitivity 0.95 --out " +
+              quote(dir / "eval"));
   ASSERT_EQ(r.code, 0) << r.output;
   std::cout << r.output;
   auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));
   EXPECT_GT(m["auc"].get<double>(), 0.80);
   EXPECT_EQ(m["n"], 2907);
+  EXPECT_GE(m["operating_point"]["sensitivity"].get<double>(), 0.95);
+
+  // The evaluation issue's checks: scikit-learn agrees with every number, and the report
+  // renders in Chromium without console errors (screenshot kept beside the test's output).
+  std::string src = HISTOSCAN_SOURCE_DIR;
+  int sk = std::system(("/usr/bin/python3 " + src + "/tests/interop/check_metrics_sklearn.py " + quote(dir / "eval/metrics.json") +
+                        " " + quote(dir / "eval/predictions.csv") + " --min-sensitivity 0.95").c_str());
+  EXPECT_EQ(sk, 0) << "metrics.json differs from scikit-learn";
+  int shot = std::system(("/usr/bin/python3 " + src + "/tests/report/check_report.py " + quote(dir / "eval/report.html") + " " +
+                          quote(fs::current_path() / "pcam_valid_report.png")).c_str());
+  EXPECT_TRUE(WIFEXITED(shot) && (WEXITSTATUS(shot) == 0 || WEXITSTATUS(shot) == 77)) << "report.html failed in Chromium";
+  for (const char* file : {"roc.png", "pr.png", "confusion.png", "reliability.png", "history.png"})
+    EXPECT_TRUE(fs::exists(dir / "eval" / file)) << file;
 }
 
 TEST(RealData, PredictKaggleTestWritesTwentyNineSortedRows) {

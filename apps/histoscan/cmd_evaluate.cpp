@@ -1,8 +1,9 @@
-// histoscan evaluate CHECKPOINT DATA --out EVAL_DIR
+// histoscan evaluate CHECKPOINT... DATA --out EVAL_DIR, and histoscan metrics PREDICTIONS.csv
 #include <iostream>
 #include <memory>
 
 #include "commands.h"
+#include "cutoff_flags.h"
 #include "histoscan/eval/evaluate.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
@@ -10,42 +11,119 @@
 
 namespace histoscan::cli {
 
+namespace {
+
+void refuse_existing_dir(const std::string& out, bool overwrite) {
+  if (fs::exists(out) && !overwrite && !(fs::is_directory(out) && fs::is_empty(out)))
+    throw InputError("--out " + out + " exists; pass --overwrite to replace its results or choose another folder");
+}
+
+}  // namespace
+
 void add_evaluate(CLI::App& app) {
   struct Params {
-    std::string checkpoint, data, out, labels, device = "auto";
-    bool allow_missing = false, resize = false, overwrite = false;
+    std::vector<std::string> inputs;
+    std::string out, labels, device = "auto";
+    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false;
     int threads = 0, batch = 256;
+    CutoffFlags cutoff;
   };
   auto p = std::make_shared<Params>();
-  auto* cmd = app.add_subcommand("evaluate", "classification report, confusion matrix and ROC AUC of a checkpoint on labelled data");
-  cmd->add_option("CHECKPOINT", p->checkpoint, "best.pt or last.pt of a run")->required();
-  cmd->add_option("DATA", p->data, "labelled patches (any DATA form)")->required();
-  cmd->add_option("-o,--out", p->out, "folder for metrics.json and predictions.csv")->required();
+  auto* cmd = app.add_subcommand("evaluate",
+                                 "metrics with 95% intervals, operating point, plots and report.html of one or more checkpoints on labelled data");
+  cmd->add_option("CHECKPOINT... DATA", p->inputs, "one or more checkpoints (best.pt), then the labelled patches (any DATA form)")
+      ->required()->expected(2, -1);
+  cmd->add_option("-o,--out", p->out, "folder for metrics.json, predictions.csv, plots and report.html")->required();
   cmd->add_option("--labels", p->labels, "labels CSV for DATA");
   cmd->add_flag("--allow-missing", p->allow_missing, "evaluate the matched patches when files or labels are unmatched");
   cmd->add_flag("--resize", p->resize, "resize images that are not 96x96 instead of refusing them");
+  add_cutoff_flags(cmd, p->cutoff);
+  cmd->add_flag("--save-threshold", p->save_threshold, "write the chosen cut-off into each checkpoint (predict --binary uses it)");
   cmd->add_option("--batch", p->batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing folder");
   cmd->callback([p] {
-    if (fs::exists(p->out) && !p->overwrite && !(fs::is_directory(p->out) && fs::is_empty(p->out)))
-      throw InputError("--out " + p->out + " exists; pass --overwrite to replace its results or choose another folder");
+    refuse_existing_dir(p->out, p->overwrite);
     set_threads(p->threads);
-    auto checkpoint = model::load_checkpoint(p->checkpoint);
+    std::vector<std::string> paths(p->inputs.begin(), p->inputs.end() - 1);
+    std::vector<model::Checkpoint> checkpoints;
+    for (const auto& path : paths) checkpoints.push_back(model::load_checkpoint(path));
     data::SourceOptions source;
     source.labels = p->labels;
     source.allow_missing = p->allow_missing;
-    auto index = data::index_source(p->data, source);
+    auto index = data::index_source(p->inputs.back(), source);
     data::LoadOptions load;
     load.threads = p->threads;
     load.decode.resize = p->resize;
     auto store = data::load_all_patches(index, load);
-    auto evaluation = eval::evaluate_store(checkpoint, store, p->device, p->batch);
+
+    eval::SummaryOptions options;
+    bool cutoff_given = p->cutoff.request(options.cutoff);
+    options.bootstrap = p->cutoff.bootstrap;
+    options.seed = p->cutoff.seed;
+    std::vector<eval::ModelResult> results;
+    for (std::size_t i = 0; i < paths.size(); ++i)
+      results.push_back(eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->device, options, cutoff_given, p->batch));
+
     prepare_output_dir(p->out, p->overwrite, "--out");
-    eval::write_evaluation(evaluation, p->out, {{"checkpoint", p->checkpoint}, {"data", index.describe()}});
-    std::cout << eval::format_evaluation(evaluation);
-    log::info("wrote " + p->out + "/metrics.json and " + p->out + "/predictions.csv");
+    if (results.size() == 1) {
+      eval::write_model_outputs(p->out, results[0], &store, index.describe());
+      std::cout << eval::format_summary(results[0].summary);
+    } else {
+      auto names = eval::result_folder_names(results);
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        fs::path dir = fs::path(p->out) / names[i];
+        fs::create_directories(dir);
+        eval::write_model_outputs(dir, results[i], &store, index.describe());
+      }
+      eval::write_comparison(p->out, results);
+      std::cout << eval::format_comparison(results);
+    }
+    if (p->save_threshold) {
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        const auto& point = results[i].summary.point;
+        model::save_threshold(paths[i], point.threshold, {{"rule", point.rule}, {"target", std::isnan(point.target) ? nlohmann::json(nullptr) : nlohmann::json(point.target)}, {"data", index.describe()}});
+        log::info("saved threshold " + format_number(point.threshold) + " (" + point.rule + ") into " + paths[i]);
+      }
+    }
+    log::info("wrote " + p->out + "/ (metrics.json, predictions.csv, plots, report.html)");
+  });
+}
+
+void add_metrics(CLI::App& app) {
+  struct Params {
+    std::string predictions, out;
+    bool json = false, overwrite = false;
+    CutoffFlags cutoff;
+  };
+  auto p = std::make_shared<Params>();
+  auto* cmd = app.add_subcommand("metrics", "the evaluation report from a predictions CSV (id,label,probability) of any tool");
+  cmd->add_option("PREDICTIONS", p->predictions, "CSV with columns id, label (0/1) and probability")->required();
+  cmd->add_option("-o,--out", p->out, "also write metrics.json, plots and report.html to this folder");
+  add_cutoff_flags(cmd, p->cutoff);
+  cmd->add_flag("--json", p->json, "print metrics.json instead of the text report");
+  cmd->add_flag("--overwrite", p->overwrite, "write into an existing --out folder");
+  cmd->callback([p] {
+    if (!p->out.empty()) refuse_existing_dir(p->out, p->overwrite);
+    auto preds = eval::read_predictions_csv(p->predictions);
+    eval::SummaryOptions options;
+    p->cutoff.request(options.cutoff);
+    options.bootstrap = p->cutoff.bootstrap;
+    options.seed = p->cutoff.seed;
+    eval::ModelResult r;
+    r.name = p->predictions;
+    r.ids = preds.ids;
+    r.labels = preds.labels;
+    r.probs = preds.probs;
+    r.summary = eval::summarize(r.labels, r.probs, options);
+    if (p->json) std::cout << eval::to_json(r.summary).dump(2) << '\n';
+    else std::cout << eval::format_summary(r.summary);
+    if (!p->out.empty()) {
+      prepare_output_dir(p->out, p->overwrite, "--out");
+      eval::write_model_outputs(p->out, r, nullptr, p->predictions);
+      log::info("wrote " + p->out + "/ (metrics.json, predictions.csv, plots, report.html)");
+    }
   });
 }
 

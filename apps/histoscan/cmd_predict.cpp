@@ -6,6 +6,7 @@
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/util/atomic_file.h"
+#include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
 
 namespace histoscan::cli {
@@ -13,7 +14,7 @@ namespace histoscan::cli {
 void add_predict(CLI::App& app) {
   struct Params {
     std::string checkpoint, data, out = "submission.csv", device = "auto";
-    bool overwrite = false;
+    bool overwrite = false, binary = false;
     int threads = 0;
     predict::StreamOptions stream;
   };
@@ -27,12 +28,17 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--resize", p->stream.decode.resize, "resize images that are not 96x96 instead of refusing them");
   cmd->add_flag("--skip-bad", p->stream.skip_bad, "leave out unreadable images, listed in OUT.skipped.csv");
+  cmd->add_flag("--binary", p->binary, "write 0/1 labels at the checkpoint's threshold (see evaluate --save-threshold)");
   cmd->add_flag("--overwrite", p->overwrite, "replace --out if it exists");
   cmd->callback([p] {
     check_output_file(p->out, p->overwrite, "--out");
     set_threads(p->threads);
     p->stream.threads = p->threads;
     auto checkpoint = model::load_checkpoint(p->checkpoint);
+    if (p->binary) {
+      p->stream.binary_threshold = checkpoint.meta.value("threshold", 0.5);
+      log::info("labels at threshold " + format_number(p->stream.binary_threshold) + " from " + p->checkpoint);
+    }
     data::SourceOptions source;
     source.require_labels = false;
     auto index = data::index_source(p->data, source);

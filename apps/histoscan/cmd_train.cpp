@@ -49,7 +49,8 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"lr_patience", c.lr_patience},
           {"lr_factor", c.lr_factor},
           {"seed", c.seed},
-          {"device", c.device}};
+          {"device", c.device},
+          {"augment", c.augment}};
 }
 
 void run_train(TrainParams& p) {
@@ -162,6 +163,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)")->capture_default_str();
   cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement")->capture_default_str();
   cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor")->capture_default_str();
+  cmd->add_option("--augment", c.augment, "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), dihedral-colour (and stain/colour jitter)")->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();

@@ -1,35 +1,21 @@
 #pragma once
-// `histoscan evaluate`: a checkpoint's predictions on labelled data, the notebook's
-// classification report, confusion matrix and ROC AUC, written as JSON and CSV.
-#include <filesystem>
+// `histoscan evaluate`: a checkpoint's probabilities on labelled data, summarized.
 #include <string>
 #include <vector>
 
 #include "histoscan/data/store.h"
-#include "histoscan/eval/metrics.h"
+#include "histoscan/eval/outputs.h"
 #include "histoscan/model/checkpoint.h"
 
 namespace histoscan::eval {
 
-namespace fs = std::filesystem;
+// Tumour probability of every patch of `store` under the checkpoint's network on `device`.
+std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
+                                int batch = 256);
 
-struct Evaluation {
-  std::vector<std::string> ids;
-  std::vector<int> labels;
-  std::vector<double> probabilities;
-  Report report;
-  double auc = 0;  // NaN when the labels hold one class only
-};
-
-// Scores every patch of `store` (which must be labelled) with the checkpoint's network on
-// `device` and computes the report at the checkpoint's threshold.
-Evaluation evaluate_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
-                          int batch = 256);
-
-// The text a user reads: classification report, confusion matrix, accuracy, ROC AUC.
-std::string format_evaluation(const Evaluation& e);
-
-// Writes out_dir/metrics.json and out_dir/predictions.csv (id,label,probability), each atomically.
-void write_evaluation(const Evaluation& e, const fs::path& out_dir, const nlohmann::json& extra);
+// Scores `store` (which must be labelled) and summarizes at the cut-off `options` asks for;
+// without an explicit rule (cutoff_given false) at the checkpoint's own threshold.
+ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
+                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch = 256);
 
 }  // namespace histoscan::eval

@@ -244,6 +244,82 @@ double log_loss(const std::vector<int>& labels, const std::vector<double>& probs
   return sum / static_cast<double>(labels.size());
 }
 
+PrCurve pr_curve(const std::vector<int>& labels, const std::vector<double>& scores) {
+  validate(labels, scores, "scores");
+  const ClfCurve c = binary_clf_curve(labels, scores);
+  const long long all_positives = c.tps.back();
+  PrCurve pr;
+  // sklearn lists the points from the lowest threshold up, so that recall decreases.
+  for (std::size_t k = c.tps.size(); k-- > 0;) {
+    const double tp = static_cast<double>(c.tps[k]);
+    // Every threshold is some sample's score, so at least one sample is predicted positive.
+    pr.precision.push_back(tp / (tp + static_cast<double>(c.fps[k])));
+    pr.recall.push_back(all_positives == 0 ? 1.0 : tp / static_cast<double>(all_positives));
+    pr.thresholds.push_back(c.thresholds[k]);
+  }
+  pr.precision.push_back(1.0);
+  pr.recall.push_back(0.0);
+  return pr;
+}
+
+double average_precision(const std::vector<int>& labels, const std::vector<double>& scores) {
+  const PrCurve pr = pr_curve(labels, scores);
+  // sklearn's -sum(diff(recall) * precision[:-1]), each term negated exactly so that no
+  // -0.0 appears when every term is zero.
+  double sum = 0.0;
+  for (std::size_t i = 0; i + 1 < pr.recall.size(); ++i) {
+    sum += (pr.recall[i] - pr.recall[i + 1]) * pr.precision[i];
+  }
+  return sum;
+}
+
+double balanced_accuracy(const Confusion& c) {
+  const long long negatives = c.tn + c.fp, positives = c.fn + c.tp;
+  if (negatives + positives == 0) fail("metrics: balanced accuracy of an empty confusion matrix");
+  // sklearn drops the recall of a class absent from the labels instead of averaging a NaN.
+  if (negatives == 0) return ratio(c.tp, positives);
+  if (positives == 0) return ratio(c.tn, negatives);
+  return (ratio(c.tn, negatives) + ratio(c.tp, positives)) / 2.0;
+}
+
+double balanced_accuracy(const std::vector<int>& labels, const std::vector<double>& probs,
+                         double threshold) {
+  return balanced_accuracy(confusion_at(labels, probs, threshold));
+}
+
+double matthews_corrcoef(const Confusion& c) {
+  const double tn = static_cast<double>(c.tn), fp = static_cast<double>(c.fp);
+  const double fn = static_cast<double>(c.fn), tp = static_cast<double>(c.tp);
+  // sklearn's covariance form on row sums (true) and column sums (predicted); a missing
+  // class only adds zero terms, so the 2x2 layout matches its smaller matrix.
+  const double true0 = tn + fp, true1 = fn + tp, pred0 = tn + fn, pred1 = fp + tp;
+  const double n = pred0 + pred1;
+  const double cov_true_pred = (tn + tp) * n - (true0 * pred0 + true1 * pred1);
+  const double cov_pred = n * n - (pred0 * pred0 + pred1 * pred1);
+  const double cov_true = n * n - (true0 * true0 + true1 * true1);
+  if (cov_pred * cov_true == 0.0) return 0.0;
+  return cov_true_pred / std::sqrt(cov_true * cov_pred);
+}
+
+double matthews_corrcoef(const std::vector<int>& labels, const std::vector<double>& probs,
+                         double threshold) {
+  return matthews_corrcoef(confusion_at(labels, probs, threshold));
+}
+
+double brier_score(const std::vector<int>& labels, const std::vector<double>& probs) {
+  validate(labels, probs, "probabilities");
+  double sum = 0.0;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (probs[i] < 0.0 || probs[i] > 1.0) {
+      fail("metrics: probability " + std::to_string(probs[i]) + " at index " + std::to_string(i) +
+           " lies outside [0, 1]");
+    }
+    const double d = static_cast<double>(labels[i]) - probs[i];
+    sum += d * d;
+  }
+  return sum / static_cast<double>(labels.size());
+}
+
 std::string format_classification_report(const Report& r, int digits) {
   if (digits < 0 || digits > 100) fail("metrics: report digits must lie in [0, 100]");
   const Confusion& c = r.confusion;

@@ -1,7 +1,9 @@
 #pragma once
 // Binary-classification metrics that reproduce scikit-learn 1.2 numerically
-// (classification_report, roc_curve, roc_auc_score, log_loss), so numbers printed by
-// histoscan can be compared one-to-one with a Python evaluation of the same predictions.
+// (classification_report, roc_curve, roc_auc_score, log_loss, precision_recall_curve,
+// average_precision_score, balanced_accuracy_score, matthews_corrcoef, brier_score_loss),
+// so numbers printed by histoscan can be compared one-to-one with a Python evaluation of
+// the same predictions.
 // Every function validates its input and throws std::invalid_argument with one line.
 #include <string>
 #include <vector>
@@ -67,6 +69,35 @@ double log_loss(const std::vector<int>& labels, const std::vector<double>& probs
 
 // The clipping epsilon of log_loss: sklearn 1.2's eps="auto", the float64 machine epsilon.
 extern const double kLogLossEps;
+
+// Points of the precision-recall curve: recall decreases to a final (recall 0,
+// precision 1) point that has no threshold; thresholds increase.
+struct PrCurve {
+  std::vector<double> precision, recall, thresholds;
+};
+
+// Exactly sklearn.metrics.precision_recall_curve (1.2). With no positive label, recall
+// is 1 at every threshold, as sklearn sets it.
+PrCurve pr_curve(const std::vector<int>& labels, const std::vector<double>& scores);
+
+// sklearn.metrics.average_precision_score (1.2): the step integral of pr_curve. Follows
+// sklearn on one-class labels too: 0.0 with no positive, 1.0 with no negative.
+double average_precision(const std::vector<int>& labels, const std::vector<double>& scores);
+
+// sklearn balanced_accuracy_score: the mean recall over the classes present in the labels.
+double balanced_accuracy(const Confusion& c);
+double balanced_accuracy(const std::vector<int>& labels, const std::vector<double>& probs,
+                         double threshold);
+
+// sklearn matthews_corrcoef of the predictions at `threshold`; 0.0 where sklearn gives 0
+// (a row or column of the confusion matrix is empty).
+double matthews_corrcoef(const Confusion& c);
+double matthews_corrcoef(const std::vector<int>& labels, const std::vector<double>& probs,
+                         double threshold);
+
+// sklearn brier_score_loss: mean squared difference between label and probability.
+// Throws std::invalid_argument for a probability outside [0, 1].
+double brier_score(const std::vector<int>& labels, const std::vector<double>& probs);
 
 // Text laid out exactly like sklearn's classification_report(y, y_pred, labels=[0, 1],
 // target_names=["0", "1"], digits=digits).

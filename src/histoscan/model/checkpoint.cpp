@@ -76,4 +76,11 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   return ckpt;
 }
 
+void save_threshold(const std::filesystem::path& path, double threshold, const nlohmann::json& rule) {
+  Checkpoint ckpt = load_checkpoint(path);
+  ckpt.meta["threshold"] = threshold;
+  ckpt.meta["threshold_rule"] = rule;
+  save_checkpoint(path, ckpt.net, ckpt.meta);
+}
+
 }  // namespace histoscan::model

@@ -24,6 +24,11 @@ void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequent
 // holds weights that do not fit the network its metadata names.
 Checkpoint load_checkpoint(const std::filesystem::path& path);
 
+// Rewrites the checkpoint at `path` (atomically: a new file renamed over it) with its
+// metadata's "threshold" set to `threshold` and "threshold_rule" to `rule`; the weights
+// are copied unchanged. Used by `evaluate --save-threshold`.
+void save_threshold(const std::filesystem::path& path, double threshold, const nlohmann::json& rule);
+
 // Versions recorded in metadata: histoscan and LibTorch.
 nlohmann::json version_info();
 

@@ -82,7 +82,8 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
     result.skipped.insert(result.skipped.end(), skipped.begin(), skipped.end());
     auto probs = sigmoid(predict_logits(net, store.pixels.data(), store.size(), options.batch, device));
     for (std::size_t i = 0; i < store.size(); ++i) {
-      std::snprintf(buf, sizeof buf, "%.6f", probs[i]);
+      if (options.binary_threshold >= 0) std::snprintf(buf, sizeof buf, "%d", probs[i] >= options.binary_threshold ? 1 : 0);
+      else std::snprintf(buf, sizeof buf, "%.6f", probs[i]);
       f << store.ids[i] << ',' << buf << '\n';
     }
     result.images += store.size();

@@ -33,6 +33,7 @@ struct StreamOptions {
   data::DecodeOptions decode;
   bool skip_bad = false;
   bool progress = true;
+  double binary_threshold = -1;  // >= 0: write 0/1 labels (probability >= threshold) instead of probabilities
 };
 
 struct StreamResult {

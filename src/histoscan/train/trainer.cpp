@@ -30,6 +30,8 @@ void validate(const TrainConfig& c) {
   if (c.lr_patience < 1) throw InputError("--lr-patience must be at least 1");
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
   model::make_model(c.model, c.model_options);  // an unknown name fails here, before any data is read
+  std::mt19937_64 rng(0);
+  augment(torch::zeros({1, 3, 96, 96}), c.augment, rng);  // and so does an unknown augmentation
 }
 
 std::string format_epoch(const EpochRecord& r) {
@@ -122,7 +124,7 @@ TrainResult train_model(const data::PatchStore& train, const data::PatchStore& v
     for (int64_t step = 0; step < steps; ++step) {
       int64_t start = step * config.batch, b = std::min<int64_t>(config.batch, n - start);
       auto idx = perm.narrow(0, start, b);
-      auto x = standardize(random_flips(to_float_nchw(images.index_select(0, idx).to(device)), rng));
+      auto x = standardize(augment(to_float_nchw(images.index_select(0, idx).to(device)), config.augment, rng));
       auto y = labels.index_select(0, idx).to(device);
       auto logits = net->forward(x).reshape({b});
       auto loss = torch::binary_cross_entropy_with_logits(logits, y);

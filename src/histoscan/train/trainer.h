@@ -26,6 +26,7 @@ struct TrainConfig {
   double min_delta = 1e-4;          // improvement the plateau schedule requires (Keras' min_delta)
   std::uint64_t seed = 13;
   std::string device = "auto";
+  std::string augment = "flips";    // see train::augment
   bool progress = true;
 };
 

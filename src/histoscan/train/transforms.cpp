@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/util/error.h"
+
 namespace histoscan::train {
 
 torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc) {
@@ -27,6 +29,41 @@ torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng) {
   auto vmask = torch::from_blob(v.data(), {n, 1, 1, 1}, torch::kUInt8).to(opts).to(x.device());
   auto out = torch::where(hmask, x.flip({3}), x);
   return torch::where(vmask, out.flip({2}), out);
+}
+
+torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng) {
+  const int64_t n = x.size(0);
+  std::vector<int64_t> k(static_cast<std::size_t>(n));
+  std::uniform_int_distribution<int> quarter(0, 3);
+  for (auto& v : k) v = quarter(rng);
+  auto turns = torch::from_blob(k.data(), {n, 1, 1, 1}, torch::kInt64).to(x.device());
+  auto out = x;
+  for (int64_t q = 1; q < 4; ++q) out = torch::where(turns == q, x.rot90(q, {2, 3}), out);
+  return out;
+}
+
+torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength) {
+  const int64_t n = x.size(0);
+  std::vector<float> gain(static_cast<std::size_t>(n * 3)), bias(gain.size()), sat(static_cast<std::size_t>(n));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const float s = static_cast<float>(strength);
+  for (auto& g : gain) g = 1.0f + s * u(rng);
+  for (auto& b : bias) b = 0.5f * s * u(rng);
+  for (auto& v : sat) v = 1.0f + 2.0f * s * u(rng);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+  auto g = torch::from_blob(gain.data(), {n, 3, 1, 1}, opts).to(x.device());
+  auto b = torch::from_blob(bias.data(), {n, 3, 1, 1}, opts).to(x.device());
+  auto v = torch::from_blob(sat.data(), {n, 1, 1, 1}, opts).to(x.device());
+  auto out = x * g + b;
+  auto grey = out.mean(1, /*keepdim=*/true);
+  return (grey + (out - grey) * v).clamp(0.0, 1.0);
+}
+
+torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng) {
+  if (name == "flips") return random_flips(x, rng);
+  if (name == "dihedral") return random_rot90(random_flips(x, rng), rng);
+  if (name == "dihedral-colour") return random_colour(random_rot90(random_flips(x, rng), rng), rng, 0.1);
+  throw InputError("--augment " + name + ": expected flips, dihedral or dihedral-colour");
 }
 
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_nchw(u8_nhwc)); }

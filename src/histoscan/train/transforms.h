@@ -2,6 +2,7 @@
 // Preprocessing and augmentation as batched tensor operations (never per-pixel loops).
 #include <cstdint>
 #include <random>
+#include <string>
 
 #include <torch/types.h>
 
@@ -16,6 +17,19 @@ torch::Tensor standardize(const torch::Tensor& x);
 
 // Random horizontal and vertical flips, each with probability 0.5 per image, drawn from rng.
 torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng);
+
+// Random rotations by 0, 90, 180 or 270 degrees per image (with random_flips: all 8
+// symmetries of the square, which leave a tissue patch's label unchanged).
+torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng);
+
+// Stain and colour variation between slides, per image on [0, 1] RGB: each channel scaled by
+// a gain in [1 - strength, 1 + strength] and shifted by up to strength / 2, and the
+// saturation scaled within [1 - 2 strength, 1 + 2 strength]; clamped to [0, 1].
+torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength);
+
+// Training augmentation by name: "flips" (the notebook's), "dihedral" (flips and 90-degree
+// rotations) or "dihedral-colour" (and colour jitter). Throws InputError for other names.
+torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng);
 
 // What the model sees at evaluation: to_float_nchw then standardize.
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc);
