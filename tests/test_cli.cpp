@@ -14,13 +14,6 @@ using namespace histoscan::test;
 
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
 // The history without its last column (seconds), which differs between runs.
 std::string history_without_time(const fs::path& csv) {
   std::string out;

@@ -11,17 +11,6 @@
 
 using namespace histoscan::test;
 
-namespace {
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-}  // namespace
-
 // The core issue's acceptance check: a short run on real PCam patches, honest validation
 // on other slides, AUC above 0.80.
 TEST(RealData, PcamSubsetShortRunReachesAuc080OnOtherSlides) {

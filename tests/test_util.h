@@ -2,6 +2,8 @@
 // Helpers shared by the tests: a temporary folder that cleans up after itself, small files.
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 #include <random>
 #include <string>
 
@@ -39,6 +41,13 @@ inline void write_text(const fs::path& path, const std::string& text) {
 inline std::string read_text(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
 }
 
 // Path of the team's real data, or empty when it is not there (tests then skip).

@@ -6,8 +6,11 @@ set -euo pipefail
 bin=$1 data=$2 src=$3
 x=$data/pcam-h5/camelyonpatch_level_2_split_valid_x.h5
 peer=$data/../peers/torch_seed_recipe.py
+if [ ! -f "$x" ] || [ ! -f "$peer" ]; then echo "skipped: no $x or $peer"; exit 77; fi
+python=/usr/bin/python3
+"$python" -c 'import torch, h5py' 2>/dev/null || { echo "skipped: Debian's python3-torch and python3-h5py are needed"; exit 77; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" train "$data/pcam-subset/train" --per-class 300 --epochs 2 --batch 16 --valid "$x" --out "$work/run" --no-progress
 "$bin" evaluate "$work/run/best.pt" "$x" --out "$work/eval" >/dev/null
-/usr/bin/python3 "$src/tests/interop/check_pytorch_interop.py" "$work/run/best.pt" "$work/eval/predictions.csv" "$x" "$peer"
+"$python" "$src/tests/interop/check_pytorch_interop.py" "$work/run/best.pt" "$work/eval/predictions.csv" "$x" "$peer"

@@ -1,10 +1,6 @@
 #include "histoscan/data/labels_csv.h"
 
-#define CSV_IO_NO_THREAD
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstringop-truncation"
-#include <libfccp/csv.h>
-#pragma GCC diagnostic pop
+#include "histoscan/util/csv.h"
 
 #include "histoscan/util/error.h"
 
@@ -17,7 +13,7 @@ std::vector<CsvPair> read_csv_pair(const fs::path& path, const std::string& key_
   if (!fs::exists(path)) throw InputError(path.string() + " does not exist");
   std::vector<CsvPair> rows;
   try {
-    io::CSVReader<2, io::trim_chars<' ', '\t', '\r'>, io::double_quote_escape<',', '"'>> reader(path.string());
+    CsvReader<2> reader(path.string());
     reader.read_header(io::ignore_extra_column, key_column, value_column);
     std::string key, value;
     while (reader.read_row(key, value)) {

@@ -9,11 +9,7 @@
 #include "histoscan/eval/metrics_json.h"
 #include "histoscan/util/error.h"
 
-#define CSV_IO_NO_THREAD
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstringop-truncation"
-#include <libfccp/csv.h>
-#pragma GCC diagnostic pop
+#include "histoscan/util/csv.h"
 
 namespace histoscan::eval {
 
@@ -116,7 +112,7 @@ Predictions read_predictions_csv(const std::filesystem::path& path) {
   const std::string where = path.string() + " line ";
   Predictions p;
   try {
-    io::CSVReader<3, io::trim_chars<' ', '\t', '\r'>, io::double_quote_escape<',', '"'>> reader(
+    CsvReader<3> reader(
         path.string());
     reader.read_header(io::ignore_extra_column, "id", "label", "probability");
     std::string id, label, prob;

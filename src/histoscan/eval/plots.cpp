@@ -10,11 +10,7 @@
 #include "histoscan/eval/chart.h"
 #include "histoscan/util/error.h"
 
-#define CSV_IO_NO_THREAD
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstringop-truncation"
-#include <libfccp/csv.h>
-#pragma GCC diagnostic pop
+#include "histoscan/util/csv.h"
 
 namespace histoscan::eval {
 
@@ -317,7 +313,7 @@ std::vector<HistoryRow> read_history_csv(const std::filesystem::path& path) {
     throw InputError(path.string() + " does not exist or is not a file; give the run's history.csv");
   std::vector<HistoryRow> rows;
   try {
-    io::CSVReader<7, io::trim_chars<' ', '\t', '\r'>, io::double_quote_escape<',', '"'>> reader(path.string());
+    CsvReader<7> reader(path.string());
     reader.read_header(io::ignore_extra_column, "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc",
                        "lr");
     std::string c[7];
