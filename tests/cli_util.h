@@ -2,6 +2,8 @@
 // Running the histoscan binary from tests, as a user would.
 #include <sys/wait.h>
 
+#include <filesystem>
+
 #include <array>
 #include <cstdio>
 #include <string>
@@ -28,5 +30,38 @@ inline RunResult run_cli(const std::string& args) {
 }
 
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+}  // namespace histoscan::test
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <vector>
+
+namespace histoscan::test {
+
+// Starts `histoscan ARGS...` in the background with stdout and stderr going to `log`.
+inline pid_t spawn_cli(const std::vector<std::string>& args, const std::filesystem::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv{const_cast<char*>(HISTOSCAN_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(HISTOSCAN_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid`; its exit code, or 128 + signal when a signal ended it.
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 }  // namespace histoscan::test

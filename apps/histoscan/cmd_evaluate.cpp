@@ -24,7 +24,7 @@ void add_evaluate(CLI::App& app) {
   struct Params {
     std::vector<std::string> inputs;
     std::string out, labels, device = "auto";
-    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false;
+    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false, skip_bad = false;
     int threads = 0, batch = 256;
     CutoffFlags cutoff;
   };
@@ -37,6 +37,7 @@ void add_evaluate(CLI::App& app) {
   cmd->add_option("--labels", p->labels, "labels CSV for DATA");
   cmd->add_flag("--allow-missing", p->allow_missing, "evaluate the matched patches when files or labels are unmatched");
   cmd->add_flag("--resize", p->resize, "resize images that are not 96x96 instead of refusing them");
+  cmd->add_flag("--skip-bad", p->skip_bad, "leave out unreadable images, listed in EVAL_DIR/skipped.csv");
   add_cutoff_flags(cmd, p->cutoff);
   cmd->add_flag("--save-threshold", p->save_threshold, "write the chosen cut-off into each checkpoint (predict --binary uses it)");
   cmd->add_option("--batch", p->batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
@@ -56,7 +57,9 @@ void add_evaluate(CLI::App& app) {
     data::LoadOptions load;
     load.threads = p->threads;
     load.decode.resize = p->resize;
-    auto store = data::load_all_patches(index, load);
+    load.skip_bad = p->skip_bad;
+    std::vector<data::SkippedFile> skipped;
+    auto store = data::load_all_patches(index, load, &skipped);
 
     eval::SummaryOptions options;
     bool cutoff_given = p->cutoff.request(options.cutoff);
@@ -67,6 +70,10 @@ void add_evaluate(CLI::App& app) {
       results.push_back(eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->device, options, cutoff_given, p->batch));
 
     prepare_output_dir(p->out, p->overwrite, "--out");
+    if (!skipped.empty()) {
+      data::write_skipped_csv(skipped, fs::path(p->out) / "skipped.csv");
+      log::warn(std::to_string(skipped.size()) + " unreadable images left out; see " + p->out + "/skipped.csv");
+    }
     if (results.size() == 1) {
       eval::write_model_outputs(p->out, results[0], &store, index.describe());
       std::cout << eval::format_summary(results[0].summary);

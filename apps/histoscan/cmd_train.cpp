@@ -1,5 +1,8 @@
 // histoscan train DATA --out RUN_DIR
+#include <csignal>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <unordered_set>
 
@@ -18,11 +21,16 @@ namespace histoscan::cli {
 
 namespace {
 
+std::string read_text_file(const fs::path& path) {
+  std::ifstream f(path);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
 struct TrainParams {
-  std::string data, out, valid, labels, valid_labels, groups;
+  std::string data, out, valid, labels, valid_labels, groups, resume;
   long long per_class = 0;
   double val_fraction = 0.25;
-  bool allow_missing = false, resize = false, overwrite = false;
+  bool allow_missing = false, resize = false, overwrite = false, skip_bad = false;
   int threads = 0;
   train::TrainConfig config;
 };
@@ -39,6 +47,7 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"val_fraction", p.valid.empty() ? nlohmann::json(p.val_fraction) : nlohmann::json(nullptr)},
           {"allow_missing", p.allow_missing},
           {"resize", p.resize},
+          {"skip_bad", p.skip_bad},
           {"threads", threads},
           {"model", c.model},
           {"model_options", c.model_options},
@@ -53,13 +62,52 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"augment", c.augment}};
 }
 
+// --resume RUN_DIR: the flags come from RUN_DIR/config.json, as the interrupted run resolved them.
+void load_resumed_flags(TrainParams& p) {
+  fs::path config_path = fs::path(p.resume) / "config.json";
+  if (!fs::exists(config_path) || !train::can_resume(p.resume))
+    throw InputError("--resume " + p.resume + ": not a run folder (no config.json and resume.pt); give the --out folder of an earlier 'histoscan train'");
+  nlohmann::json c;
+  try {
+    c = nlohmann::json::parse(read_text_file(config_path));
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(config_path.string() + " is damaged; start a new run instead of --resume");
+  }
+  p.data = c.at("data");
+  p.out = p.resume;
+  p.valid = c.at("valid");
+  p.labels = c.at("labels");
+  p.valid_labels = c.at("valid_labels");
+  p.groups = c.at("groups");
+  p.per_class = c.at("per_class");
+  if (!c.at("val_fraction").is_null()) p.val_fraction = c.at("val_fraction");
+  p.allow_missing = c.at("allow_missing");
+  p.resize = c.at("resize");
+  p.skip_bad = c.at("skip_bad");
+  p.threads = c.at("threads");
+  auto& k = p.config;
+  k.model = c.at("model");
+  k.model_options = c.at("model_options");
+  k.lr = c.at("lr");
+  k.batch = c.at("batch");
+  k.epochs = c.at("epochs");
+  k.early_stopping_patience = c.at("patience");
+  k.lr_patience = c.at("lr_patience");
+  k.lr_factor = c.at("lr_factor");
+  k.seed = c.at("seed");
+  k.device = c.at("device");
+  k.augment = c.at("augment");
+}
+
 void run_train(TrainParams& p) {
+  if (!p.resume.empty()) load_resumed_flags(p);
+  else if (p.data.empty() || p.out.empty()) throw InputError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)");
   train::validate(p.config);
   if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
     throw InputError("--val-fraction " + format_number(p.val_fraction) + " must be between 0 and 1 (exclusive), or pass --valid DATA");
   if (p.per_class < 0) throw InputError("--per-class must be positive");
-  if (fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
+  if (p.resume.empty() && fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
     throw InputError("--out " + p.out + " exists; pass --overwrite to replace its results or choose another folder");
   int threads = set_threads(p.threads);
 
@@ -79,6 +127,8 @@ void run_train(TrainParams& p) {
   data::LoadOptions load;
   load.threads = p.threads;
   load.decode.resize = p.resize;
+  load.skip_bad = p.skip_bad;
+  std::vector<data::SkippedFile> skipped;
   data::PatchStore train_store, valid_store;
   if (!p.valid.empty()) {
     data::SourceOptions vsource;
@@ -92,8 +142,8 @@ void run_train(TrainParams& p) {
     if (shared) log::warn(std::to_string(shared) + " ids of --valid " + p.valid + " are also training patches; validation will flatter the model");
     log::info("training on " + std::to_string(rows.size()) + " patches of " + index.describe() + ", validating on " +
               std::to_string(vindex.entries.size()) + " of " + vindex.describe());
-    train_store = data::load_patches(index, rows, load);
-    valid_store = data::load_all_patches(vindex, load);
+    train_store = data::load_patches(index, rows, load, &skipped);
+    valid_store = data::load_all_patches(vindex, load, &skipped);
   } else {
     data::Split split;
     if (!p.groups.empty()) {
@@ -113,7 +163,11 @@ void run_train(TrainParams& p) {
               " patches of " + index.describe() + (p.groups.empty() ? " (stratified split)" : " (split by group)"));
     std::vector<std::size_t> all = split.train;
     all.insert(all.end(), split.valid.begin(), split.valid.end());
-    auto store = data::load_patches(index, all, load);  // one decode pass over both sides
+    auto store = data::load_patches(index, all, load, &skipped);  // one decode pass over both sides
+    std::unordered_set<std::string> bad;  // skipped images shrink the side they came from
+    for (const auto& s : skipped) bad.insert(s.id);
+    std::size_t train_kept = 0;
+    for (std::size_t r : split.train) train_kept += bad.count(index.entries[r].id) == 0;
     auto take = [&](std::size_t from, std::size_t count) {
       data::PatchStore s;
       s.ids.assign(store.ids.begin() + from, store.ids.begin() + from + count);
@@ -121,18 +175,29 @@ void run_train(TrainParams& p) {
       s.pixels.assign(store.pixels.begin() + from * data::kPatchBytes, store.pixels.begin() + (from + count) * data::kPatchBytes);
       return s;
     };
-    train_store = take(0, split.train.size());
-    valid_store = take(split.train.size(), split.valid.size());
+    train_store = take(0, train_kept);
+    valid_store = take(train_kept, store.size() - train_kept);
   }
 
-  prepare_output_dir(p.out, p.overwrite, "--out");
   nlohmann::json config = to_json(p, threads);
   config["train_patches"] = train_store.size();
   config["valid_patches"] = valid_store.size();
   config["source"] = index.describe();
-  write_file_atomic(fs::path(p.out) / "config.json", [&](std::ostream& f) { f << config.dump(2) << '\n'; });
+  if (p.resume.empty()) {
+    prepare_output_dir(p.out, p.overwrite, "--out");
+    write_file_atomic(fs::path(p.out) / "config.json", [&](std::ostream& f) { f << config.dump(2) << '\n'; });
+  }
+  if (!skipped.empty()) {
+    data::write_skipped_csv(skipped, fs::path(p.out) / "skipped.csv");
+    log::warn(std::to_string(skipped.size()) + " unreadable images left out; see " + p.out + "/skipped.csv");
+  }
   nlohmann::json meta = {{"training", config}, {"data_source", index.describe()}, {"seed", p.config.seed}};
-  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta);
+  // Ctrl-C: finish the step, save what --resume needs, exit; a second Ctrl-C kills at once.
+  std::signal(SIGINT, [](int) {
+    train::request_stop();
+    std::signal(SIGINT, SIG_DFL);
+  });
+  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta, !p.resume.empty());
   const auto& best = result.history[static_cast<std::size_t>(result.best_epoch - 1)];
   char buf[160];
   std::snprintf(buf, sizeof buf, "best epoch %d: val_loss %.4f, val_accuracy %.4f, val_auc %.4f", best.epoch, best.val_loss,
@@ -146,8 +211,10 @@ void add_train(CLI::App& app) {
   auto p = std::make_shared<TrainParams>();
   auto& c = p->config;
   auto* cmd = app.add_subcommand("train", "train a network; writes best.pt, last.pt, history.csv and config.json to --out");
-  cmd->add_option("DATA", p->data, "training patches: Kaggle folder (+ train_labels.csv), class folders 0/ 1/, or .h5")->required();
-  cmd->add_option("-o,--out", p->out, "run folder to write")->required();
+  auto* data = cmd->add_option("DATA", p->data, "training patches: Kaggle folder (+ train_labels.csv), class folders 0/ 1/, or .h5");
+  auto* out = cmd->add_option("-o,--out", p->out, "run folder to write");
+  cmd->add_option("--resume", p->resume, "continue an interrupted run from its folder (flags from its config.json)")
+      ->excludes(data)->excludes(out);
   cmd->add_option("--valid", p->valid, "a separate validation set (any DATA form) instead of splitting DATA");
   cmd->add_option("--val-fraction", p->val_fraction, "share of DATA held out for validation when --valid is not given")->capture_default_str();
   cmd->add_option("--per-class", p->per_class, "draw a balanced random sample of N patches per class (the notebook: 40000)");
@@ -156,6 +223,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--valid-labels", p->valid_labels, "labels CSV for --valid");
   cmd->add_flag("--allow-missing", p->allow_missing, "train on the matched patches when files or labels are unmatched");
   cmd->add_flag("--resize", p->resize, "resize images that are not 96x96 instead of refusing them");
+  cmd->add_flag("--skip-bad", p->skip_bad, "leave out unreadable images, listed in RUN_DIR/skipped.csv");
   cmd->add_option("--model", c.model, "network (see 'histoscan models')")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "maximum epochs")->capture_default_str();
   cmd->add_option("--batch", c.batch, "batch size")->capture_default_str();

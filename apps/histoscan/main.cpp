@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;
+  } catch (const histoscan::Interrupted& e) {
+    std::cerr << "histoscan: interrupted: " << e.what() << '\n';
+    return 130;
   } catch (const histoscan::InputError& e) {
     std::cerr << "histoscan: error: " << e.what() << '\n';
     return 2;

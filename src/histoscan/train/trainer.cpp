@@ -1,9 +1,11 @@
 #include "histoscan/train/trainer.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <ostream>
 #include <random>
@@ -14,6 +16,7 @@
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/train/state.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
@@ -77,137 +80,207 @@ void restore(torch::nn::Sequential& net, const std::vector<torch::Tensor>& saved
 
 }  // namespace
 
-TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
-                        const fs::path& run_dir, nlohmann::json meta) {
-  validate(config);
-  if (train.size() == 0) throw InputError("no training patches");
-  if (valid.size() == 0) throw InputError("no validation patches; pass --valid DATA or a --val-fraction above 0");
-  c10::Device device = predict::resolve_device(config.device);
-  torch::manual_seed(config.seed);
-  std::mt19937_64 rng(config.seed);
+namespace {
 
-  torch::nn::Sequential net = model::make_model(config.model, config.model_options);
-  net->to(device);
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(config.lr));
+std::atomic<bool> g_stop{false};
 
-  const int64_t n = static_cast<int64_t>(train.size());
-  auto images = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
-  std::vector<float> label_values(train.labels.begin(), train.labels.end());
-  auto labels = torch::from_blob(label_values.data(), {n}, torch::kFloat32);
-  std::vector<int> valid_labels = valid.labels;
+// One training run: the data, the network, the optimizer and the loop's state.
+class Loop {
+ public:
+  Loop(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config, const fs::path& run_dir,
+       nlohmann::json meta)
+      : config_(config), run_dir_(run_dir), meta_(std::move(meta)), valid_(valid), rng_(config.seed),
+        device_(predict::resolve_device(config.device)), n_(static_cast<int64_t>(train.size())),
+        steps_((n_ + config.batch - 1) / config.batch), label_values_(train.labels.begin(), train.labels.end()) {
+    torch::manual_seed(config.seed);
+    net_ = model::make_model(config.model, config.model_options);
+    net_->to(device_);
+    opt_ = std::make_unique<torch::optim::Adam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
+    images_ = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n_, 96, 96, 3}, torch::kUInt8);
+    labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
+    state_.lr = config.lr;
+    meta_["model"] = config.model;
+    meta_["model_options"] = config.model_options;
+    meta_["preprocessing"] = {{"input", "RGB uint8 96x96 scaled to [0,1]"}, {"standardize", "per-image"}};
+    meta_["threshold"] = 0.5;
+    meta_["versions"] = model::version_info();
+  }
 
-  meta["model"] = config.model;
-  meta["model_options"] = config.model_options;
-  meta["preprocessing"] = {{"input", "RGB uint8 96x96 scaled to [0,1]"}, {"standardize", "per-image"}};
-  meta["threshold"] = 0.5;
-  meta["versions"] = model::version_info();
+  TrainResult run(bool resume) {
+    if (resume) {
+      load_state(run_dir_ / "resume.pt", net_, *opt_, state_, rng_);
+      if (state_.finished)
+        throw InputError("--resume " + run_dir_.string() + ": this run finished (" + std::to_string(state_.history.size()) +
+                         " epochs); nothing to resume");
+      set_lr(*opt_, state_.lr);
+      log::info("resuming at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) + " of " +
+                std::to_string(steps_));
+    }
+    for (; state_.epoch <= config_.epochs; ++state_.epoch) {
+      auto t0 = std::chrono::steady_clock::now();
+      train_steps();
+      EpochRecord r = validate(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      bool stop = end_epoch(r);
+      state_.step = 0;
+      if (stop) break;
+    }
+    if (!state_.best_weights.empty()) {
+      restore(net_, state_.best_weights);
+      log::info("restored the weights of epoch " + std::to_string(state_.best_epoch) + " (lowest val_loss)");
+    }
+    TrainResult result;
+    result.history = state_.history;
+    result.best_epoch = state_.best_epoch;
+    result.stopped_early = state_.history.size() < static_cast<std::size_t>(config_.epochs);
+    return result;
+  }
 
-  TrainResult result;
-  double lr = config.lr;
-  double best_loss = std::numeric_limits<double>::infinity();   // early stopping and best.pt
-  double plateau_best = std::numeric_limits<double>::infinity();
-  int since_best = 0, since_plateau_best = 0;
-  std::vector<torch::Tensor> best_weights;
-  std::vector<int64_t> order(static_cast<std::size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  const int64_t steps = (n + config.batch - 1) / config.batch;
-
-  for (int epoch = 1; epoch <= config.epochs; ++epoch) {
-    auto t0 = std::chrono::steady_clock::now();
-    if (config.progress) log::info("Epoch " + std::to_string(epoch) + "/" + std::to_string(config.epochs));
-    std::shuffle(order.begin(), order.end(), rng);
-    auto perm = torch::from_blob(order.data(), {n}, torch::kInt64);
-    net->train();
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    ProgressBar bar(steps);
-    for (int64_t step = 0; step < steps; ++step) {
-      int64_t start = step * config.batch, b = std::min<int64_t>(config.batch, n - start);
+ private:
+  void train_steps() {
+    const int epoch = state_.epoch;
+    if (config_.progress) log::info("Epoch " + std::to_string(epoch) + "/" + std::to_string(config_.epochs));
+    if (state_.step == 0) {
+      state_.order.resize(static_cast<std::size_t>(n_));
+      std::iota(state_.order.begin(), state_.order.end(), 0);
+      std::shuffle(state_.order.begin(), state_.order.end(), rng_);
+      state_.loss_sum = 0;
+      state_.correct = state_.seen = 0;
+    }
+    auto perm = torch::from_blob(state_.order.data(), {n_}, torch::kInt64);
+    net_->train();
+    ProgressBar bar(steps_);
+    for (; state_.step < steps_; ++state_.step) {
+      if (g_stop) stop_here();
+      int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
       auto idx = perm.narrow(0, start, b);
-      auto x = standardize(augment(to_float_nchw(images.index_select(0, idx).to(device)), config.augment, rng));
-      auto y = labels.index_select(0, idx).to(device);
-      auto logits = net->forward(x).reshape({b});
+      auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)), config_.augment, rng_));
+      auto y = labels_.index_select(0, idx).to(device_);
+      auto logits = net_->forward(x).reshape({b});
       auto loss = torch::binary_cross_entropy_with_logits(logits, y);
-      opt.zero_grad();
+      opt_->zero_grad();
       loss.backward();
-      opt.step();
+      opt_->step();
       double l = loss.item<double>();
       if (!std::isfinite(l))
         throw std::runtime_error("the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch) + " step " +
-                                 std::to_string(step + 1) + "; lower --lr (last.pt and best.pt hold the last good weights)");
-      loss_sum += l * double(b);
-      correct += ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();
-      seen += b;
-      if (config.progress) {
+                                 std::to_string(state_.step + 1) + "; lower --lr (" + (run_dir_ / "last.pt").string() +
+                                 " holds the last good weights)");
+      state_.loss_sum += l * double(b);
+      state_.correct += ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();
+      state_.seen += b;
+      if (config_.progress) {
         char extra[96];
-        std::snprintf(extra, sizeof extra, "loss: %.4f - accuracy: %.4f", loss_sum / double(seen), double(correct) / double(seen));
-        bar.update(step + 1, extra);
+        std::snprintf(extra, sizeof extra, "loss: %.4f - accuracy: %.4f", state_.loss_sum / double(state_.seen),
+                      double(state_.correct) / double(state_.seen));
+        bar.update(state_.step + 1, extra);
       }
     }
     bar.finish();
+  }
 
-    auto val_logits = predict::predict_logits(net, valid.pixels.data(), valid.size(), 256, device);
+  [[noreturn]] void stop_here() {
+    save_state(run_dir_ / "resume.pt", net_, *opt_, state_, rng_);
+    meta_["epoch"] = state_.epoch - 1;
+    meta_["interrupted_at"] = {{"epoch", state_.epoch}, {"step", state_.step}};
+    model::save_checkpoint(run_dir_ / "last.pt", net_, meta_);
+    throw Interrupted("training stopped at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) +
+                      " of " + std::to_string(steps_) + "; continue with: histoscan train --resume " + run_dir_.string());
+  }
+
+  EpochRecord validate(double seconds) {
+    auto val_logits = predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_);
     auto val_probs = predict::sigmoid(val_logits);
     EpochRecord r;
-    r.epoch = epoch;
-    r.loss = loss_sum / double(seen);
-    r.accuracy = double(correct) / double(seen);
-    {
-      auto lt = torch::from_blob(val_logits.data(), {static_cast<int64_t>(val_logits.size())}, torch::kFloat32);
-      std::vector<float> yv(valid_labels.begin(), valid_labels.end());
-      auto yt = torch::from_blob(yv.data(), {static_cast<int64_t>(yv.size())}, torch::kFloat32);
-      r.val_loss = torch::binary_cross_entropy_with_logits(lt.to(torch::kFloat64), yt.to(torch::kFloat64)).item<double>();
-    }
-    r.val_accuracy = eval::classification_report(valid_labels, val_probs, 0.5).accuracy;
+    r.epoch = state_.epoch;
+    r.loss = state_.loss_sum / double(state_.seen);
+    r.accuracy = double(state_.correct) / double(state_.seen);
+    auto lt = torch::from_blob(val_logits.data(), {static_cast<int64_t>(val_logits.size())}, torch::kFloat32);
+    std::vector<float> yv(valid_.labels.begin(), valid_.labels.end());
+    auto yt = torch::from_blob(yv.data(), {static_cast<int64_t>(yv.size())}, torch::kFloat32);
+    r.val_loss = torch::binary_cross_entropy_with_logits(lt.to(torch::kFloat64), yt.to(torch::kFloat64)).item<double>();
+    r.val_accuracy = eval::classification_report(valid_.labels, val_probs, 0.5).accuracy;
     try {
-      r.val_auc = eval::roc_auc(valid_labels, val_probs);
+      r.val_auc = eval::roc_auc(valid_.labels, val_probs);
     } catch (const std::invalid_argument&) {
       r.val_auc = std::nan("");
     }
-    r.lr = lr;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    result.history.push_back(r);
-    log::info((config.progress ? "" : "Epoch " + std::to_string(epoch) + "/" + std::to_string(config.epochs) + " - ") +
-              format_epoch(r));
+    r.lr = state_.lr;
+    r.seconds = seconds;
+    return r;
+  }
 
-    meta["epoch"] = epoch;
-    meta["val_loss"] = r.val_loss;
-    meta["val_accuracy"] = r.val_accuracy;
-    meta["val_auc"] = std::isfinite(r.val_auc) ? nlohmann::json(r.val_auc) : nlohmann::json(nullptr);
-    if (r.val_loss < best_loss) {
-      best_loss = r.val_loss;
-      since_best = 0;
-      result.best_epoch = epoch;
-      best_weights = snapshot(net);
-      model::save_checkpoint(run_dir / "best.pt", net, meta);
+  // Checkpoints, history and the callbacks; true when early stopping ends the run.
+  bool end_epoch(const EpochRecord& r) {
+    const int epoch = state_.epoch;
+    state_.history.push_back(r);
+    log::info((config_.progress ? "" : "Epoch " + std::to_string(epoch) + "/" + std::to_string(config_.epochs) + " - ") +
+              format_epoch(r));
+    meta_["epoch"] = epoch;
+    meta_.erase("interrupted_at");
+    meta_["val_loss"] = r.val_loss;
+    meta_["val_accuracy"] = r.val_accuracy;
+    meta_["val_auc"] = std::isfinite(r.val_auc) ? nlohmann::json(r.val_auc) : nlohmann::json(nullptr);
+    if (r.val_loss < state_.best_loss) {
+      state_.best_loss = r.val_loss;
+      state_.since_best = 0;
+      state_.best_epoch = epoch;
+      state_.best_weights = snapshot(net_);
+      model::save_checkpoint(run_dir_ / "best.pt", net_, meta_);
     } else {
-      ++since_best;
+      ++state_.since_best;
     }
-    model::save_checkpoint(run_dir / "last.pt", net, meta);
-    write_history(run_dir / "history.csv", result.history);
+    model::save_checkpoint(run_dir_ / "last.pt", net_, meta_);
+    write_history(run_dir_ / "history.csv", state_.history);
 
     // Reduce-LR-on-plateau, as Keras: an improvement must beat the best by min_delta.
-    if (r.val_loss < plateau_best - config.min_delta) {
-      plateau_best = r.val_loss;
-      since_plateau_best = 0;
-    } else if (++since_plateau_best >= config.lr_patience) {
-      lr *= config.lr_factor;
-      set_lr(opt, lr);
-      since_plateau_best = 0;
-      log::info("reducing learning rate to " + std::to_string(lr));
+    if (r.val_loss < state_.plateau_best - config_.min_delta) {
+      state_.plateau_best = r.val_loss;
+      state_.since_plateau_best = 0;
+    } else if (++state_.since_plateau_best >= config_.lr_patience) {
+      state_.lr *= config_.lr_factor;
+      set_lr(*opt_, state_.lr);
+      state_.since_plateau_best = 0;
+      log::info("reducing learning rate to " + format_number(state_.lr));
     }
-    if (config.early_stopping_patience > 0 && since_best >= config.early_stopping_patience) {
-      result.stopped_early = epoch < config.epochs;
-      if (result.stopped_early)
-        log::info("early stopping: val_loss has not improved for " + std::to_string(since_best) + " epochs");
-      break;
-    }
+    bool stop = config_.early_stopping_patience > 0 && state_.since_best >= config_.early_stopping_patience;
+    if (stop && epoch < config_.epochs)
+      log::info("early stopping: val_loss has not improved for " + std::to_string(state_.since_best) + " epochs");
+    // The state after this epoch: a run killed from here on resumes at the next one.
+    LoopState next = state_;
+    next.epoch = epoch + 1;
+    next.step = 0;
+    next.finished = stop || epoch == config_.epochs;
+    save_state(run_dir_ / "resume.pt", net_, *opt_, next, rng_);
+    return stop;
   }
-  if (!best_weights.empty()) {
-    restore(net, best_weights);
-    log::info("restored the weights of epoch " + std::to_string(result.best_epoch) + " (lowest val_loss)");
-  }
-  return result;
+
+  const TrainConfig& config_;
+  fs::path run_dir_;
+  nlohmann::json meta_;
+  const data::PatchStore& valid_;
+  std::mt19937_64 rng_;
+  c10::Device device_;
+  int64_t n_, steps_;
+  std::vector<float> label_values_;
+  torch::nn::Sequential net_{nullptr};
+  std::unique_ptr<torch::optim::Adam> opt_;
+  torch::Tensor images_, labels_;
+  LoopState state_;
+};
+
+}  // namespace
+
+void request_stop() { g_stop = true; }
+
+bool can_resume(const fs::path& run_dir) { return fs::is_regular_file(run_dir / "resume.pt"); }
+
+TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
+                        const fs::path& run_dir, nlohmann::json meta, bool resume) {
+  validate(config);
+  if (train.size() == 0) throw InputError("no training patches");
+  if (valid.size() == 0) throw InputError("no validation patches; pass --valid DATA or a --val-fraction above 0");
+  Loop loop(train, valid, config, run_dir, std::move(meta));
+  return loop.run(resume);
 }
 
 }  // namespace histoscan::train

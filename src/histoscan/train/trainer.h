@@ -48,11 +48,21 @@ struct TrainResult {
 };
 
 // Trains on `train`, validating on `valid` after each epoch, and writes to run_dir:
-// last.pt (every epoch), best.pt (lowest val_loss), history.csv (every epoch), each
-// atomically. The final weights (and best.pt) are those of the best epoch. `meta` is
-// stored in every checkpoint, with model, options, preprocessing, threshold, epoch added.
+// last.pt (every epoch), best.pt (lowest val_loss), history.csv (every epoch) and
+// resume.pt (everything a resumed run needs: weights, optimizer, schedules, random
+// generators), each atomically. The final weights (and best.pt) are those of the best
+// epoch. `meta` is stored in every checkpoint, with model, options, preprocessing,
+// threshold, epoch added. With resume, continues from run_dir/resume.pt (the same data and
+// config must be given): the result equals an uninterrupted run's.
+// Throws Interrupted after saving resume.pt and last.pt when request_stop() was called.
 TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
-                        const fs::path& run_dir, nlohmann::json meta);
+                        const fs::path& run_dir, nlohmann::json meta, bool resume = false);
+
+// Asks a running train_model to stop after its current step (async-signal-safe: SIGINT).
+void request_stop();
+
+// True when run_dir holds a resume.pt of an unfinished run.
+bool can_resume(const fs::path& run_dir);
 
 // One line per epoch as Keras prints it: "loss: 0.4302 - accuracy: 0.8028 - val_loss: ...".
 std::string format_epoch(const EpochRecord& r);

@@ -19,4 +19,9 @@ inline std::string format_number(double value) {
   return buf;
 }
 
+// Training stopped on request (Ctrl-C) after saving what a resumed run needs; exit 130.
+struct Interrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace histoscan

@@ -1,0 +1,153 @@
+// Interruptions: a killed or Ctrl-C'd run resumes to the weights an uninterrupted run
+// reaches, and no kill leaves a half-written file under its final name.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "cli_util.h"
+#include "histoscan/eval/analysis.h"
+#include "histoscan/model/checkpoint.h"
+#include "histoscan/util/error.h"
+#include "test_util.h"
+
+using namespace histoscan;
+using namespace histoscan::test;
+
+namespace {
+
+const std::vector<std::string> kTrainFlags = {"--epochs", "4", "--batch", "32", "--threads", "1", "--seed", "3", "--no-progress"};
+
+std::vector<std::string> train_args(const fs::path& data, const fs::path& out) {
+  std::vector<std::string> a = {"train", data.string(), "--out", out.string()};
+  a.insert(a.end(), kTrainFlags.begin(), kTrainFlags.end());
+  return a;
+}
+
+std::size_t history_rows(const fs::path& run) {
+  auto lines = lines_of(read_text(run / "history.csv"));
+  return lines.empty() ? 0 : lines.size() - 1;
+}
+
+void wait_for_rows(const fs::path& run, std::size_t rows) {
+  for (int i = 0; i < 6000 && history_rows(run) < rows; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+double max_difference(const fs::path& a, const fs::path& b) {
+  auto x = model::load_checkpoint(a), y = model::load_checkpoint(b);
+  double worst = 0;
+  auto px = x.net->named_parameters(), py = y.net->named_parameters();
+  for (const auto& p : px) worst = std::max(worst, (p.value() - py[p.key()]).abs().max().item<double>());
+  auto bx = x.net->named_buffers(), by = y.net->named_buffers();
+  for (const auto& b : bx) worst = std::max(worst, (b.value().to(torch::kFloat64) - by[b.key()].to(torch::kFloat64)).abs().max().item<double>());
+  return worst;
+}
+
+// The history without its seconds column.
+std::string history_numbers(const fs::path& run) {
+  std::string out;
+  for (auto& line : lines_of(read_text(run / "history.csv"))) out += line.substr(0, line.rfind(',')) + "\n";
+  return out;
+}
+
+class Robustness : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    auto r = run_cli("synth " + quote(*dir_ / "data") + " --train 200 --test 60 --seed 5");
+    ASSERT_EQ(r.code, 0) << r.output;
+    std::string flags;
+    for (const auto& f : kTrainFlags) flags += " " + f;
+    r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "full") + flags);
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static TempDir* dir_;
+};
+TempDir* Robustness::dir_ = nullptr;
+
+}  // namespace
+
+TEST_F(Robustness, KilledRunResumesToTheUninterruptedWeights) {
+  fs::path run = *dir_ / "killed";
+  pid_t pid = spawn_cli(train_args(*dir_ / "data", run), *dir_ / "killed.log");
+  wait_for_rows(run, 2);
+  kill(pid, SIGKILL);
+  wait_exit(pid);
+  ASSERT_GE(history_rows(run), 2u) << read_text(*dir_ / "killed.log");
+  auto r = run_cli("train --resume " + quote(run) + " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming at epoch"), std::string::npos) << r.output;
+  EXPECT_LE(max_difference(*dir_ / "full/best.pt", run / "best.pt"), 1e-6);
+  EXPECT_LE(max_difference(*dir_ / "full/last.pt", run / "last.pt"), 1e-6);
+  EXPECT_EQ(history_numbers(*dir_ / "full"), history_numbers(run));
+}
+
+TEST_F(Robustness, CtrlCSavesLastAndSaysHowToResume) {
+  fs::path run = *dir_ / "interrupted";
+  pid_t pid = spawn_cli(train_args(*dir_ / "data", run), *dir_ / "int.log");
+  wait_for_rows(run, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // somewhere inside epoch 2
+  kill(pid, SIGINT);
+  int code = wait_exit(pid);
+  std::string log = read_text(*dir_ / "int.log");
+  if (code == 0) GTEST_SKIP() << "the run finished before the signal arrived";
+  EXPECT_EQ(code, 130) << log;
+  EXPECT_NE(log.find("histoscan train --resume " + run.string()), std::string::npos) << log;
+  EXPECT_NO_THROW(model::load_checkpoint(run / "last.pt"));
+  auto r = run_cli("train --resume " + quote(run) + " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_difference(*dir_ / "full/best.pt", run / "best.pt"), 1e-6);
+  EXPECT_EQ(history_numbers(*dir_ / "full"), history_numbers(run));
+}
+
+TEST_F(Robustness, ResumeRefusesFinishedAndForeignFolders) {
+  auto r = run_cli("train --resume " + quote(*dir_ / "full"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("this run finished"), std::string::npos) << r.output;
+  r = run_cli("train --resume " + quote(*dir_ / "data"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("not a run folder"), std::string::npos) << r.output;
+}
+
+TEST_F(Robustness, SigkillAtRandomMomentsLeavesOnlyCompleteFiles) {
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int> delay_ms(50, 4000);
+  fs::path ckpt = *dir_ / "full/best.pt";
+  for (int round = 0; round < 10; ++round) {
+    bool train = round % 2 == 0;
+    fs::path out = *dir_ / ("kill" + std::to_string(round));
+    fs::create_directories(out);
+    std::vector<std::string> args =
+        train ? train_args(*dir_ / "data", out / "run")
+              : std::vector<std::string>{"predict", ckpt.string(), (*dir_ / "data/test").string(), "--out", (out / "s.csv").string(),
+                                         "--batch", "4", "--threads", "1"};
+    pid_t pid = spawn_cli(args, *dir_ / "kill.log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+    kill(pid, SIGKILL);
+    wait_exit(pid);
+    for (const auto& entry : fs::recursive_directory_iterator(out)) {
+      std::string name = entry.path().filename().string();
+      if (!entry.is_regular_file() || name[0] == '.') continue;  // temporaries never carry a final name
+      SCOPED_TRACE(entry.path().string());
+      if (name == "config.json") EXPECT_NO_THROW(nlohmann::json::parse(read_text(entry.path())));
+      else if (name == "history.csv") {
+        for (const auto& line : lines_of(read_text(entry.path()))) EXPECT_EQ(std::count(line.begin(), line.end(), ','), 7) << line;
+      } else if (name == "best.pt" || name == "last.pt") EXPECT_NO_THROW(model::load_checkpoint(entry.path()));
+      else if (name == "resume.pt") EXPECT_GT(fs::file_size(entry.path()), 1000u);
+      else if (name == "s.csv") EXPECT_EQ(lines_of(read_text(entry.path())).size(), 61u);
+      else ADD_FAILURE() << "unexpected file";
+    }
+  }
+}
+
+TEST_F(Robustness, ExplodingLossStopsNamingEpochAndStep) {
+  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "nan") + " --lr 1e30 --epochs 2 --batch 32 --no-progress");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("the loss became"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("at epoch 1 step"), std::string::npos) << r.output;
+}
