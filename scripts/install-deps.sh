@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   cmake make g++ pkg-config
   libtorch-dev libopenblas0-openmp        # LibTorch 1.13 and a fast BLAS behind it
-  libopencv-dev libhdf5-dev               # TIFF/JPEG/PNG decoding, PCam HDF5
+  libopencv-dev libhdf5-dev libtiff-dev   # TIFF/JPEG/PNG decoding, TIFF headers, PCam HDF5
   libcairo2-dev                           # plots
   chromium                                # the HTML report test opens the report headless
   libcli11-dev nlohmann-json3-dev libfccp-dev

@@ -200,6 +200,8 @@ TEST_F(Cli, BadInputFilesGetOneLineNamingThem) {
   ASSERT_EQ(skip.code, 0) << skip.output;
   EXPECT_EQ(lines_of(read_text(bad / "s.csv")).size(), 25u);
   EXPECT_NE(read_text(bad / "s.csv.skipped.csv").find("zzcorrupt"), std::string::npos);
+  auto unwritable = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out /proc/histoscan.csv");
+  expect_user_error(unwritable, "cannot write /proc/histoscan.csv");
   write_text(bad / "labels/train_labels.csv", "id,name\n");
   expect_user_error(run_cli("inspect " + quote(*dir_ / "data/train") + " --labels " + quote(bad / "labels/train_labels.csv")),
                     "no 'label' column");

@@ -5,6 +5,10 @@
 #include <set>
 #include <vector>
 
+#include <hdf5.h>
+#include <tiffio.h>
+#include <unistd.h>
+
 #include <opencv2/imgcodecs.hpp>
 
 #include "histoscan/data/hdf5_io.h"
@@ -291,4 +295,76 @@ TEST(Hdf5, RefusesPairsOfDifferentLengthsAndWrongShapes) {
   EXPECT_NE(missing.find("n_y.h5 is missing"), std::string::npos) << missing;
   write_text(dir / "fake_x.h5", "not hdf5");
   EXPECT_NE(error_of([&] { index_source(dir / "fake_x.h5"); }).find("not an HDF5 file"), std::string::npos);
+}
+
+namespace {
+
+// A 96x96 TIFF with `bits` bits per sample (1: black and white), written with libtiff.
+void write_gray_tiff(const fs::path& path, int bits) {
+  TIFF* tif = TIFFOpen(path.c_str(), "w");
+  ASSERT_NE(tif, nullptr);
+  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, 96);
+  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, 96);
+  TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, bits);
+  TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 1);
+  TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+  TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+  TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, 96);
+  std::vector<std::uint8_t> row(static_cast<std::size_t>((96 * bits + 7) / 8), 0x5A);
+  for (std::uint32_t y = 0; y < 96; ++y) TIFFWriteScanline(tif, row.data(), y, 0);
+  TIFFClose(tif);
+}
+
+void write_h5_x(const fs::path& path, std::vector<hsize_t> dims) {
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  hid_t d = H5Dcreate2(f, "x", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dclose(d);
+  H5Sclose(space);
+  H5Fclose(f);
+}
+
+}  // namespace
+
+TEST(ImageIo, RefusesTiffsThatAreNotEightBitAndJpegsNamedTif) {
+  TempDir dir;
+  std::vector<std::uint8_t> out(kPatchBytes);
+  write_gray_tiff(dir / "bw.tif", 1);
+  std::string e = error_of([&] { decode_patch(dir / "bw.tif", out.data()); });
+  EXPECT_NE(e.find("bw.tif: a 1-bit TIFF (black and white)"), std::string::npos) << e;
+  write_gray_tiff(dir / "deep.tif", 16);
+  e = error_of([&] { decode_patch(dir / "deep.tif", out.data()); });
+  EXPECT_NE(e.find("deep.tif: a 16-bit TIFF"), std::string::npos) << e;
+  write_gray_tiff(dir / "gray8.tif", 8);
+  EXPECT_NO_THROW(decode_patch(dir / "gray8.tif", out.data()));  // 8-bit grayscale is converted
+  auto p = patch(true, 9);
+  write_patch(dir / "real.jpg", p.data());
+  fs::rename(dir / "real.jpg", dir / "fake.tif");
+  e = error_of([&] { decode_patch(dir / "fake.tif", out.data()); });
+  EXPECT_NE(e.find("fake.tif: a JPEG file named .tif; rename it to its real extension (.jpg)"), std::string::npos) << e;
+}
+
+TEST(ImageIo, UnreadableFileNamesItsPermissions) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads any file";
+  TempDir dir;
+  auto p = patch(true, 9);
+  write_patch(dir / "locked.tif", p.data());
+  fs::permissions(dir / "locked.tif", fs::perms::none);
+  std::vector<std::uint8_t> out(kPatchBytes);
+  EXPECT_NE(error_of([&] { decode_patch(dir / "locked.tif", out.data()); }).find("permission denied"), std::string::npos);
+}
+
+TEST(LabelsCsv, AFolderInsteadOfAFileIsNamed) {
+  TempDir dir;
+  fs::create_directories(dir / "labels.csv");
+  EXPECT_NE(error_of([&] { read_labels_csv(dir / "labels.csv"); }).find("is a folder, not a CSV file"), std::string::npos);
+}
+
+TEST(Hdf5, RefusesImagesOfAnotherShape) {
+  TempDir dir;
+  write_h5_x(dir / "small_x.h5", {10, 32, 32, 3});
+  std::string e = error_of([&] { index_source(dir / "small_x.h5"); });
+  EXPECT_NE(e.find("dataset 'x' is 10x32x32x3; expected N x 96 x 96 x 3 uint8"), std::string::npos) << e;
+  write_h5_x(dir / "flat_x.h5", {10, 27648});
+  EXPECT_NE(error_of([&] { index_source(dir / "flat_x.h5"); }).find("is 10x27648"), std::string::npos);
 }

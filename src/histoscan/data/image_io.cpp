@@ -12,6 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "histoscan/data/tiff_check.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
 
@@ -33,6 +34,7 @@ std::vector<unsigned char> read_bytes(const fs::path& path) {
 
 cv::Mat decode(const fs::path& path) {
   std::vector<unsigned char> bytes = read_bytes(path);
+  check_tiff(path, bytes);
   cv::Mat img;
   try {
     img = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);

@@ -187,6 +187,10 @@ PatchIndex index_source(const fs::path& data, const SourceOptions& options) {
 
   if (index.entries.empty() && index.files_without_labels.empty())
     throw InputError(data.string() + ": no images found (.tif, .jpg, .png); for training give class folders 0/ and 1/ or a folder with train_labels.csv");
+  auto& ignored = index.ignored_files;  // the labels file beside the images is expected there
+  ignored.erase(std::remove_if(ignored.begin(), ignored.end(),
+                               [&](const fs::path& p) { return !index.labels_file.empty() && fs::equivalent(p, index.labels_file); }),
+                ignored.end());
   if (!index.ignored_files.empty())
     log::warn(std::to_string(index.ignored_files.size()) + " files in " + index.image_dir.string() +
               " are not images and were ignored (first: " + index.ignored_files.front().filename().string() + ")");
