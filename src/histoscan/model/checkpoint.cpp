@@ -73,6 +73,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   for (const auto& p : ckpt.net->named_parameters()) check(p.key(), p.value());
   for (const auto& b : ckpt.net->named_buffers()) check(b.key(), b.value());
   if (!ckpt.meta.contains("threshold")) ckpt.meta["threshold"] = 0.5;
+  use_channels_last(*ckpt.net);
   return ckpt;
 }
 

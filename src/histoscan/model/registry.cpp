@@ -57,6 +57,12 @@ std::vector<ModelInfo> list_models() {
   return out;
 }
 
+void use_channels_last(torch::nn::Module& net) {
+  torch::NoGradGuard guard;
+  for (auto& p : net.parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
 long long count_parameters(const torch::nn::Module& net) {
   long long n = 0;
   for (const auto& p : net.parameters())

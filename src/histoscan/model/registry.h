@@ -27,6 +27,10 @@ torch::nn::Sequential make_model(const std::string& name, const nlohmann::json& 
 
 std::vector<ModelInfo> list_models();
 
+// Puts every 4-d parameter (convolution weights) in channels-last memory, which oneDNN runs
+// about twice as fast on CPU; values and names are unchanged. Call after loading weights.
+void use_channels_last(torch::nn::Module& net);
+
 // Trainable parameters of `net`.
 long long count_parameters(const torch::nn::Module& net);
 

@@ -95,6 +95,7 @@ class Loop {
     torch::manual_seed(config.seed);
     net_ = model::make_model(config.model, config.model_options);
     net_->to(device_);
+    model::use_channels_last(*net_);
     opt_ = std::make_unique<torch::optim::Adam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
     images_ = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n_, 96, 96, 3}, torch::kUInt8);
     labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
@@ -109,6 +110,7 @@ class Loop {
   TrainResult run(bool resume) {
     if (resume) {
       load_state(run_dir_ / "resume.pt", net_, *opt_, state_, rng_);
+      model::use_channels_last(*net_);  // loading replaced the weights' memory
       if (state_.finished)
         throw InputError("--resume " + run_dir_.string() + ": this run finished (" + std::to_string(state_.history.size()) +
                          " epochs); nothing to resume");

@@ -7,7 +7,7 @@
 namespace histoscan::train {
 
 torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc) {
-  return u8_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(255.0f).contiguous();
+  return u8_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(255.0f).contiguous(torch::MemoryFormat::ChannelsLast);
 }
 
 torch::Tensor standardize(const torch::Tensor& x) {

@@ -8,7 +8,8 @@
 
 namespace histoscan::train {
 
-// uint8 N x 96 x 96 x 3 (HWC, RGB) -> float N x 3 x 96 x 96 in [0, 1].
+// uint8 N x 96 x 96 x 3 (HWC, RGB) -> float N x 3 x 96 x 96 in [0, 1], in channels-last
+// memory (the bytes' own order, and what oneDNN's convolutions run fastest on).
 torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc);
 
 // Per-image standardization as the notebook: (x - mean) / std over each image's pixels and

@@ -1,0 +1,56 @@
+// libFuzzer target: load_checkpoint on arbitrary bytes saved as a .pt file. InputError is
+// the expected rejection; anything else is a finding. LibTorch is not instrumented, so
+// coverage guidance comes from histoscan's code only.
+//
+// With HISTOSCAN_FUZZ_WRITE_SEED=FILE set, the binary instead writes a complete seed-cnn
+// checkpoint (3 MB, too big to keep in fuzz/corpus) to FILE and exits: run_fuzzers.sh
+// adds it to the working corpus.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "histoscan/model/checkpoint.h"
+#include "histoscan/model/registry.h"
+#include "histoscan/util/error.h"
+
+namespace {
+
+std::string g_path;
+
+void write_file(const std::string& path, const std::uint8_t* data, std::size_t size) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f || (size && std::fwrite(data, 1, size, f) != size) || std::fclose(f) != 0) {
+    std::perror(path.c_str());
+    std::abort();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  torch::set_num_threads(1);  // one core: the machine is shared
+  if (const char* seed = std::getenv("HISTOSCAN_FUZZ_WRITE_SEED")) {
+    torch::manual_seed(0);
+    auto net = histoscan::model::make_model("seed-cnn");
+    histoscan::model::save_checkpoint(
+        seed, net, {{"model", "seed-cnn"}, {"model_options", {{"dropout", 0.3}}}, {"threshold", 0.5}});
+    std::exit(0);
+  }
+  g_path = "/dev/shm/histoscan-fuzz-checkpoint-" + std::to_string(getpid()) + ".pt";
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  write_file(g_path, data, size);
+  try {
+    histoscan::model::load_checkpoint(g_path);
+  } catch (const histoscan::InputError&) {
+  }
+  std::remove(g_path.c_str());
+  return 0;
+}

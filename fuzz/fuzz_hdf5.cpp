@@ -1,0 +1,51 @@
+// libFuzzer target: index_source on an arbitrary .h5 file (PCam layout or packed store:
+// x, y, ids), then reading the pixels of its first and last rows as training would.
+// InputError is the expected rejection; anything else is a finding.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "histoscan/data/hdf5_io.h"
+#include "histoscan/data/image_io.h"
+#include "histoscan/data/source.h"
+#include "histoscan/util/error.h"
+
+namespace {
+
+std::string g_path;
+
+void write_file(const std::string& path, const std::uint8_t* data, std::size_t size) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f || (size && std::fwrite(data, 1, size, f) != size) || std::fclose(f) != 0) {
+    std::perror(path.c_str());
+    std::abort();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Not named *_x.h5, so the file is read as a packed store: x, y and ids all from it.
+  g_path = "/dev/shm/histoscan-fuzz-hdf5-" + std::to_string(getpid()) + ".h5";
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  write_file(g_path, data, size);
+  try {
+    histoscan::data::SourceOptions options;
+    options.require_labels = false;  // predict and pack read unlabeled stores too
+    auto index = histoscan::data::index_source(g_path, options);
+    std::vector<std::size_t> rows{0};
+    if (index.entries.size() > 1) rows.push_back(index.entries.size() - 1);
+    std::vector<std::uint8_t> pixels(rows.size() * histoscan::data::kPatchBytes);
+    histoscan::data::h5_read_patches(g_path, rows, pixels.data());
+  } catch (const histoscan::InputError&) {
+  }
+  std::remove(g_path.c_str());
+  return 0;
+}
