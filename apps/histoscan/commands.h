@@ -12,6 +12,7 @@ void add_models(CLI::App& app);
 void add_train(CLI::App& app);
 void add_evaluate(CLI::App& app);
 void add_metrics(CLI::App& app);
+void add_bench(CLI::App& app);
 void add_predict(CLI::App& app);
 
 // Sets LibTorch's intra-op threads (0: all cores) and returns the count used.

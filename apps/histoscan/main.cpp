@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   histoscan::cli::add_train(app);
   histoscan::cli::add_evaluate(app);
   histoscan::cli::add_metrics(app);
+  histoscan::cli::add_bench(app);
   histoscan::cli::add_predict(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,262 @@
+#include "histoscan/bench/bench.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include "histoscan/data/source.h"
+#include "histoscan/data/store.h"
+#include "histoscan/model/registry.h"
+#include "histoscan/predict/predictor.h"
+#include "histoscan/train/transforms.h"
+#include "histoscan/util/error.h"
+#include "histoscan/util/log.h"
+#include "histoscan/util/parallel.h"
+
+namespace histoscan::bench {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Median over `runs` of the seconds `f` takes.
+template <class F>
+double median_seconds(int runs, F&& f) {
+  std::vector<double> s;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = Clock::now();
+    f();
+    s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return median(s);
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+double matmul_gflops(int runs) {
+  const int64_t n = 2048;
+  auto a = torch::randn({n, n}), b = torch::randn({n, n});
+  torch::mm(a, b);  // warm-up
+  double s = median_seconds(runs, [&] { torch::mm(a, b); });
+  return 2.0 * double(n) * double(n) * double(n) / s / 1e9;
+}
+
+double train_images_per_s(const data::PatchStore& store, const BenchOptions& o) {
+  torch::manual_seed(1);
+  auto net = model::make_model("seed-cnn");
+  net->train();
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
+  const int64_t n = static_cast<int64_t>(store.size()), batch = 128;
+  auto images = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
+  std::vector<float> yv(store.labels.begin(), store.labels.end());
+  auto labels = torch::from_blob(yv.data(), {n}, torch::kFloat32);
+  std::mt19937_64 rng(1);
+  auto step = [&](int64_t k) {
+    auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
+    auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx)).contiguous(), rng));
+    auto loss = torch::binary_cross_entropy_with_logits(net->forward(x).reshape({batch}), labels.index_select(0, idx));
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  step(0);  // warm-up: oneDNN picks its kernels on the first pass
+  std::vector<double> rates;
+  for (int r = 0; r < o.runs; ++r) {
+    auto t0 = Clock::now();
+    for (int k = 1; k <= o.train_steps; ++k) step(k);
+    rates.push_back(double(o.train_steps * batch) / std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return median(rates);
+}
+
+// Runs the peer and returns images_per_s from the JSON on its last line, or -1 when it failed.
+double run_peer(const std::string& args) {
+  std::string cmd = "/usr/bin/python3 " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return -1;
+  std::string out;
+  std::array<char, 4096> buf;
+  for (std::size_t n; (n = fread(buf.data(), 1, buf.size(), pipe)) > 0;) out.append(buf.data(), n);
+  if (pclose(pipe) != 0) return -1;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  auto pos = out.rfind('\n');  // the summary is the last line
+  try {
+    return nlohmann::json::parse(pos == std::string::npos ? out : out.substr(pos + 1)).at("images_per_s").get<double>();
+  } catch (const nlohmann::json::exception&) {
+    return -1;
+  }
+}
+
+double peer_median(int runs, const std::string& args) {
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) {
+    double r = run_peer(args);
+    if (r < 0) return -1;
+    v.push_back(r);
+  }
+  return median(v);
+}
+
+nlohmann::json row(const std::string& name, const std::string& unit, double ours, double peer = -1) {
+  nlohmann::json r = {{"name", name}, {"unit", unit}, {"histoscan", ours}};
+  r["peer"] = peer > 0 ? nlohmann::json(peer) : nlohmann::json(nullptr);
+  r["ratio"] = peer > 0 ? nlohmann::json(ours / peer) : nlohmann::json(nullptr);
+  return r;
+}
+
+}  // namespace
+
+double seed_cnn_flops_per_patch() {
+  double macs = 0;
+  int64_t in = 3, side = 96;
+  for (int64_t f : {16, 32, 64, 128}) {
+    for (int i = 0; i < 3; ++i) {
+      macs += double(in * f * 9) * double(side * side);
+      in = f;
+    }
+    side /= 3;  // MaxPool 3x3, stride 3: 96 -> 32 -> 10 -> 3 -> 1
+  }
+  macs += double(128 * 256 * 9) * double(side * side);  // conv 256 on the 1x1 map, counted as the dense kernel runs it
+  macs += 256;                                          // Linear(256, 1)
+  return 2.0 * macs;
+}
+
+nlohmann::json run_bench(const BenchOptions& o) {
+  const int threads = resolve_threads(o.threads);
+  torch::set_num_threads(threads);
+  data::SourceOptions so;
+  auto index = data::index_source(o.data, so);
+  if (index.kind != data::SourceKind::class_folders)
+    throw InputError("--data " + o.data.string() + ": the bench needs class folders 0/ and 1/ of patches (e.g. pcam-subset/valid)");
+  // Both classes in turn, so the peer's ImageFolder finds both folders filled.
+  std::vector<std::size_t> by_class[2];
+  for (std::size_t i = 0; i < index.entries.size(); ++i) by_class[index.entries[i].label].push_back(i);
+  std::vector<std::size_t> rows;
+  for (std::size_t k = 0; rows.size() < static_cast<std::size_t>(o.images) && k < index.entries.size(); ++k)
+    for (const auto& members : by_class)
+      if (k < members.size() && rows.size() < static_cast<std::size_t>(o.images)) rows.push_back(members[k]);
+  const std::size_t n = rows.size();
+  data::LoadOptions load;
+  load.threads = threads;
+  load.progress = false;
+  nlohmann::json results = nlohmann::json::array();
+
+  log::info("bench: matrix multiply");
+  double gflops_mm = matmul_gflops(o.runs);
+  results.push_back(row("fp32 matmul 2048^3", "GFLOP/s", gflops_mm));
+
+  log::info("bench: decode " + std::to_string(n) + " files into the store");
+  double decode_s = median_seconds(o.runs, [&] { data::load_patches(index, rows, load); });
+  auto store = data::load_patches(index, rows, load);
+  results.push_back(row("decode into store (" + std::string(index.entries[0].path.extension()) + ")", "images/s", double(n) / decode_s));
+
+  log::info("bench: inference from memory");
+  torch::manual_seed(1);
+  auto net = model::make_model("seed-cnn");
+  net->eval();
+  model::use_channels_last(*net);
+  predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, torch::kCPU);  // warm-up
+  double infer_s = median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, torch::kCPU); });
+  double infer_rate = double(n) / infer_s;
+  double flops = seed_cnn_flops_per_patch();
+  results.push_back(row("inference from memory", "images/s", infer_rate));
+  results.push_back(row("inference compute", "GFLOP/s", infer_rate * flops / 1e9));
+  results.push_back(row("inference compute / matmul rate", "%", 100.0 * infer_rate * flops / 1e9 / gflops_mm));
+
+  // Kaggle-style TIFF folder for prediction, and class folders of the same files for the peer.
+  fs::path tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));
+  fs::create_directories(tmp / "tif");
+  fs::create_directories(tmp / "cls/0");
+  fs::create_directories(tmp / "cls/1");
+  for (std::size_t i = 0; i < n; ++i) {
+    data::write_patch(tmp / "tif" / (store.ids[i] + ".tif"), store.image(i));
+    const auto& e = index.entries[rows[i]];
+    fs::create_symlink(fs::absolute(e.path), tmp / "cls" / std::to_string(e.label) / e.path.filename());
+  }
+
+  log::info("bench: predict over a folder of TIFF files");
+  data::SourceOptions unlabeled;
+  unlabeled.require_labels = false;
+  auto tif_index = data::index_source(tmp / "tif", unlabeled);
+  predict::StreamOptions stream;
+  stream.threads = threads;
+  stream.progress = false;
+  double predict_s = median_seconds(o.runs, [&] { predict::predict_to_csv(net, tif_index, tmp / "out.csv", torch::kCPU, stream); });
+
+  log::info("bench: training steps (batch 128, flips and standardization)");
+  double train_rate = train_images_per_s(store, o);
+
+  double peer_train = -1, peer_train_preload = -1, peer_predict = -1, peer_predict_preload = -1;
+  bool peer = !o.peer.empty() && fs::exists(o.peer) && std::system("/usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null") == 0;
+  if (peer) {
+    log::info("bench: the PyTorch peer (this takes a while)");
+    // Two epochs so the peer's first, slower step weighs less; it reports images over seconds trained.
+    std::string t = " --threads " + std::to_string(threads);
+    std::string train = o.peer.string() + " train --data " + (tmp / "cls").string() + " --epochs 2" + t;
+    std::string pred = o.peer.string() + " predict --data " + (tmp / "tif").string() + t;
+    peer_train = peer_median(o.runs, train);
+    peer_train_preload = peer_median(o.runs, train + " --preload");
+    peer_predict = peer_median(o.runs, pred);
+    peer_predict_preload = peer_median(o.runs, pred + " --preload");
+  } else {
+    log::warn("bench: no peer rows (" + o.peer.string() + " or Debian's python3-torch/torchvision missing)");
+  }
+  results.push_back(row("training vs peer (DataLoader)", "images/s", train_rate, peer_train));
+  results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
+  results.push_back(row("predict TIFF folder vs peer (DataLoader)", "images/s", double(n) / predict_s, peer_predict));
+  results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(n) / predict_s, peer_predict_preload));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+
+  return {{"machine", {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()}, {"threads", threads},
+                       {"libtorch", TORCH_VERSION}}},
+          {"images", n},
+          {"runs", o.runs},
+          {"seed_cnn_gflop_per_patch", flops / 1e9},
+          {"results", results}};
+}
+
+std::string format_table(const nlohmann::json& j) {
+  std::ostringstream out;
+  char buf[256];
+  out << "| measurement | unit | histoscan | peer | ratio |\n| --- | --- | ---: | ---: | ---: |\n";
+  for (const auto& r : j.at("results")) {
+    auto num = [](const nlohmann::json& v, const char* fmt) {
+      if (v.is_null()) return std::string("-");
+      char b[32];
+      std::snprintf(b, sizeof b, fmt, v.get<double>());
+      return std::string(b);
+    };
+    std::snprintf(buf, sizeof buf, "| %s | %s | %s | %s | %s |\n", r["name"].get<std::string>().c_str(),
+                  r["unit"].get<std::string>().c_str(), num(r["histoscan"], "%.1f").c_str(), num(r["peer"], "%.1f").c_str(),
+                  num(r["ratio"], "%.2fx").c_str());
+    out << buf;
+  }
+  return out.str();
+}
+
+}  // namespace histoscan::bench
