@@ -20,5 +20,5 @@ echo "== predict: Kaggle submission for the test folder"
 echo
 echo "results:"
 echo "  $out/run/       best.pt, last.pt, history.csv, config.json"
-echo "  $out/eval/      metrics.json, predictions.csv"
+echo "  $out/eval/      metrics.json, predictions.csv, plots, report.html (open it in a browser)"
 echo "  $out/submission.csv"
