@@ -35,14 +35,17 @@ struct TrainParams {
   train::TrainConfig config;
 };
 
+// Paths as absolute, so --resume works from any folder.
+std::string absolute(const std::string& path) { return path.empty() ? path : fs::absolute(path).lexically_normal().string(); }
+
 nlohmann::json to_json(const TrainParams& p, int threads) {
   const auto& c = p.config;
-  return {{"data", p.data},
-          {"out", p.out},
-          {"valid", p.valid},
-          {"labels", p.labels},
-          {"valid_labels", p.valid_labels},
-          {"groups", p.groups},
+  return {{"data", absolute(p.data)},
+          {"out", absolute(p.out)},
+          {"valid", absolute(p.valid)},
+          {"labels", absolute(p.labels)},
+          {"valid_labels", absolute(p.valid_labels)},
+          {"groups", absolute(p.groups)},
           {"per_class", p.per_class},
           {"val_fraction", p.valid.empty() ? nlohmann::json(p.val_fraction) : nlohmann::json(nullptr)},
           {"allow_missing", p.allow_missing},
@@ -67,36 +70,36 @@ void load_resumed_flags(TrainParams& p) {
   fs::path config_path = fs::path(p.resume) / "config.json";
   if (!fs::exists(config_path) || !train::can_resume(p.resume))
     throw InputError("--resume " + p.resume + ": not a run folder (no config.json and resume.pt); give the --out folder of an earlier 'histoscan train'");
-  nlohmann::json c;
   try {
-    c = nlohmann::json::parse(read_text_file(config_path));
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(config_path.string() + " is damaged; start a new run instead of --resume");
+    nlohmann::json c = nlohmann::json::parse(read_text_file(config_path));
+    p.data = c.at("data");
+    p.out = p.resume;
+    p.valid = c.at("valid");
+    p.labels = c.at("labels");
+    p.valid_labels = c.at("valid_labels");
+    p.groups = c.at("groups");
+    p.per_class = c.at("per_class");
+    if (!c.at("val_fraction").is_null()) p.val_fraction = c.at("val_fraction");
+    p.allow_missing = c.at("allow_missing");
+    p.resize = c.at("resize");
+    p.skip_bad = c.at("skip_bad");
+    p.threads = c.at("threads");
+    auto& k = p.config;
+    k.model = c.at("model");
+    k.model_options = c.at("model_options");
+    k.lr = c.at("lr");
+    k.batch = c.at("batch");
+    k.epochs = c.at("epochs");
+    k.early_stopping_patience = c.at("patience");
+    k.lr_patience = c.at("lr_patience");
+    k.lr_factor = c.at("lr_factor");
+    k.seed = c.at("seed");
+    k.device = c.at("device");
+    k.augment = c.at("augment");
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
+                     "); start a new run instead of --resume");
   }
-  p.data = c.at("data");
-  p.out = p.resume;
-  p.valid = c.at("valid");
-  p.labels = c.at("labels");
-  p.valid_labels = c.at("valid_labels");
-  p.groups = c.at("groups");
-  p.per_class = c.at("per_class");
-  if (!c.at("val_fraction").is_null()) p.val_fraction = c.at("val_fraction");
-  p.allow_missing = c.at("allow_missing");
-  p.resize = c.at("resize");
-  p.skip_bad = c.at("skip_bad");
-  p.threads = c.at("threads");
-  auto& k = p.config;
-  k.model = c.at("model");
-  k.model_options = c.at("model_options");
-  k.lr = c.at("lr");
-  k.batch = c.at("batch");
-  k.epochs = c.at("epochs");
-  k.early_stopping_patience = c.at("patience");
-  k.lr_patience = c.at("lr_patience");
-  k.lr_factor = c.at("lr_factor");
-  k.seed = c.at("seed");
-  k.device = c.at("device");
-  k.augment = c.at("augment");
 }
 
 void run_train(TrainParams& p) {
