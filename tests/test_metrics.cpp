@@ -14,6 +14,7 @@
 
 #include "histoscan/eval/metrics.h"
 #include "histoscan/eval/metrics_json.h"
+#include "test_util.h"
 
 #ifndef HISTOSCAN_SOURCE_DIR
 #error "HISTOSCAN_SOURCE_DIR must name the repository root"
@@ -27,12 +28,7 @@ namespace ev = histoscan::eval;
 constexpr double kTol = 1e-9;
 
 const json& cases() {
-  static const json doc = [] {
-    const std::string path = std::string(HISTOSCAN_SOURCE_DIR) + "/tests/fixtures/metrics_cases.json";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return json::parse(in);
-  }();
+  static const json doc = histoscan::test::read_fixture("metrics_cases.json");
   return doc;
 }
 

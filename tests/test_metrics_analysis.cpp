@@ -35,13 +35,7 @@ using histoscan::InputError;
 constexpr double kTol = 1e-9;
 
 const json& cases() {
-  static const json doc = [] {
-    const std::string path =
-        std::string(HISTOSCAN_SOURCE_DIR) + "/tests/fixtures/metrics_analysis_cases.json";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return json::parse(in);
-  }();
+  static const json doc = histoscan::test::read_fixture("metrics_analysis_cases.json");
   return doc;
 }
 

@@ -2,6 +2,9 @@
 // Helpers shared by the tests: a temporary folder that cleans up after itself, small files.
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <vector>
 #include <random>
@@ -48,6 +51,14 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
+}
+
+// A JSON fixture of tests/fixtures/, read once per process by the caller's static.
+inline nlohmann::json read_fixture(const std::string& name) {
+  const std::string path = std::string(HISTOSCAN_SOURCE_DIR) + "/tests/fixtures/" + name;
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(in);
 }
 
 // Path of the team's real data, or empty when it is not there (tests then skip).
