@@ -109,10 +109,11 @@ void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, t
     auto gen = torch_cpu_generator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(gen_state);
-  } catch (const c10::Error&) {
-    throw InputError(path.string() + " is damaged or belongs to another network; start a new run instead of --resume");
   } catch (const nlohmann::json::exception&) {
     throw InputError(path.string() + " is damaged; start a new run instead of --resume");
+  } catch (const std::exception&) {
+    // c10::Error, and on damaged files also the TorchScript parser's own exceptions
+    throw InputError(path.string() + " is damaged or belongs to another network; start a new run instead of --resume");
   }
 }
 
