@@ -1,6 +1,8 @@
 // libFuzzer target: index_source on an arbitrary .h5 file (PCam layout or packed store:
 // x, y, ids), then reading the pixels of its first and last rows as training would.
-// InputError is the expected rejection; anything else is a finding.
+// InputError is the expected rejection; anything else is a finding, and so is an HDF5 object
+// (file, dataset, dataspace, type) that histoscan leaves open.
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -45,6 +47,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::uint8_t> pixels(rows.size() * histoscan::data::kPatchBytes);
     histoscan::data::h5_read_patches(g_path, rows, pixels.data());
   } catch (const histoscan::InputError&) {
+  }
+  // An identifier left open would also make the next input (same path) read stale state.
+  if (H5Fget_obj_count(static_cast<hid_t>(H5F_OBJ_ALL), H5F_OBJ_ALL) != 0) {
+    std::fprintf(stderr, "HDF5 objects left open after reading %s\n", g_path.c_str());
+    std::abort();
   }
   std::remove(g_path.c_str());
   return 0;

@@ -31,12 +31,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   write_file(g_path, data, size);
+  // One read per input: each allocates libfccp's 48 MB buffer, which ASan poisons (about
+  // 5 ms). A quarter of the inputs, by size, go to the groups reader (same parser, other
+  // columns, string values).
   try {
-    histoscan::data::read_labels_csv(g_path);
-  } catch (const histoscan::InputError&) {
-  }
-  try {
-    histoscan::data::read_groups_csv(g_path);  // same parser, other columns, string values
+    if (size % 4 == 0)
+      histoscan::data::read_groups_csv(g_path);
+    else
+      histoscan::data::read_labels_csv(g_path);
   } catch (const histoscan::InputError&) {
   }
   std::remove(g_path.c_str());

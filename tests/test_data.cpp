@@ -368,3 +368,32 @@ TEST(Hdf5, RefusesImagesOfAnotherShape) {
   write_h5_x(dir / "flat_x.h5", {10, 27648});
   EXPECT_NE(error_of([&] { index_source(dir / "flat_x.h5"); }).find("is 10x27648"), std::string::npos);
 }
+
+TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {
+  // Found by fuzz_hdf5: sizes come from a dataset's header, and a damaged file can claim any
+  // number of rows with nothing stored behind them (was a loop over 2^32 rows, std::bad_alloc).
+  TempDir dir;
+  write_h5_x(dir / "claim.h5", {hsize_t(1) << 32, 96, 96, 3});
+  std::string e = error_of([&] { h5_count_patches(dir / "claim.h5"); });
+  EXPECT_NE(e.find("dataset 'x' is 4294967296x96x96x3 but stores 0 bytes"), std::string::npos) << e;
+  std::vector<std::uint8_t> px(kPatchBytes, 7);
+  h5_write_packed(dir / "ids.h5", 1, px.data(), {}, {});
+  {
+    hid_t f = H5Fopen((dir / "ids.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    hsize_t n = hsize_t(1) << 40;
+    hid_t space = H5Screate_simple(1, &n, nullptr);
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, 16);
+    hid_t d = H5Dcreate2(f, "ids", type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dclose(d);
+    H5Tclose(type);
+    H5Sclose(space);
+    H5Fclose(f);
+  }
+  SourceOptions unlabeled;
+  unlabeled.require_labels = false;
+  e = error_of([&] { index_source(dir / "ids.h5", unlabeled); });
+  EXPECT_NE(e.find("dataset 'ids' is 1099511627776 but stores 0 bytes"), std::string::npos) << e;
+  h5_write_packed(dir / "ok.h5", 1, px.data(), {1}, {"a"});  // complete stores still read
+  EXPECT_EQ(index_source(dir / "ok.h5").entries.size(), 1u);
+}

@@ -120,3 +120,21 @@ TEST(Predict, LogitsDoNotDependOnBatchSize) {
   auto all = predict::predict_logits(net, pixels.data(), 5, 4, torch::kCPU);
   for (int i = 0; i < 5; ++i) EXPECT_NEAR(one[i], all[i], 1e-4);
 }
+
+TEST(Checkpoint, DamagedTorchScriptInsideIsAnInputError) {
+  // Found by fuzz_checkpoint: on a damaged file torch::jit::load throws more than c10::Error
+  // (its parser's ErrorReport, std::runtime_error), which escaped load_checkpoint.
+  TempDir dir;
+  model::save_checkpoint(dir / "good.pt", torch::nn::Sequential(), {{"model", "seed-cnn"}});
+  const std::string bytes = test::read_text(dir / "good.pt");
+  auto damage = [&](const std::string& from, const std::string& to, const std::string& file) {
+    std::string b = bytes;
+    auto at = b.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    b.replace(at, from.size(), to);  // same length: the zip stays readable, LibTorch checks no CRC
+    test::write_text(dir / file, b);
+    EXPECT_THROW(model::load_checkpoint(dir / file), InputError) << file;
+  };
+  damage("class Module(Module):", "class Module(M&dule):", "source.pt");  // the TorchScript source
+  damage("__torch__\nModule", "__torch__\nM?dule", "type.pt");            // the pickled class name
+}

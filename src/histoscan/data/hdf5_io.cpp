@@ -76,6 +76,23 @@ std::string dims_text(const std::vector<hsize_t>& d) {
   return s.empty() ? "a scalar" : s;
 }
 
+// Dimensions come from a dataset's header alone, so a damaged file can claim far more rows
+// than it stores (found by fuzz_hdf5: allocations and loops sized by the claim). Contiguous
+// and compact data must fill exactly elements x element size; chunked (PCam's own files),
+// external and virtual data are left to HDF5.
+void require_stored(hid_t dataset, const fs::path& path, const char* name, const std::vector<hsize_t>& d,
+                    std::size_t element_size) {
+  H5Id plist(H5Dget_create_plist(dataset), H5Pclose);
+  H5D_layout_t layout = H5Pget_layout(plist);
+  if ((layout != H5D_CONTIGUOUS && layout != H5D_COMPACT) || H5Pget_external_count(plist) > 0) return;
+  hsize_t bytes = element_size;
+  bool overflow = false;
+  for (hsize_t n : d) overflow |= __builtin_mul_overflow(bytes, n, &bytes);
+  if (overflow || bytes != H5Dget_storage_size(dataset))
+    throw InputError(path.string() + ": dataset '" + name + "' is " + dims_text(d) + " but stores " +
+                     std::to_string(H5Dget_storage_size(dataset)) + " bytes; the file is damaged or incompletely written");
+}
+
 }  // namespace
 
 bool h5_has_dataset(const fs::path& path, const std::string& name) {
@@ -92,6 +109,7 @@ std::size_t h5_count_patches(const fs::path& path) {
   if (d.size() != 4 || d[1] != kPatchSide || d[2] != kPatchSide || d[3] != kPatchChannels || !is_uint8(x))
     throw InputError(path.string() + ": dataset 'x' is " + dims_text(d) + (is_uint8(x) ? "" : " (not uint8)") +
                      "; expected N x 96 x 96 x 3 uint8 as PCam ships it");
+  require_stored(x, path, "x", d, 1);
   return d[0];
 }
 
@@ -104,6 +122,7 @@ std::vector<int> h5_read_labels(const fs::path& path) {
   for (std::size_t i = 1; i < d.size(); ++i) per_row *= d[i];
   if (d.empty() || per_row != 1 || !is_uint8(y))
     throw InputError(path.string() + ": dataset 'y' is " + dims_text(d) + "; expected N x 1 x 1 x 1 uint8 labels");
+  require_stored(y, path, "y", d, 1);
   std::vector<std::uint8_t> raw(n);
   if (n && H5Dread(y, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
     throw InputError(path.string() + ": cannot read dataset 'y'");
@@ -125,6 +144,10 @@ std::vector<std::string> h5_read_ids(const fs::path& path) {
   if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0)
     throw InputError(path.string() + ": dataset 'ids' is not fixed-length strings; rewrite it with 'histoscan pack'");
   std::size_t width = H5Tget_size(type);
+  require_stored(ids, path, "ids", d, width);
+  if (width == 0 || n > SIZE_MAX / width)  // chunked data is not checked above
+    throw InputError(path.string() + ": dataset 'ids' is " + dims_text(d) + " strings of " + std::to_string(width) +
+                     " bytes; the file is damaged");
   std::vector<char> raw(n * width);
   if (n && H5Dread(ids, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
     throw InputError(path.string() + ": cannot read dataset 'ids'");

@@ -38,7 +38,9 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(name);
-  } catch (const c10::Error&) {
+  } catch (const std::exception&) {
+    // Not only c10::Error: on a damaged file torch::jit::load also throws its parser's
+    // ErrorReport, std::runtime_error and std::out_of_range (found by fuzz_checkpoint).
     throw InputError("checkpoint " + name + " is damaged or not a checkpoint (cannot be read); use best.pt or last.pt written by 'histoscan train'");
   }
   c10::IValue meta_value;
