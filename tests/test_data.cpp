@@ -394,6 +394,29 @@ TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {
   unlabeled.require_labels = false;
   e = error_of([&] { index_source(dir / "ids.h5", unlabeled); });
   EXPECT_NE(e.find("dataset 'ids' is 1099511627776 but stores 0 bytes"), std::string::npos) << e;
+  // Chunked (as PCam's own files): 4 rows declared, 1 written; the rest would read as zeros.
+  {
+    hid_t f = H5Fcreate((dir / "part.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[4] = {4, 96, 96, 3}, chunk[4] = {1, 96, 96, 3};
+    hid_t space = H5Screate_simple(4, dims, nullptr);
+    hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(plist, 4, chunk);
+    H5Pset_deflate(plist, 1);
+    hid_t d = H5Dcreate2(f, "x", H5T_STD_U8LE, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+    hsize_t start[4] = {0, 0, 0, 0};
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, chunk, nullptr);
+    hid_t mem = H5Screate_simple(4, chunk, nullptr);
+    H5Dwrite(d, H5T_NATIVE_UINT8, mem, space, H5P_DEFAULT, px.data());
+    H5Sclose(mem);
+    H5Dclose(d);
+    H5Pclose(plist);
+    H5Sclose(space);
+    H5Fclose(f);
+  }
+  e = error_of([&] { index_source(dir / "part.h5", unlabeled); });
+  EXPECT_NE(e.find("dataset 'x' is 4x96x96x3 but stores 1 of its 4 chunks"), std::string::npos) << e;
   h5_write_packed(dir / "ok.h5", 1, px.data(), {1}, {"a"});  // complete stores still read
   EXPECT_EQ(index_source(dir / "ok.h5").entries.size(), 1u);
+  fs::path pcam = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
+  if (!pcam.empty()) EXPECT_EQ(h5_count_patches(pcam), 256u);
 }

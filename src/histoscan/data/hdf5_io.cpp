@@ -76,21 +76,36 @@ std::string dims_text(const std::vector<hsize_t>& d) {
   return s.empty() ? "a scalar" : s;
 }
 
-// Dimensions come from a dataset's header alone, so a damaged file can claim far more rows
-// than it stores (found by fuzz_hdf5: allocations and loops sized by the claim). Contiguous
-// and compact data must fill exactly elements x element size; chunked (PCam's own files),
-// external and virtual data are left to HDF5.
+// Dimensions come from a dataset's header alone, so a damaged or half-written file can claim
+// far more rows than it stores (found by fuzz_hdf5: allocations and loops sized by the claim).
+// Contiguous and compact data must fill exactly elements x element size; chunked data must
+// have every chunk, since a missing one reads as zeros. External and virtual data: left to HDF5.
 void require_stored(hid_t dataset, const fs::path& path, const char* name, const std::vector<hsize_t>& d,
                     std::size_t element_size) {
   H5Id plist(H5Dget_create_plist(dataset), H5Pclose);
   H5D_layout_t layout = H5Pget_layout(plist);
-  if ((layout != H5D_CONTIGUOUS && layout != H5D_COMPACT) || H5Pget_external_count(plist) > 0) return;
-  hsize_t bytes = element_size;
-  bool overflow = false;
-  for (hsize_t n : d) overflow |= __builtin_mul_overflow(bytes, n, &bytes);
-  if (overflow || bytes != H5Dget_storage_size(dataset))
-    throw InputError(path.string() + ": dataset '" + name + "' is " + dims_text(d) + " but stores " +
-                     std::to_string(H5Dget_storage_size(dataset)) + " bytes; the file is damaged or incompletely written");
+  if (H5Pget_external_count(plist) > 0) return;
+  std::string stored;
+  if (layout == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(d.size());
+    bool overflow = H5Pget_chunk(plist, static_cast<int>(d.size()), chunk.data()) != static_cast<int>(d.size());
+    hsize_t total = 1, have = 0;
+    for (std::size_t i = 0; i < d.size() && !overflow; ++i)
+      overflow = chunk[i] == 0 || __builtin_mul_overflow(total, d[i] / chunk[i] + (d[i] % chunk[i] != 0), &total);
+    H5Id space(H5Dget_space(dataset), H5Sclose);  // HDF5 1.10 refuses H5S_ALL here
+    if (!overflow && H5Dget_num_chunks(dataset, space, &have) >= 0 && have == total) return;
+    stored = std::to_string(have) + " of its " + (overflow ? std::string("too many") : std::to_string(total)) + " chunks";
+  } else if (layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) {
+    hsize_t bytes = element_size;
+    bool overflow = false;
+    for (hsize_t n : d) overflow |= __builtin_mul_overflow(bytes, n, &bytes);
+    if (!overflow && bytes == H5Dget_storage_size(dataset)) return;
+    stored = std::to_string(H5Dget_storage_size(dataset)) + " bytes";
+  } else {
+    return;
+  }
+  throw InputError(path.string() + ": dataset '" + name + "' is " + dims_text(d) + " but stores " + stored +
+                   "; the file is damaged or incompletely written");
 }
 
 }  // namespace
@@ -145,7 +160,7 @@ std::vector<std::string> h5_read_ids(const fs::path& path) {
     throw InputError(path.string() + ": dataset 'ids' is not fixed-length strings; rewrite it with 'histoscan pack'");
   std::size_t width = H5Tget_size(type);
   require_stored(ids, path, "ids", d, width);
-  if (width == 0 || n > SIZE_MAX / width)  // chunked data is not checked above
+  if (width == 0 || n > SIZE_MAX / width)  // a chunked claim can still be huge
     throw InputError(path.string() + ": dataset 'ids' is " + dims_text(d) + " strings of " + std::to_string(width) +
                      " bytes; the file is damaged");
   std::vector<char> raw(n * width);
