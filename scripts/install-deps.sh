@@ -7,6 +7,7 @@ packages=(
   libtorch-dev libopenblas0-openmp        # LibTorch 1.13 and a fast BLAS behind it
   libopencv-dev libhdf5-dev libtiff-dev   # TIFF/JPEG/PNG decoding, TIFF headers, PCam HDF5
   libcairo2-dev                           # plots
+  libopenslide-dev                        # whole-slide images (scan)
   chromium                                # the HTML report test opens the report headless
   libcli11-dev nlohmann-json3-dev libfccp-dev
   libgtest-dev

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "cli_util.h"
 #include "test_util.h"
@@ -205,4 +206,77 @@ TEST_F(Cli, BadInputFilesGetOneLineNamingThem) {
   write_text(bad / "labels/train_labels.csv", "id,name\n");
   expect_user_error(run_cli("inspect " + quote(*dir_ / "data/train") + " --labels " + quote(bad / "labels/train_labels.csv")),
                     "no 'label' column");
+}
+
+TEST_F(Cli, ScanWritesHeatmapTilesRegionsAndSummaryForATestSlide) {
+  TempDir dir;
+  auto r = run_cli("synth-slide " + quote(dir / "slide.tif") + " --cols 12 --rows 9 --tumour 6,3,4,3 --seed 3");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto truth = nlohmann::json::parse(read_text(dir / "slide.truth.json"));
+  r = run_cli("scan " + quote(*dir_ / "run/best.pt") + " " + quote(dir / "slide.tif") + " --out " + quote(dir / "scan") +
+              " --threads 2 --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("reading level 1 as is"), std::string::npos) << r.output;  // 0.486 um/px slide, 0.972 network
+
+  auto s = nlohmann::json::parse(read_text(dir / "scan/summary.json"));
+  EXPECT_EQ(s["level"], 1);
+  EXPECT_EQ(s["vendor"], "generic-tiff");
+  EXPECT_GT(s["tiles_scored"].get<int>(), 0);
+  EXPECT_LT(s["tiles_scored"].get<int>(), s["tiles_total"].get<int>()) << "glass is skipped";
+  EXPECT_GT(s["tissue_area_mm2"].get<double>(), 0);
+  EXPECT_GT(s["peak_rss_mib"].get<double>(), 0);
+
+  // Every scored tile's centre lies on the mosaic: the glass around it is never scored. (This
+  // run's network is too small to tell tumour apart; test_real_data checks the region found.)
+  auto rows = lines_of(read_text(dir / "scan/tiles.csv"));
+  ASSERT_EQ(rows[0], "x,y,level,probability,smoothed");
+  ASSERT_EQ(rows.size(), s["tiles_scored"].get<std::size_t>() + 1);
+  auto m = truth["mosaic"];
+  double half = s["tile_level0_px"].get<double>() / 2;
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    double x, y, p, sm;
+    int level;
+    ASSERT_EQ(std::sscanf(rows[i].c_str(), "%lf,%lf,%d,%lf,%lf", &x, &y, &level, &p, &sm), 5) << rows[i];
+    double cx = x + half, cy = y + half;
+    EXPECT_TRUE(cx >= m[0].get<double>() && cx < m[0].get<double>() + m[2].get<double>() && cy >= m[1].get<double>() &&
+                cy < m[1].get<double>() + m[3].get<double>())
+        << "tile on glass: " << rows[i];
+    EXPECT_EQ(level, 1);
+    EXPECT_TRUE(p >= 0 && p <= 1 && sm >= 0 && sm <= 1) << rows[i];
+  }
+
+  auto geo = nlohmann::json::parse(read_text(dir / "scan/tumour.geojson"));
+  EXPECT_EQ(geo["type"], "FeatureCollection");
+  EXPECT_EQ(geo["features"].size(), s["tumour_regions"].get<std::size_t>());
+  EXPECT_TRUE(fs::file_size(dir / "scan/heatmap.png") > 1000);
+  EXPECT_EQ(read_text(dir / "scan/heatmap.png").substr(1, 3), "PNG");
+}
+
+TEST_F(Cli, ScanAnswersBadSlidesLevelsAndBlankGlass) {
+  TempDir dir;
+  std::string model = quote(*dir_ / "run/best.pt");
+  write_text(dir / "notes.svs", "not a slide");
+  expect_user_error(run_cli("scan " + model + " " + quote(dir / "notes.svs") + " --out " + quote(dir / "a")),
+                    "notes.svs: not a slide or image");
+  EXPECT_FALSE(fs::exists(dir / "a")) << "no output folder for a failed scan";
+  auto r = run_cli("synth-slide " + quote(dir / "s.tif") + " --cols 6 --rows 6 --tumour 2,2,2,2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --level 7 --out " + quote(dir / "b")),
+                    "--level 7: ");
+  EXPECT_FALSE(fs::exists(dir / "b"));
+  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --out /proc/histoscan-scan"), "/proc/histoscan-scan");
+  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --stride 0 --out " + quote(dir / "c")), "--stride 0");
+
+  // Blank glass: an empty heatmap and a warning, not an error.
+  cv::imwrite((dir / "glass.png").string(), cv::Mat(480, 640, CV_8UC3, cv::Scalar(242, 242, 242)));
+  r = run_cli("scan " + model + " " + quote(dir / "glass.png") + " --out " + quote(dir / "g"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("no tissue found"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("records no microns per pixel"), std::string::npos) << r.output;
+  EXPECT_EQ(lines_of(read_text(dir / "g/tiles.csv")).size(), 1u);
+  auto s = nlohmann::json::parse(read_text(dir / "g/summary.json"));
+  EXPECT_EQ(s["tiles_scored"], 0);
+  EXPECT_EQ(s["call"], "no tumour");
+  EXPECT_EQ(nlohmann::json::parse(read_text(dir / "g/tumour.geojson"))["features"].size(), 0u);
+  EXPECT_TRUE(fs::exists(dir / "g/heatmap.png"));
 }

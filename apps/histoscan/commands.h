@@ -14,6 +14,8 @@ void add_evaluate(CLI::App& app);
 void add_metrics(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_predict(CLI::App& app);
+void add_scan(CLI::App& app);
+void add_synth_slide(CLI::App& app);
 
 // Sets LibTorch's intra-op threads (0: all cores) and returns the count used.
 int set_threads(int threads);

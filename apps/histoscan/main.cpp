@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   histoscan::cli::add_metrics(app);
   histoscan::cli::add_bench(app);
   histoscan::cli::add_predict(app);
+  histoscan::cli::add_scan(app);
+  histoscan::cli::add_synth_slide(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

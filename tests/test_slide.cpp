@@ -1,0 +1,229 @@
+// Whole slides without a network: writing and reading pyramidal TIFFs through OpenSlide,
+// choosing the level, finding tissue, the tile grid, smoothing and the GeoJSON regions.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "histoscan/slide/scan_map.h"
+#include "histoscan/slide/slide.h"
+#include "histoscan/slide/test_slide.h"
+#include "histoscan/util/error.h"
+#include "test_util.h"
+
+using namespace histoscan;
+using namespace histoscan::test;
+
+namespace {
+
+double mean_saturation(const cv::Mat& rgb) {
+  cv::Mat hsv;
+  cv::cvtColor(rgb, hsv, cv::COLOR_RGB2HSV);
+  return cv::mean(hsv)[1];
+}
+
+// Signed area (shoelace) of a closed ring of [x, y] positions.
+double ring_area(const nlohmann::json& ring) {
+  double a = 0;
+  for (std::size_t i = 0; i + 1 < ring.size(); ++i)
+    a += ring[i][0].get<double>() * ring[i + 1][1].get<double>() - ring[i + 1][0].get<double>() * ring[i][1].get<double>();
+  return a / 2;
+}
+
+}  // namespace
+
+TEST(Slide, TestSlideOpensInOpenSlideWithItsPyramidAndResolution) {
+  TempDir dir;
+  slide::TestSlideSpec spec;  // 24 x 16 synthetic patches at 0.486 um/px
+  auto truth = slide::write_test_slide(dir / "s.tif", nullptr, spec);
+  auto s = slide::Slide::open(dir / "s.tif");
+  EXPECT_EQ(s.vendor(), "generic-tiff");
+  ASSERT_GE(s.levels().size(), 3u);
+  EXPECT_EQ(s.levels()[0].width, truth["width"].get<std::int64_t>());
+  EXPECT_EQ(s.levels()[0].width, 24 * 192 + 4 * 192);  // the mosaic plus two patches of glass each side
+  EXPECT_DOUBLE_EQ(s.levels()[1].downsample, 2.0);
+  EXPECT_NEAR(s.mpp(), 0.486, 1e-4);
+
+  // Glass reads near-white and unsaturated; a tumour patch reads as stained tissue, at level 0 and 1 alike.
+  auto t = truth["tumour"];
+  std::int64_t tx = t[0].get<std::int64_t>(), ty = t[1].get<std::int64_t>();
+  cv::Mat glass = s.read(0, 10, 10, 64, 64);
+  EXPECT_GT(cv::mean(glass)[0], 230);
+  EXPECT_LT(mean_saturation(glass), 10);
+  EXPECT_GT(mean_saturation(s.read(0, tx + 40, ty + 40, 100, 100)), 40);
+  EXPECT_GT(mean_saturation(s.read(1, tx + 40, ty + 40, 50, 50)), 40);
+  // Outside the slide is white, not an error.
+  EXPECT_GT(cv::mean(s.read(0, -500, -500, 32, 32))[0], 254);
+
+  double scale = 0;
+  cv::Mat thumb = s.thumbnail(512, &scale);
+  EXPECT_EQ(std::max(thumb.cols, thumb.rows), 512);
+  EXPECT_NEAR(scale, 512.0 / double(s.levels()[0].width), 1e-3);
+}
+
+TEST(Slide, PlanReadsTheLevelMatchingTheNetworksResolution) {
+  TempDir dir;
+  slide::TestSlideSpec spec;
+  spec.cols = spec.rows = 8;
+  spec.tumour = cv::Rect(2, 2, 3, 3);
+  slide::write_test_slide(dir / "s.tif", nullptr, spec);
+  auto s = slide::Slide::open(dir / "s.tif");
+  auto plan = slide::plan_read(s, 0.972);  // 0.486 um/px slide: level 1 is exactly right
+  EXPECT_EQ(plan.level, 1);
+  EXPECT_EQ(plan.read_scale, 1.0);
+  EXPECT_NEAR(plan.input_to_level0, 2.0, 1e-3);
+  EXPECT_EQ(plan.mpp_source, "slide");
+  plan = slide::plan_read(s, 1.5);  // between levels: the finer one, shrunk
+  EXPECT_EQ(plan.level, 1);
+  EXPECT_NEAR(plan.read_scale, 1.5 / 0.972, 1e-3);
+  plan = slide::plan_read(s, 0.972, 0);  // forced: level 0, shrunk twice
+  EXPECT_EQ(plan.level, 0);
+  EXPECT_NEAR(plan.read_scale, 2.0, 1e-3);
+  plan = slide::plan_read(s, 0.972, -1, 0.243);  // --slide-mpp replaces the file's
+  EXPECT_EQ(plan.mpp_source, "--slide-mpp");
+  EXPECT_EQ(plan.level, 2);
+  try {
+    slide::plan_read(s, 0.972, 9);
+    FAIL() << "level 9 accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--level 9: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("has levels 0 to"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Slide, PlainImagesAreOneLevelSlidesWithoutResolution) {
+  TempDir dir;
+  cv::Mat img(300, 400, CV_8UC3, cv::Scalar(200, 100, 150));
+  cv::imwrite((dir / "plain.png").string(), img);
+  auto s = slide::Slide::open(dir / "plain.png");
+  EXPECT_EQ(s.vendor(), "image");
+  ASSERT_EQ(s.levels().size(), 1u);
+  EXPECT_EQ(s.levels()[0].width, 400);
+  EXPECT_EQ(s.mpp(), 0);
+  EXPECT_EQ(slide::plan_read(s, 0.972).mpp_source, "assumed");
+  cv::Mat px = s.read(0, 390, 0, 20, 1);  // half inside, half outside
+  EXPECT_EQ(px.at<cv::Vec3b>(0, 0), cv::Vec3b(150, 100, 200));  // RGB
+  EXPECT_EQ(px.at<cv::Vec3b>(0, 15), cv::Vec3b(255, 255, 255));
+}
+
+TEST(Slide, FilesThatAreNotSlidesGetOneLineNamingThem) {
+  TempDir dir;
+  write_text(dir / "notes.svs", "this is not a slide");
+  auto message = [](const fs::path& p) {
+    try {
+      slide::Slide::open(p);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(dir / "notes.svs").find("notes.svs: not a slide or image"), std::string::npos);
+  EXPECT_NE(message(dir / "missing.svs").find("missing.svs: no such slide"), std::string::npos);
+  EXPECT_NE(message(dir.path()).find("is a folder"), std::string::npos);
+  // A slide cut short: OpenSlide or the image reader refuses it, with the file's name.
+  slide::TestSlideSpec spec;
+  spec.cols = spec.rows = 6;
+  spec.tumour = cv::Rect(1, 1, 2, 2);
+  slide::write_test_slide(dir / "whole.tif", nullptr, spec);
+  auto size = fs::file_size(dir / "whole.tif");
+  fs::copy_file(dir / "whole.tif", dir / "cut.tif");
+  fs::resize_file(dir / "cut.tif", size / 3);
+  std::string cut = message(dir / "cut.tif");
+  EXPECT_NE(cut.find("cut.tif"), std::string::npos) << cut;
+}
+
+TEST(Slide, TissueIsFoundOnStainedAreasAndNotOnGlass) {
+  cv::Mat thumb(100, 200, CV_8UC3, cv::Scalar(242, 242, 242));
+  EXPECT_EQ(slide::find_tissue(thumb).pixels, 0u) << "blank glass has no tissue";
+  cv::rectangle(thumb, cv::Rect(50, 20, 60, 40), cv::Scalar(200, 120, 190), cv::FILLED);  // pink H&E
+  auto t = slide::find_tissue(thumb);
+  EXPECT_NEAR(double(t.pixels), 60.0 * 40.0, 60.0 * 40.0 * 0.1);
+  EXPECT_EQ(t.mask.at<std::uint8_t>(40, 80), 255);
+  EXPECT_EQ(t.mask.at<std::uint8_t>(5, 5), 0);
+}
+
+TEST(Slide, GridCoversTheSlideAndTissueFractionsFollowTheMask) {
+  // 1000 x 600 level-0 pixels at 2 level-0 pixels per input pixel: 500 x 300 input pixels.
+  auto g = slide::make_grid(1000, 600, 2.0, 32);
+  EXPECT_EQ(g.nx, (500 - 96) / 32 + 1);
+  EXPECT_EQ(g.ny, (300 - 96) / 32 + 1);
+  EXPECT_EQ(g.x0(3), 3 * 32 * 2);
+  EXPECT_EQ(slide::make_grid(100, 100, 2.0, 32).nx, 0) << "a slide smaller than one tile has none";
+  slide::TissueMask tissue;
+  tissue.mask = cv::Mat(60, 100, CV_8U, cv::Scalar(0));  // thumbnail: 0.1 thumbnail px per level-0 px
+  tissue.mask(cv::Rect(0, 0, 50, 60)).setTo(255);        // left half is tissue
+  auto f = slide::tissue_fractions(g, tissue, 0.1);
+  EXPECT_FLOAT_EQ(f[0], 1.f);
+  EXPECT_FLOAT_EQ(f[std::size_t(g.nx) - 1], 0.f);
+}
+
+TEST(Slide, SmoothingAveragesScoredNeighboursOnly) {
+  auto g = slide::make_grid(96 + 4 * 32, 96 + 4 * 32, 1.0, 32);  // 5 x 5 tiles
+  ASSERT_EQ(g.nx, 5);
+  g.probability[2 * 5 + 2] = 1.f;  // one isolated alarm
+  g.probability[2 * 5 + 3] = 0.f;
+  auto s = slide::smooth_probabilities(g, 1);
+  EXPECT_FLOAT_EQ(s[2 * 5 + 2], 0.5f);  // two scored cells in its window
+  EXPECT_TRUE(std::isnan(s[0])) << "unscored cells stay unscored";
+  EXPECT_EQ(slide::smooth_probabilities(g, 0)[2 * 5 + 2], 1.f);
+}
+
+TEST(Slide, RegionsBecomeClosedGeoJsonPolygonsInLevel0Coordinates) {
+  auto g = slide::make_grid((96 + 19 * 32) * 2, (96 + 19 * 32) * 2, 2.0, 32);  // 20 x 20 tiles, 2 level-0 px per input px
+  ASSERT_EQ(g.nx, 20);
+  for (int j = 0; j < g.ny; ++j)
+    for (int i = 0; i < g.nx; ++i) g.probability[std::size_t(j) * g.nx + i] = 0.1f;
+  for (int j = 4; j < 12; ++j)  // an 8 x 8 block with a 2 x 2 hole
+    for (int i = 4; i < 12; ++i) g.probability[std::size_t(j) * g.nx + i] = (i >= 7 && i < 9 && j >= 7 && j < 9) ? 0.2f : 0.9f;
+  g.probability[std::size_t(16) * g.nx + 16] = 0.8f;  // a single cell elsewhere
+  auto geo = slide::tumour_geojson(g, 0.5, g.cell_area_mm2());
+  EXPECT_EQ(geo["type"], "FeatureCollection");
+  ASSERT_EQ(geo["features"].size(), 2u);
+  const auto& block = geo["features"][0];
+  EXPECT_EQ(block["type"], "Feature");
+  EXPECT_EQ(block["geometry"]["type"], "Polygon");
+  EXPECT_EQ(block["properties"]["cells"], 60);
+  EXPECT_NEAR(block["properties"]["max_probability"].get<double>(), 0.9, 1e-6);
+  const auto& rings = block["geometry"]["coordinates"];
+  ASSERT_EQ(rings.size(), 2u) << "outer ring and the hole";
+  for (const auto& ring : rings) {
+    ASSERT_GE(ring.size(), 4u);
+    EXPECT_EQ(ring.front(), ring.back()) << "rings are closed";
+  }
+  EXPECT_GT(ring_area(rings[0]), 0) << "exterior counter-clockwise";
+  EXPECT_LT(ring_area(rings[1]), 0) << "hole clockwise";
+  // Cells 4..11 cover input pixels 32 + 4*32 .. 32 + 12*32 (centre squares), times 2 in level 0.
+  double lo = 1e9, hi = 0;
+  for (const auto& p : rings[0]) {
+    lo = std::min(lo, p[0].get<double>());
+    hi = std::max(hi, p[0].get<double>());
+  }
+  EXPECT_NEAR(lo, (32 + 4 * 32) * 2.0, 16);
+  EXPECT_NEAR(hi, (32 + 12 * 32) * 2.0, 16);
+  EXPECT_GT(std::abs(ring_area(geo["features"][1]["geometry"]["coordinates"][0])), 0) << "a single cell still has an area";
+}
+
+TEST(Slide, LargeSlidesAreWrittenTileByTile) {
+  // 20,000 x 12,000 pixels of glass around a small mosaic: the pyramid writer never holds a level.
+  TempDir dir;
+  slide::TestSlideSpec spec;
+  spec.cols = spec.rows = 6;
+  spec.tumour = cv::Rect(2, 2, 2, 2);
+  spec.width = 20000;
+  spec.height = 12000;
+  slide::write_test_slide(dir / "big.tif", nullptr, spec);
+  auto s = slide::Slide::open(dir / "big.tif");
+  EXPECT_EQ(s.levels()[0].width, 20000);
+  EXPECT_EQ(s.levels()[0].height, 12000);
+  EXPECT_GE(s.levels().size(), 5u);
+  double scale = 0;
+  auto thumb = s.thumbnail(1024, &scale);
+  auto tissue = slide::find_tissue(thumb);
+  EXPECT_GT(tissue.pixels, 0u);
+  // The tissue sits in the middle of the canvas.
+  cv::Rect box = cv::boundingRect(tissue.mask);
+  EXPECT_NEAR(box.x + box.width / 2.0, thumb.cols / 2.0, 5);
+}
