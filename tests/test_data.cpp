@@ -369,6 +369,16 @@ TEST(Hdf5, RefusesImagesOfAnotherShape) {
   EXPECT_NE(error_of([&] { index_source(dir / "flat_x.h5"); }).find("is 10x27648"), std::string::npos);
 }
 
+TEST(Hdf5, RefusesChunksWiderThanTheirDataset) {
+  // Found by fuzz_hdf5 (kept as the fixture): 'y' is 2x1x1x1 in chunks of 2x1x131073x1;
+  // HDF5 1.10 copied past its buffer reading it (a heap overflow under ASan).
+  SourceOptions unlabeled;
+  unlabeled.require_labels = false;
+  fs::path f = fs::path(HISTOSCAN_SOURCE_DIR) / "tests/fixtures/hdf5/chunk_wider_than_dataset.h5";
+  std::string e = error_of([&] { index_source(f, unlabeled); });
+  EXPECT_NE(e.find("dataset 'y' is 2x1x1x1 in chunks of 2x1x131073x1, which cannot be; the file is damaged"), std::string::npos) << e;
+}
+
 TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {
   // Found by fuzz_hdf5: sizes come from a dataset's header, and a damaged file can claim any
   // number of rows with nothing stored behind them (was a loop over 2^32 rows, std::bad_alloc).

@@ -87,12 +87,23 @@ void require_stored(hid_t dataset, const fs::path& path, const char* name, const
   if (H5Pget_external_count(plist) > 0) return;
   std::string stored;
   if (layout == H5D_CHUNKED) {
-    std::vector<hsize_t> chunk(d.size());
+    std::vector<hsize_t> chunk(d.size()), maxdims(d.size());
     bool overflow = H5Pget_chunk(plist, static_cast<int>(d.size()), chunk.data()) != static_cast<int>(d.size());
+    // A chunk wider than the dataset can ever grow (found by fuzz_hdf5: HDF5 1.10 then copies
+    // past its buffers) or over HDF5's 4 GiB limit on a chunk.
+    H5Id space(H5Dget_space(dataset), H5Sclose);
+    H5Sget_simple_extent_dims(space, nullptr, maxdims.data());
+    hsize_t chunk_bytes = element_size;
+    for (std::size_t i = 0; i < d.size() && !overflow; ++i) {
+      bool beyond = maxdims[i] != H5S_UNLIMITED && chunk[i] > std::max(d[i], maxdims[i]);
+      overflow = beyond || __builtin_mul_overflow(chunk_bytes, chunk[i], &chunk_bytes) || chunk_bytes >= (hsize_t(1) << 32);
+    }
+    if (overflow)
+      throw InputError(path.string() + ": dataset '" + name + "' is " + dims_text(d) + " in chunks of " + dims_text(chunk) +
+                       ", which cannot be; the file is damaged");
     hsize_t total = 1, have = 0;
-    for (std::size_t i = 0; i < d.size() && !overflow; ++i)
+    for (std::size_t i = 0; i < d.size() && !overflow; ++i)  // (H5Dget_num_chunks: HDF5 1.10 refuses H5S_ALL)
       overflow = chunk[i] == 0 || __builtin_mul_overflow(total, d[i] / chunk[i] + (d[i] % chunk[i] != 0), &total);
-    H5Id space(H5Dget_space(dataset), H5Sclose);  // HDF5 1.10 refuses H5S_ALL here
     if (!overflow && H5Dget_num_chunks(dataset, space, &have) >= 0 && have == total) return;
     stored = std::to_string(have) + " of its " + (overflow ? std::string("too many") : std::to_string(total)) + " chunks";
   } else if (layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) {
