@@ -23,8 +23,11 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--runs", p->options.runs, "each figure is the median of this many runs")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--train-steps", p->options.train_steps, "timed training steps of 128 per run")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", p->options.threads, "threads for histoscan and the peer (0: all cores)")->capture_default_str();
+  cmd->add_option("--slide-side", p->options.slide_side,
+                  "also scan a slide this many pixels square (e.g. 100000) in a child process and report its peak RSS");
   cmd->add_option("--json", p->json, "also write the JSON to this file");
   cmd->callback([p] {
+    p->options.exe = fs::read_symlink("/proc/self/exe");
     auto result = bench::run_bench(p->options);
     std::cout << bench::format_table(result) << '\n' << result.dump(2) << '\n';
     if (!p->json.empty()) write_file_atomic(p->json, [&](std::ostream& f) { f << result.dump(2) << '\n'; });

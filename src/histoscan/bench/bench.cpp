@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -17,8 +18,11 @@
 
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
+#include "histoscan/model/checkpoint.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/scan/scanner.h"
+#include "histoscan/slide/test_slide.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -207,6 +211,47 @@ nlohmann::json run_bench(const BenchOptions& o) {
   stream.progress = false;
   double predict_s = median_seconds(o.runs, [&] { predict::predict_to_csv(net, tif_index, tmp / "out.csv", torch::kCPU, stream); });
 
+  // A whole slide: reading, tissue detection, tiling and the network, against predict's rate.
+  log::info("bench: scan a test slide");
+  slide::TestSlideSpec spec;
+  // About 2n tissue tiles (a mosaic cell gives about 3.8 at stride 32 once glass and pale fat are left out).
+  spec.cols = spec.rows = std::clamp(static_cast<int>(std::lround(std::sqrt(double(n) / 1.9))), 4, 40);
+  spec.tumour = cv::Rect(spec.cols / 4, spec.rows / 4, spec.cols / 2, spec.rows / 2);
+  slide::write_test_slide(tmp / "slide.tif", &index, spec);
+  scan::ScanOptions scan_options;
+  scan_options.progress = false;
+  scan_options.overwrite = true;
+  std::vector<double> scan_rates;
+  std::size_t scan_tiles = 0;
+  for (int r = 0; r < o.runs; ++r) {
+    auto s = scan::scan_slide(net, torch::kCPU, tmp / "slide.tif", tmp / "scan", scan_options);
+    scan_tiles = s["tiles_scored"].get<std::size_t>();
+    scan_rates.push_back(double(scan_tiles) / s["seconds"].get<double>());  // all of it: thumbnail, tissue, outputs
+  }
+  std::sort(scan_rates.begin(), scan_rates.end());
+  double scan_rate = scan_rates[scan_rates.size() / 2];
+
+  nlohmann::json big = nullptr;
+  if (o.slide_side > 0) {
+    // Peak memory must not grow with the slide: a child process scans a huge canvas of glass
+    // with the same tissue mosaic at its centre, and reports its own peak RSS.
+    log::info("bench: write and scan a " + std::to_string(o.slide_side) + " x " + std::to_string(o.slide_side) + " slide");
+    slide::TestSlideSpec huge = spec;
+    huge.width = huge.height = o.slide_side;
+    auto t_write = std::chrono::steady_clock::now();
+    slide::write_test_slide(tmp / "huge.tif", &index, huge);
+    double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
+    model::save_checkpoint(tmp / "bench.pt", net, {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
+    std::string cmd = o.exe.string() + " -q scan " + (tmp / "bench.pt").string() + " " + (tmp / "huge.tif").string() + " --out " +
+                      (tmp / "huge-scan").string() + " --no-progress --threads " + std::to_string(threads);
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
+    std::ifstream f(tmp / "huge-scan/summary.json");
+    auto s = nlohmann::json::parse(f);
+    big = {{"side", o.slide_side}, {"file_mib", double(fs::file_size(tmp / "huge.tif")) / (1 << 20)}, {"write_seconds", write_s},
+           {"tiles_scored", s["tiles_scored"]}, {"tiles_total", s["tiles_total"]}, {"seconds", s["seconds"]},
+           {"peak_rss_mib", s["peak_rss_mib"]}};
+  }
+
   log::info("bench: training steps (batch 128, flips and standardization)");
   double train_rate = train_images_per_s(store, o);
 
@@ -229,6 +274,14 @@ nlohmann::json run_bench(const BenchOptions& o) {
   results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
   results.push_back(row("predict TIFF folder vs peer (DataLoader)", "images/s", double(n) / predict_s, peer_predict));
   results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(n) / predict_s, peer_predict_preload));
+  // The peer column of this row is histoscan's own predict: scan should be within 20% of it.
+  results.push_back(row("scan slide tiles vs histoscan predict", "images/s", scan_rate, double(n) / predict_s));
+  if (!big.is_null()) {
+    std::string side = std::to_string(o.slide_side);
+    results.push_back(row("scan " + side + "^2 slide: peak RSS", "MiB", big["peak_rss_mib"].get<double>()));
+    results.push_back(row("scan " + side + "^2 slide: tiles/s", "images/s",
+                          big["tiles_scored"].get<double>() / big["seconds"].get<double>()));
+  }
   std::error_code ec;
   fs::remove_all(tmp, ec);
 
@@ -237,6 +290,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
           {"images", n},
           {"runs", o.runs},
           {"seed_cnn_gflop_per_patch", flops / 1e9},
+          {"scan_slide", {{"mosaic", std::to_string(spec.cols) + "x" + std::to_string(spec.rows)}, {"tiles", scan_tiles}}},
+          {"big_slide", big},
           {"results", results}};
 }
 

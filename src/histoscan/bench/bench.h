@@ -1,6 +1,7 @@
 #pragma once
 // `histoscan bench`: throughput of training, prediction and decoding, the machine's matrix
 // multiply rate, and the same work by the PyTorch peer, side by side in one run.
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -15,6 +16,8 @@ struct BenchOptions {
   int runs = 3;                 // each figure is the median of this many runs
   int threads = 0;              // 0: all cores, for histoscan and the peer alike
   int train_steps = 6;          // timed training steps (batch 128) after one warm-up step
+  std::int64_t slide_side = 0;  // > 0: also scan a slide this many pixels square in a child process and report its peak RSS
+  std::filesystem::path exe;    // the histoscan binary, for that child
 };
 
 // Multiply-accumulate count of one seed-cnn forward pass on a 96x96 patch, times 2 (FLOP).

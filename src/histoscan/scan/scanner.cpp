@@ -133,6 +133,7 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
       tiles += cells.size();
       if (!cells.empty()) blocks.push_back(std::move(cells));
     }
+  std::vector<float>().swap(fraction);  // only the blocks' tiles are needed from here on
   if (tiles == 0)
     log::warn(slide_path.string() + ": no tissue found (saturation threshold " + format_number(tissue.threshold) +
               "); the heatmap is empty");

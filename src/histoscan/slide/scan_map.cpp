@@ -68,27 +68,22 @@ std::vector<float> tissue_fractions(const ScanGrid& grid, const TissueMask& tiss
 
 std::vector<float> smooth_probabilities(const ScanGrid& grid, int radius) {
   if (radius <= 0 || grid.nx == 0 || grid.ny == 0) return grid.probability;
-  // Integral images of the scored values and of how many cells are scored.
-  cv::Mat value(grid.ny, grid.nx, CV_64F, cv::Scalar(0)), count(grid.ny, grid.nx, CV_64F, cv::Scalar(0));
+  // Window sums of the scored values and of how many cells are scored (box filters over
+  // float grids: 16 bytes a tile position, sums of at most (2r+1)^2 values).
+  cv::Mat value(grid.ny, grid.nx, CV_32F, cv::Scalar(0)), count(grid.ny, grid.nx, CV_32F, cv::Scalar(0));
   for (int j = 0; j < grid.ny; ++j)
     for (int i = 0; i < grid.nx; ++i)
       if (grid.scored(i, j)) {
-        value.at<double>(j, i) = grid.at(i, j);
-        count.at<double>(j, i) = 1;
+        value.at<float>(j, i) = grid.at(i, j);
+        count.at<float>(j, i) = 1.f;
       }
-  cv::Mat sv, sc;
-  cv::integral(value, sv, CV_64F);
-  cv::integral(count, sc, CV_64F);
+  const cv::Size window(2 * radius + 1, 2 * radius + 1);
+  cv::boxFilter(value, value, CV_32F, window, cv::Point(-1, -1), false, cv::BORDER_CONSTANT);
+  cv::boxFilter(count, count, CV_32F, window, cv::Point(-1, -1), false, cv::BORDER_CONSTANT);
   std::vector<float> out(grid.probability.size(), ScanGrid::kNotScored);
-  for (int j = 0; j < grid.ny; ++j) {
-    int y0 = std::max(0, j - radius), y1 = std::min(grid.ny, j + radius + 1);
-    for (int i = 0; i < grid.nx; ++i) {
-      if (!grid.scored(i, j)) continue;
-      int x0 = std::max(0, i - radius), x1 = std::min(grid.nx, i + radius + 1);
-      auto box = [&](const cv::Mat& s) { return s.at<double>(y1, x1) - s.at<double>(y0, x1) - s.at<double>(y1, x0) + s.at<double>(y0, x0); };
-      out[std::size_t(j) * grid.nx + i] = static_cast<float>(box(sv) / box(sc));
-    }
-  }
+  for (int j = 0; j < grid.ny; ++j)
+    for (int i = 0; i < grid.nx; ++i)
+      if (grid.scored(i, j)) out[std::size_t(j) * grid.nx + i] = value.at<float>(j, i) / count.at<float>(j, i);
   return out;
 }
 
@@ -142,25 +137,30 @@ cv::Mat render_heatmap(const cv::Mat& thumb_rgb, double thumb_scale, const ScanG
       }
     }
   }
-  // Legend: a vertical colour bar from 1 (top) to 0 with ticks, in a white panel at the right.
-  const int panel = 150, bar_w = 24, bar_h = std::max(60, std::min(H - 60, 400));
-  cv::Mat out(std::max(H, bar_h + 60), W + panel, CV_8UC3, cv::Scalar(255, 255, 255));
+  // Legend: a vertical colour bar from 1 (top) to 0 with ticks, in a white panel at the
+  // right, sized with the image (u: pixels per unit of a 480-pixel-high image).
+  const double u = std::max(1.0, H / 480.0);
+  auto px = [&](double v) { return static_cast<int>(std::lround(v * u)); };
+  const int panel = px(150), bar_w = px(24), bar_h = std::max(60, std::min(H - px(60), px(400)));
+  cv::Mat out(std::max(H, bar_h + px(60)), W + panel, CV_8UC3, cv::Scalar(255, 255, 255));
   map.copyTo(out(cv::Rect(0, 0, W, H)));
-  const int bx = W + 16, by = 36;
+  const int bx = W + px(16), by = px(40);
   for (int y = 0; y < bar_h; ++y) {
     cv::Vec3b c = turbo_rgb(1.f - float(y) / float(bar_h - 1));
     cv::line(out, cv::Point(bx, by + y), cv::Point(bx + bar_w - 1, by + y), cv::Scalar(c[0], c[1], c[2]));
   }
-  cv::rectangle(out, cv::Rect(bx, by, bar_w, bar_h), cv::Scalar(0, 0, 0));
+  cv::rectangle(out, cv::Rect(bx, by, bar_w, bar_h), cv::Scalar(0, 0, 0), std::max(1, px(1)));
   const auto font = cv::FONT_HERSHEY_SIMPLEX;
-  cv::putText(out, "tumour", cv::Point(W + 8, 14), font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-  cv::putText(out, "probability", cv::Point(W + 8, 28), font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  const double fs = 0.45 * u;
+  const int thick = std::max(1, px(1));
+  cv::putText(out, "tumour", cv::Point(W + px(8), px(14)), font, fs, cv::Scalar(0, 0, 0), thick, cv::LINE_AA);
+  cv::putText(out, "probability", cv::Point(W + px(8), px(30)), font, fs, cv::Scalar(0, 0, 0), thick, cv::LINE_AA);
   for (double t : {0.0, 0.25, 0.5, 0.75, 1.0}) {
     int y = by + static_cast<int>(std::lround((1.0 - t) * (bar_h - 1)));
-    cv::line(out, cv::Point(bx + bar_w, y), cv::Point(bx + bar_w + 5, y), cv::Scalar(0, 0, 0));
+    cv::line(out, cv::Point(bx + bar_w, y), cv::Point(bx + bar_w + px(5), y), cv::Scalar(0, 0, 0), thick);
     char label[16];
     std::snprintf(label, sizeof label, "%.2g", t);
-    cv::putText(out, label, cv::Point(bx + bar_w + 9, y + 5), font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    cv::putText(out, label, cv::Point(bx + bar_w + px(9), y + px(5)), font, fs, cv::Scalar(0, 0, 0), thick, cv::LINE_AA);
   }
   return out;
 }

@@ -84,8 +84,8 @@ Slide Slide::open(const fs::path& path) {
   }
   if (bgr.empty())
     throw InputError(path.string() +
-                     ": not a slide or image histoscan can read (OpenSlide formats: .svs .tif .ndpi .mrxs .scn .vms .bif; "
-                     "plain images: .png .jpg .tif); check the file");
+                     ": not a slide or image histoscan can read (damaged, cut short, or neither a slide OpenSlide knows, "
+                     ".svs .tif .ndpi .mrxs .scn .vms .bif, nor a PNG/JPEG/TIFF image); check the file");
   cv::cvtColor(bgr, s.impl_->image, cv::COLOR_BGR2RGB);
   s.vendor_ = "image";
   s.levels_.push_back({s.impl_->image.cols, s.impl_->image.rows, 1.0});
@@ -123,13 +123,16 @@ cv::Mat Slide::read(int level, std::int64_t x0, std::int64_t y0, int w, int h) c
 }
 
 cv::Mat Slide::thumbnail(int max_side, double* scale) const {
-  int last = static_cast<int>(levels_.size()) - 1;
+  // The coarsest level still at least max_side pixels on its longer side (else level 0).
+  int last = 0;
+  for (std::size_t i = 0; i < levels_.size(); ++i)
+    if (std::max(levels_[i].width, levels_[i].height) >= max_side) last = static_cast<int>(i);
   const Level& lv = levels_[last];
   double s = std::min(1.0, double(max_side) / double(std::max(lv.width, lv.height)));
   int tw = std::max(1, static_cast<int>(std::lround(lv.width * s)));
   int th = std::max(1, static_cast<int>(std::lround(lv.height * s)));
   cv::Mat thumb(th, tw, CV_8UC3, cv::Scalar(255, 255, 255));
-  // Tiles of the coarsest level, each shrunk into its place: memory stays a few tiles.
+  // Tiles of that level, each shrunk into its place: memory stays a few tiles.
   const int step = 2048;
   for (std::int64_t y = 0; y < lv.height; y += step) {
     for (std::int64_t x = 0; x < lv.width; x += step) {

@@ -38,8 +38,8 @@ class Slide {
   // Safe to call from several threads at once.
   cv::Mat read(int level, std::int64_t x0, std::int64_t y0, int w, int h) const;
 
-  // The whole slide, at most max_side pixels on its longer side (RGB), built from the
-  // coarsest level tile by tile so memory stays bounded. `scale` receives thumbnail
+  // The whole slide, at most max_side pixels on its longer side (RGB), built tile by tile
+  // from the coarsest level that has at least that many, so memory stays bounded. `scale` receives thumbnail
   // pixels per level-0 pixel.
   cv::Mat thumbnail(int max_side, double* scale) const;
 
