@@ -379,6 +379,23 @@ TEST(Hdf5, RefusesChunksWiderThanTheirDataset) {
   EXPECT_NE(e.find("dataset 'y' is 2x1x1x1 in chunks of 2x1x131073x1, which cannot be; the file is damaged"), std::string::npos) << e;
 }
 
+TEST(Hdf5, AFileThatCrashesHdf5ItselfGetsOneLineAndThisProcessLives) {
+  // Found by fuzz_hdf5 (kept as the fixture): a damaged group's local heap makes HDF5 1.10
+  // dereference a null pointer inside H5Lexists (SIGSEGV). index_source reads each HDF5 file
+  // in a child process first, so the crash is the child's and the caller gets an InputError.
+  fs::path f = fs::path(HISTOSCAN_SOURCE_DIR) / "tests/fixtures/hdf5/crashes_hdf5_1.10.h5";
+  SourceOptions unlabeled;
+  unlabeled.require_labels = false;
+  std::string e = error_of([&] { index_source(f, unlabeled); });
+  EXPECT_NE(e.find("crashes_hdf5_1.10.h5: the HDF5 library crashed reading this file ("), std::string::npos) << e;
+  EXPECT_NE(e.find("the file is damaged"), std::string::npos) << e;
+  // An error the probe meets is passed on as is, and good files still read.
+  e = error_of([&] { h5_probe_isolated(f, [] { throw InputError("probe says no"); }); });
+  EXPECT_EQ(e, "probe says no");
+  fs::path pcam = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
+  if (!pcam.empty()) EXPECT_EQ(index_source(pcam).entries.size(), 256u);
+}
+
 TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {
   // Found by fuzz_hdf5: sizes come from a dataset's header, and a damaged file can claim any
   // number of rows with nothing stored behind them (was a loop over 2^32 rows, std::bad_alloc).

@@ -1,9 +1,13 @@
 #include "histoscan/data/hdf5_io.h"
 
 #include <hdf5.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <numeric>
 
 #include "histoscan/data/image_io.h"
@@ -248,6 +252,65 @@ void h5_write_packed(const fs::path& path, std::size_t n, const std::uint8_t* pi
     if (!d.ok() || (n && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)) fail("ids");
   }
   if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) fail("flush");
+}
+
+namespace {
+void (*g_probe_child_hook)() = nullptr;
+}  // namespace
+
+void h5_set_probe_child_hook(void (*hook)()) { g_probe_child_hook = hook; }
+
+void h5_probe_isolated(const fs::path& path, const std::function<void()>& probe) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed: " + std::string(std::strerror(errno)));
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
+  }
+  if (pid == 0) {  // the child: probe, report, and leave without running any exit handler
+    ::close(fds[0]);
+    if (g_probe_child_hook) g_probe_child_hook();
+    int code = 0;
+    std::string message;
+    try {
+      probe();
+    } catch (const InputError& e) {
+      code = 2, message = e.what();
+    } catch (const std::exception& e) {
+      code = 3, message = e.what();
+    } catch (...) {
+      code = 3, message = "unknown error";
+    }
+    for (std::size_t done = 0; done < message.size();) {
+      ssize_t w = ::write(fds[1], message.data() + done, message.size() - done);
+      if (w <= 0) break;
+      done += static_cast<std::size_t>(w);
+    }
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  std::string message;
+  char buf[4096];
+  for (ssize_t r; (r = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    message.append(buf, static_cast<std::size_t>(r));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) throw InputError(message);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) throw std::runtime_error(message);
+  std::string how = WIFSIGNALED(status) ? std::string(strsignal(WTERMSIG(status)))
+                                        : "exit status " + std::to_string(WEXITSTATUS(status));
+  throw InputError(path.string() + ": the HDF5 library crashed reading this file (" + how +
+                   "); the file is damaged: write it again (histoscan pack) or download it again");
 }
 
 }  // namespace histoscan::data

@@ -73,7 +73,7 @@ void add_unique(std::vector<PatchEntry>& entries, std::unordered_map<std::string
   entries.push_back(std::move(e));
 }
 
-PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
+PatchIndex index_h5_unchecked(const fs::path& data, const SourceOptions& options) {
   std::size_t n = h5_count_patches(data);  // first: is it HDF5 at all, and is x the right shape
   PatchIndex index;
   index.data = data;
@@ -116,6 +116,19 @@ PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
   }
   for (auto& e : index.entries) e.path.clear();
   return index;
+}
+
+// HDF5 parses a file's metadata itself and crashes on some damaged files: the same reads,
+// plus the first and last rows of x, run in a child process first.
+PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
+  h5_probe_isolated(data, [&] {
+    auto index = index_h5_unchecked(data, options);
+    std::vector<std::size_t> rows{0};
+    if (index.entries.size() > 1) rows.push_back(index.entries.size() - 1);
+    std::vector<std::uint8_t> pixels(rows.size() * kPatchBytes);
+    h5_read_patches(index.x_file, rows, pixels.data());
+  });
+  return index_h5_unchecked(data, options);
 }
 
 fs::path find_labels(const fs::path& dir, const SourceOptions& options) {
