@@ -1,6 +1,8 @@
 // The network, its checkpoints and the tensor transforms.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <torch/torch.h>
 
 #include "histoscan/data/synth.h"
@@ -119,6 +121,39 @@ TEST(Predict, LogitsDoNotDependOnBatchSize) {
   auto one = predict::predict_logits(net, pixels.data(), 5, 1, torch::kCPU);
   auto all = predict::predict_logits(net, pixels.data(), 5, 4, torch::kCPU);
   for (int i = 0; i < 5; ++i) EXPECT_NEAR(one[i], all[i], 1e-4);
+}
+
+TEST(Predict, TtaAveragesTheEightDihedralViewsSoTheyAllScoreAlike) {
+  torch::manual_seed(3);
+  auto net = model::make_model("seed-cnn");
+  // A patch in its 8 dihedral views (HWC bytes): 4 quarter turns, each also mirrored.
+  std::vector<std::uint8_t> pixels(8 * data::kPatchBytes);
+  std::vector<std::uint8_t> patch(data::kPatchBytes);
+  data::synth_patch(true, 9, patch.data());
+  auto p0 = torch::from_blob(patch.data(), {96, 96, 3}, torch::kUInt8);
+  for (int k = 0; k < 4; ++k)
+    for (int m = 0; m < 2; ++m) {
+      auto v = torch::rot90(p0, k, {0, 1});
+      if (m) v = v.flip({1});
+      std::memcpy(pixels.data() + (2 * k + m) * data::kPatchBytes, v.contiguous().data_ptr<std::uint8_t>(), data::kPatchBytes);
+    }
+  {
+    // BatchNorm's running statistics from these images, so an untrained network's output
+    // depends on its input (at initialisation it is nearly constant).
+    torch::NoGradGuard no_grad;
+    net->train();
+    auto x = train::preprocess(torch::from_blob(pixels.data(), {8, 96, 96, 3}, torch::kUInt8));
+    for (int i = 0; i < 30; ++i) net->forward(x);
+  }
+  auto plain = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU);
+  auto tta = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU, true);
+  EXPECT_GT(std::abs(plain[1] - plain[0]) + std::abs(plain[2] - plain[0]), 1e-4) << "an untrained network is not rotation-invariant";
+  double mean = 0;
+  for (int v = 0; v < 8; ++v) mean += 1 / (1 + std::exp(-double(plain[v]))) / 8;
+  for (int v = 0; v < 8; ++v) {
+    EXPECT_NEAR(tta[v], tta[0], 1e-4) << "every view of the patch scores the same";
+    EXPECT_NEAR(1 / (1 + std::exp(-double(tta[v]))), mean, 1e-5) << "the mean probability of the 8 views";
+  }
 }
 
 TEST(Checkpoint, DamagedTorchScriptInsideIsAnInputError) {

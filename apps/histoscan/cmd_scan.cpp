@@ -45,6 +45,7 @@ void add_scan(CLI::App& app) {
   cmd->add_option("--thumbnail", p->scan.thumbnail, "longer side of the thumbnail behind the heatmap, pixels")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads for the network (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_flag("--tta", p->scan.tta, "score each tile in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
   cmd->add_flag("--no-progress", p->no_progress, "no progress bar");
   cmd->add_flag("--overwrite", p->scan.overwrite, "write into an existing, non-empty --out");
   cmd->callback([p] {

@@ -10,12 +10,14 @@
 namespace histoscan::eval {
 
 // Tumour probability of every patch of `store` under the checkpoint's network on `device`.
+// With tta, the mean over the 8 dihedral views (predict_logits).
 std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
-                                int batch = 256);
+                                int batch = 256, bool tta = false);
 
 // Scores `store` (which must be labelled) and summarizes at the cut-off `options` asks for;
 // without an explicit rule (cutoff_given false) at the checkpoint's own threshold.
 ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
-                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch = 256);
+                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch = 256,
+                                bool tta = false);
 
 }  // namespace histoscan::eval

@@ -29,7 +29,7 @@ c10::Device resolve_device(const std::string& name) {
 }
 
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device) {
+                                  c10::Device device, bool tta) {
   net->eval();
   c10::InferenceMode guard;
   std::vector<float> out(n);
@@ -37,7 +37,20 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   for (std::size_t start = 0; start < n; start += static_cast<std::size_t>(batch)) {
     int64_t b = static_cast<int64_t>(std::min<std::size_t>(static_cast<std::size_t>(batch), n - start));
     auto x = train::preprocess(all.narrow(0, static_cast<int64_t>(start), b).to(device));
-    auto logits = net->forward(x).reshape({b}).to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor logits;
+    if (!tta) {
+      logits = net->forward(x).reshape({b});
+    } else {
+      auto mean = torch::zeros({b}, x.options());
+      for (int64_t k = 0; k < 4; ++k) {
+        auto view = k == 0 ? x : torch::rot90(x, k, {2, 3});
+        mean += torch::sigmoid(net->forward(view).reshape({b}));
+        mean += torch::sigmoid(net->forward(view.flip({3})).reshape({b}));
+      }
+      mean = (mean / 8).clamp(1e-7, 1 - 1e-7);
+      logits = torch::log(mean) - torch::log1p(-mean);
+    }
+    logits = logits.to(torch::kCPU, torch::kFloat32).contiguous();
     std::copy_n(logits.data_ptr<float>(), b, out.data() + start);
   }
   return out;
@@ -80,7 +93,7 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
     auto [store, skipped] = next.get();
     if (start + batch < n) next = std::async(std::launch::async, load_chunk, start + batch);
     result.skipped.insert(result.skipped.end(), skipped.begin(), skipped.end());
-    auto probs = sigmoid(predict_logits(net, store.pixels.data(), store.size(), options.batch, device));
+    auto probs = sigmoid(predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.tta));
     for (std::size_t i = 0; i < store.size(); ++i) {
       if (options.binary_threshold >= 0) std::snprintf(buf, sizeof buf, "%d", probs[i] >= options.binary_threshold ? 1 : 0);
       else std::snprintf(buf, sizeof buf, "%.6f", probs[i]);

@@ -20,9 +20,11 @@ namespace fs = std::filesystem;
 c10::Device resolve_device(const std::string& name);
 
 // Logits of n patches (27,648 RGB bytes each, contiguous at pixels), in eval mode without
-// autograd, `batch` at a time. The network must already be on `device`.
+// autograd, `batch` at a time. The network must already be on `device`. With tta, each
+// patch is scored in its 8 dihedral views (4 rotations, each also mirrored: tissue has no
+// up or left) and the logit of their mean probability is returned; 8 times the work.
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device);
+                                  c10::Device device, bool tta = false);
 
 // 1 / (1 + exp(-logit)) of each.
 std::vector<double> sigmoid(const std::vector<float>& logits);
@@ -34,6 +36,7 @@ struct StreamOptions {
   bool skip_bad = false;
   bool progress = true;
   double binary_threshold = -1;  // >= 0: write 0/1 labels (probability >= threshold) instead of probabilities
+  bool tta = false;              // average over the 8 dihedral views
 };
 
 struct StreamResult {

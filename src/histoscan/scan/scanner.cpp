@@ -134,7 +134,10 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
       if (!cells.empty()) blocks.push_back(std::move(cells));
     }
   std::vector<float>().swap(fraction);  // only the blocks' tiles are needed from here on
-  if (tiles == 0)
+  if (grid.nx == 0 || grid.ny == 0)
+    log::warn(slide_path.string() + ": smaller than one " + std::to_string(data::kPatchSide) + "-pixel tile at " +
+              format_number(o.target_mpp) + " µm/px; nothing to score, the heatmap is empty");
+  else if (tiles == 0)
     log::warn(slide_path.string() + ": no tissue found (saturation threshold " + format_number(tissue.threshold) +
               "); the heatmap is empty");
   else
@@ -201,7 +204,7 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
   std::size_t scored = 0;
   auto run_batch = [&] {
     if (batch_cells.empty()) return;
-    auto probs = predict::sigmoid(predict::predict_logits(net, batch.data(), batch_cells.size(), o.batch, device));
+    auto probs = predict::sigmoid(predict::predict_logits(net, batch.data(), batch_cells.size(), o.batch, device, o.tta));
     for (std::size_t k = 0; k < batch_cells.size(); ++k) grid.probability[batch_cells[k]] = static_cast<float>(probs[k]);
     scored += batch_cells.size();
     batch_cells.clear();
@@ -280,6 +283,7 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
       {"scan_seconds", scan_seconds},
       {"tiles_per_second", scan_seconds > 0 ? double(scored) / scan_seconds : 0.0},
+      {"tta", o.tta},
       {"readers", o.readers},
       {"batch", o.batch},
       {"peak_rss_mib", peak_rss_mib()},

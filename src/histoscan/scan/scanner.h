@@ -27,6 +27,7 @@ struct ScanOptions {
   int smooth = 2;             // heatmap, regions, area and call use the mean over (2 smooth + 1)^2 cells
   bool progress = true;
   bool overwrite = false;     // write into a non-empty out_dir
+  bool tta = false;           // average each tile over its 8 dihedral views
 };
 
 // Scans `slide_path` with `net` (already on `device`) and writes heatmap.png, tiles.csv,
