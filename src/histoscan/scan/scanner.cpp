@@ -110,7 +110,17 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
             format_number(plan.slide_mpp) + " µm/px " + plan.mpp_source + "); reading level " + std::to_string(plan.level) +
             (plan.read_scale == 1.0 ? std::string(" as is") : " shrunk " + format_number(plan.read_scale) + " times"));
 
+  // The folder is made here; if the scan then fails, a folder this scan made is removed again.
+  const bool existed = fs::exists(out_dir);
   prepare_output_dir(out_dir, o.overwrite, "--out");
+  struct RemoveIfFailed {
+    const fs::path& dir;
+    bool existed, done = false;
+    ~RemoveIfFailed() {
+      std::error_code ec;
+      if (!done && !existed && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+    }
+  } cleanup{out_dir, existed};
 
   // Tissue on the thumbnail, then the tiles that have enough of it.
   double thumb_scale = 0;
@@ -289,6 +299,7 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
       {"peak_rss_mib", peak_rss_mib()},
   };
   write_file_atomic(out_dir / "summary.json", [&](std::ostream& f) { f << summary.dump(2) << '\n'; });
+  cleanup.done = true;
   return summary;
 }
 
