@@ -33,12 +33,12 @@ void h5_read_patches(const fs::path& path, const std::vector<std::size_t>& rows,
 void h5_write_packed(const fs::path& path, std::size_t n, const std::uint8_t* pixels, const std::vector<int>& labels,
                      const std::vector<std::string>& ids);
 
-// Runs `probe` (reads of the HDF5 file `path`) in a child process first. HDF5 1.10 itself
-// crashes on some damaged files' metadata (fuzz_hdf5 found segmentation faults inside its
-// cache and heap code) before any check of ours can look at them; in the child such a crash
-// becomes an InputError naming the file, and the caller's process is untouched. An
-// InputError the probe throws in the child is thrown here with its message. Returns when the
-// probe succeeded: the same reads are then safe in this process.
+// Runs `probe` (reads of the HDF5 file `path`) in a child process. HDF5 1.10 itself crashes
+// on some damaged files' metadata (fuzz_hdf5 found segmentation faults inside its cache and
+// heap code) before any check of ours can look at them; such a crash in the child becomes an
+// InputError naming the file, and the caller's process is untouched. Returns when the child
+// finished without crashing, whether its reads succeeded or threw: the caller then makes
+// the same reads safely (and meets the same errors, with their messages, itself).
 void h5_probe_isolated(const fs::path& path, const std::function<void()>& probe);
 
 // Called in the probe's child right after fork (fuzz_hdf5 uses it to keep libFuzzer from

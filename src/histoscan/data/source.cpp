@@ -119,7 +119,8 @@ PatchIndex index_h5_unchecked(const fs::path& data, const SourceOptions& options
 }
 
 // HDF5 parses a file's metadata itself and crashes on some damaged files: the same reads,
-// plus the first and last rows of x, run in a child process first.
+// plus the first and last rows of x, run in a child process first; errors (not crashes) are
+// then met and reported by the reads here.
 PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
   h5_probe_isolated(data, [&] {
     auto index = index_h5_unchecked(data, options);
