@@ -1,8 +1,8 @@
 // libFuzzer target: index_source on an arbitrary .h5 file (PCam layout or packed store:
 // x, y, ids), then reading the pixels of its first and last rows as training would. What
-// crashes HDF5 itself inside index_source's child-process probe is contained there (the
-// child's ASan report is printed, the parent gets an InputError); everything in this process,
-// histoscan's code and HDF5 alike, is checked as usual.
+// crashes HDF5 itself inside index_source's probe (a helper process) is contained there and
+// the parent gets an InputError; everything in this process, histoscan's code and HDF5
+// alike, is checked as usual.
 // InputError is the expected rejection; anything else is a finding, and so is an HDF5 object
 // (file, dataset, dataspace, type) that histoscan leaves open.
 #include <hdf5.h>
@@ -19,6 +19,7 @@
 #include "histoscan/data/image_io.h"
 #include "histoscan/data/source.h"
 #include "histoscan/util/error.h"
+#include "histoscan/util/isolate.h"
 
 namespace {
 
@@ -38,7 +39,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // index_source probes each HDF5 file in a child process first (HDF5 1.10 crashes on some
   // damaged metadata). A crash there is contained and becomes an InputError; the child must
   // not record it as this target's finding, so it drops libFuzzer's death callback.
-  histoscan::data::h5_set_probe_child_hook([] { __sanitizer_set_death_callback(nullptr); });
+  histoscan::set_probe_child_hook([] { __sanitizer_set_death_callback(nullptr); });
   // Not named *_x.h5, so the file is read as a packed store: x, y and ids all from it.
   g_path = "/dev/shm/histoscan-fuzz-hdf5-" + std::to_string(getpid()) + ".h5";
   return 0;

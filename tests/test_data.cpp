@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstring>
 #include <set>
 #include <vector>
 
@@ -24,6 +26,7 @@
 using namespace histoscan;
 using namespace histoscan::data;
 using histoscan::test::TempDir;
+using histoscan::test::error_of;
 using histoscan::test::write_text;
 
 namespace {
@@ -32,16 +35,6 @@ std::vector<std::uint8_t> patch(bool tumour, std::uint64_t seed) {
   std::vector<std::uint8_t> p(kPatchBytes);
   synth_patch(tumour, seed, p.data());
   return p;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -391,14 +384,47 @@ TEST(Hdf5, AFileThatCrashesHdf5ItselfGetsOneLineAndThisProcessLives) {
   EXPECT_NE(e.find("the file is damaged"), std::string::npos) << e;
   // An error (not a crash) in the child is left to the caller, who meets it again in its own
   // reads; good files still read.
-  bool ran = false;
-  EXPECT_NO_THROW(h5_probe_isolated(f, [&] {
-    ran = true;
-    throw InputError("probe says no");
-  }));
-  EXPECT_FALSE(ran) << "the probe ran in the child, not here";
+  EXPECT_NO_THROW(h5_probe_isolated(f, [](const std::string&) { throw InputError("probe says no"); }, ""));
   fs::path pcam = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
   if (!pcam.empty()) EXPECT_EQ(index_source(pcam).entries.size(), 256u);
+}
+
+namespace {
+int g_touched = 0;
+}  // namespace
+
+TEST(Isolate, ProbesRunInOneHelperProcessThatCrashesMayNotTakeDown) {
+  using histoscan::ProbeOutcome;
+  using histoscan::probe_in_child;
+  TempDir dir;
+  auto pid_file = (dir / "pid").string();
+  // The probe runs elsewhere: this process's memory is untouched, and one helper serves calls.
+  auto write_pid = [](const std::string& file) {
+    g_touched = 1;
+    test::write_text(file, std::to_string(::getpid()));
+  };
+  EXPECT_EQ(probe_in_child(write_pid, pid_file, 64).kind, ProbeOutcome::kFinished);
+  EXPECT_EQ(g_touched, 0);
+  const std::string helper = test::read_text(pid_file);
+  EXPECT_NE(helper, std::to_string(::getpid()));
+  EXPECT_EQ(probe_in_child([](const std::string&) { throw std::runtime_error("no"); }, "", 64).kind, ProbeOutcome::kThrew);
+  ASSERT_EQ(probe_in_child(write_pid, pid_file, 64).kind, ProbeOutcome::kFinished);
+  EXPECT_EQ(test::read_text(pid_file), helper) << "the same helper answers again";
+
+  ProbeOutcome crash = probe_in_child([](const std::string&) { std::raise(SIGSEGV); }, "", 64);
+  EXPECT_EQ(crash.kind, ProbeOutcome::kCrashed);
+  EXPECT_EQ(crash.how, strsignal(SIGSEGV));
+  auto grow = [](const std::string&) {
+    std::vector<char> big(300u << 20);
+    std::memset(big.data(), 1, big.size());  // touched: resident
+    g_touched = big[12345];
+  };
+  EXPECT_EQ(probe_in_child(grow, "", 100).kind, ProbeOutcome::kTooMuchMemory);
+  EXPECT_EQ(probe_in_child(grow, "", 1000).kind, ProbeOutcome::kFinished);
+  EXPECT_EQ(probe_in_child([](const std::string&) { ::sleep(30); }, "", 64, 1).kind, ProbeOutcome::kHung);
+  ASSERT_EQ(probe_in_child(write_pid, pid_file, 64).kind, ProbeOutcome::kFinished) << "a new helper after each failure";
+  EXPECT_NE(test::read_text(pid_file), helper);
+  EXPECT_EQ(g_touched, 0);
 }
 
 TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {

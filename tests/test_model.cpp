@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include <filesystem>
 #include <torch/torch.h>
 
 #include "histoscan/data/synth.h"
@@ -172,4 +173,24 @@ TEST(Checkpoint, DamagedTorchScriptInsideIsAnInputError) {
   };
   damage("class Module(Module):", "class Module(M&dule):", "source.pt");  // the TorchScript source
   damage("__torch__\nModule", "__torch__\nM?dule", "type.pt");            // the pickled class name
+}
+
+TEST(Checkpoint, AFileThatCrashesLibTorchItselfGetsOneLineAndThisProcessLives) {
+  // Found by fuzz_checkpoint (kept as fixtures). Damaged TorchScript code in the first makes
+  // LibTorch 1.13's parser dereference a bad pointer (ScriptTypeParser::parseClassConstant,
+  // SIGSEGV); the second made it fill about 2 GB before failing. load_checkpoint parses each
+  // file in a child process first, so both are the child's problem and the caller gets one line.
+  namespace fs = std::filesystem;
+  const fs::path fixtures = fs::path(HISTOSCAN_SOURCE_DIR) / "tests/fixtures/checkpoint";
+  std::string e = test::error_of([&] { model::load_checkpoint(fixtures / "crashes_libtorch_1.13.pt"); });
+  // Whether LibTorch crashes on it depends on what the heap held (it reads memory it never
+  // set), so the child either crashed or threw; this process never parses the file itself.
+  EXPECT_NE(e.find("crashes_libtorch_1.13.pt is damaged or not a checkpoint ("), std::string::npos) << e;
+  EXPECT_NE(e.find("use best.pt or last.pt"), std::string::npos) << e;
+  e = test::error_of([&] { model::load_checkpoint(fixtures / "takes_2gb.pt"); });
+  EXPECT_NE(e.find("takes_2gb.pt is damaged or not a checkpoint ("), std::string::npos) << e;
+  // A good checkpoint still loads after both.
+  TempDir dir;
+  model::save_checkpoint(dir / "good.pt", model::make_model("seed-cnn"), {{"model", "seed-cnn"}});
+  EXPECT_NO_THROW(model::load_checkpoint(dir / "good.pt"));
 }

@@ -10,6 +10,8 @@
 #include <random>
 #include <string>
 
+#include "histoscan/util/error.h"
+
 namespace histoscan::test {
 
 namespace fs = std::filesystem;
@@ -34,6 +36,17 @@ class TempDir {
  private:
   fs::path path_;
 };
+
+// The message of the InputError that f() throws; "" when it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline void write_text(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());

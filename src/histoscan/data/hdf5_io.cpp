@@ -1,8 +1,6 @@
 #include "histoscan/data/hdf5_io.h"
 
 #include <hdf5.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -13,7 +11,7 @@
 
 #include "histoscan/data/image_io.h"
 #include "histoscan/util/error.h"
-#include "histoscan/util/sysinfo.h"
+#include "histoscan/util/isolate.h"
 
 namespace histoscan::data {
 
@@ -257,41 +255,23 @@ void h5_write_packed(const fs::path& path, std::size_t n, const std::uint8_t* pi
 }
 
 namespace {
-void (*g_probe_child_hook)() = nullptr;
 constexpr int kProbeMemoryMib = 1024;  // what the probe's reads may add to the resident set
 }  // namespace
 
-void h5_set_probe_child_hook(void (*hook)()) { g_probe_child_hook = hook; }
-
-void h5_probe_isolated(const fs::path& path, const std::function<void()>& probe) {
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
-  if (pid == 0) {  // the child: probe, and leave without running any exit handler
-    if (g_probe_child_hook) g_probe_child_hook();
-    {  // peak RSS from here on (Linux: "5" resets VmHWM to the current RSS)
-      std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
-      if (f) std::fputs("5", f), std::fclose(f);
-    }
-    double before = peak_rss_mib();
-    try {
-      probe();
-    } catch (...) {  // an error, not a crash: this process will meet it again and report it
-    }
-    // Some damaged headers make HDF5 allocate and fill gigabytes (fuzz_hdf5: 4.3 GB from a
-    // 17 kB file); honest reads of ids, labels and two rows need a few megabytes.
-    ::_exit(peak_rss_mib() - before > kProbeMemoryMib ? 4 : 0);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 4)
+void h5_probe_isolated(const fs::path& path, ProbeFn probe, const std::string& arg) {
+  // Some damaged headers make HDF5 allocate and fill gigabytes (fuzz_hdf5: 4.3 GB from a
+  // 17 kB file); honest reads of ids, labels and two rows need a few megabytes.
+  // An error in the child (kThrew) is left to the caller's own reads, which meet it again
+  // and report it with its message.
+  ProbeOutcome outcome = probe_in_child(probe, arg, kProbeMemoryMib);
+  if (outcome.kind == ProbeOutcome::kTooMuchMemory)
     throw InputError(path.string() + ": reading its metadata made the HDF5 library take over " + std::to_string(kProbeMemoryMib) +
                      " MiB of memory; the file is damaged: write it again (histoscan pack) or download it again");
-  std::string how = WIFSIGNALED(status) ? std::string(strsignal(WTERMSIG(status)))
-                                        : "exit status " + std::to_string(WEXITSTATUS(status));
-  throw InputError(path.string() + ": the HDF5 library crashed reading this file (" + how +
-                   "); the file is damaged: write it again (histoscan pack) or download it again");
+  if (outcome.kind == ProbeOutcome::kHung)
+    throw InputError(path.string() + ": reading its metadata did not finish within 5 minutes; the file is damaged or its disk does not answer");
+  if (outcome.kind == ProbeOutcome::kCrashed)
+    throw InputError(path.string() + ": the HDF5 library crashed reading this file (" + outcome.how +
+                     "); the file is damaged: write it again (histoscan pack) or download it again");
 }
 
 }  // namespace histoscan::data

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "histoscan/util/isolate.h"
+
 namespace histoscan::data {
 
 namespace fs = std::filesystem;
@@ -33,16 +35,13 @@ void h5_read_patches(const fs::path& path, const std::vector<std::size_t>& rows,
 void h5_write_packed(const fs::path& path, std::size_t n, const std::uint8_t* pixels, const std::vector<int>& labels,
                      const std::vector<std::string>& ids);
 
-// Runs `probe` (reads of the HDF5 file `path`) in a child process. HDF5 1.10 itself crashes
-// on some damaged files' metadata (fuzz_hdf5 found segmentation faults inside its cache and
-// heap code) before any check of ours can look at them; such a crash in the child becomes an
-// InputError naming the file, and the caller's process is untouched. Returns when the child
-// finished without crashing, whether its reads succeeded or threw: the caller then makes
-// the same reads safely (and meets the same errors, with their messages, itself).
-void h5_probe_isolated(const fs::path& path, const std::function<void()>& probe);
-
-// Called in the probe's child right after fork (fuzz_hdf5 uses it to keep libFuzzer from
-// recording a crash the child contains). Null by default.
-void h5_set_probe_child_hook(void (*hook)());
+// Runs probe(arg) (reads of the HDF5 file `path`) in a helper process (util/isolate.h).
+// HDF5 1.10 itself crashes on some damaged files' metadata (fuzz_hdf5 found segmentation
+// faults inside its cache and heap code) before any check of ours can look at them; such a
+// crash there becomes an InputError naming the file, and so does growth by over 1 GiB or no
+// answer in 5 minutes. Returns when the probe finished, whether its reads succeeded or
+// threw: the caller then makes the same reads safely (and meets the same errors, with their
+// messages, itself).
+void h5_probe_isolated(const fs::path& path, ProbeFn probe, const std::string& arg);
 
 }  // namespace histoscan::data

@@ -121,14 +121,19 @@ PatchIndex index_h5_unchecked(const fs::path& data, const SourceOptions& options
 // HDF5 parses a file's metadata itself and crashes on some damaged files: the same reads,
 // plus the first and last rows of x, run in a child process first; errors (not crashes) are
 // then met and reported by the reads here.
+// arg: "1" or "0" (require_labels), then the path.
+void probe_h5(const std::string& arg) {
+  SourceOptions options;
+  options.require_labels = arg[0] == '1';
+  auto index = index_h5_unchecked(arg.substr(1), options);
+  std::vector<std::size_t> rows{0};
+  if (index.entries.size() > 1) rows.push_back(index.entries.size() - 1);
+  std::vector<std::uint8_t> pixels(rows.size() * kPatchBytes);
+  h5_read_patches(index.x_file, rows, pixels.data());
+}
+
 PatchIndex index_h5(const fs::path& data, const SourceOptions& options) {
-  h5_probe_isolated(data, [&] {
-    auto index = index_h5_unchecked(data, options);
-    std::vector<std::size_t> rows{0};
-    if (index.entries.size() > 1) rows.push_back(index.entries.size() - 1);
-    std::vector<std::uint8_t> pixels(rows.size() * kPatchBytes);
-    h5_read_patches(index.x_file, rows, pixels.data());
-  });
+  h5_probe_isolated(data, probe_h5, (options.require_labels ? "1" : "0") + data.string());
   return index_h5_unchecked(data, options);
 }
 

@@ -3,14 +3,56 @@
 #include <torch/serialize.h>
 #include <torch/version.h>
 
+#include "histoscan/model/archive.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
+#include "histoscan/util/isolate.h"
 
 namespace histoscan::model {
 
 namespace {
 constexpr const char* kMetaKey = "histoscan_metadata";
+}
+
+void load_archive(torch::serialize::InputArchive& archive, const std::filesystem::path& path, const std::string& subject,
+                  const std::string& advice) {
+  const std::string name = path.string();
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path, ec);
+  // An honest archive takes about its own size in memory; the fuzzed ones that LibTorch
+  // inflated took 2 GB from 1.4 kB.
+  const double limit_mib = 1024.0 + (ec ? 0.0 : 2.0 * static_cast<double>(bytes) / (1024.0 * 1024.0));
+  // The child's parse decides. LibTorch's crash reads memory it never set (valgrind:
+  // uninitialised values in parseClassConstant), so whether a damaged file crashes depends on
+  // what the heap held: the parse that did not crash in the child may still crash here. So a
+  // file the child could not parse is refused without parsing it in this process at all.
+  ProbeOutcome outcome = probe_in_child(
+      [](const std::string& file) {
+        torch::serialize::InputArchive probe;
+        probe.load_from(file);
+      },
+      name, limit_mib);
+  const std::string damaged = subject + " is damaged or not a checkpoint (";
+  switch (outcome.kind) {
+    case ProbeOutcome::kFinished:
+      break;
+    case ProbeOutcome::kThrew:
+      throw InputError(damaged + "cannot be read); " + advice);
+    case ProbeOutcome::kCrashed:
+      throw InputError(damaged + "LibTorch crashed reading it: " + outcome.how + "); " + advice);
+    case ProbeOutcome::kTooMuchMemory:
+      throw InputError(damaged + "reading it took over " + std::to_string(static_cast<int>(limit_mib)) + " MiB of memory); " + advice);
+    case ProbeOutcome::kHung:
+      throw InputError(damaged + "reading it did not finish in 5 minutes); " + advice);
+  }
+  try {
+    archive.load_from(name);
+  } catch (const std::exception&) {
+    // Not only c10::Error: on a damaged file torch::jit::load also throws its parser's
+    // ErrorReport, std::runtime_error and std::out_of_range (found by fuzz_checkpoint).
+    throw InputError(damaged + "cannot be read); " + advice);
+  }
 }
 
 nlohmann::json version_info() {
@@ -36,13 +78,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(path))
     throw InputError("checkpoint " + name + " is a folder; give the file, e.g. " + (path / "best.pt").string());
   torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(name);
-  } catch (const std::exception&) {
-    // Not only c10::Error: on a damaged file torch::jit::load also throws its parser's
-    // ErrorReport, std::runtime_error and std::out_of_range (found by fuzz_checkpoint).
-    throw InputError("checkpoint " + name + " is damaged or not a checkpoint (cannot be read); use best.pt or last.pt written by 'histoscan train'");
-  }
+  load_archive(archive, path, "checkpoint " + name, "use best.pt or last.pt written by 'histoscan train'");
   c10::IValue meta_value;
   if (!archive.try_read(kMetaKey, meta_value) || !meta_value.isString())
     throw InputError("checkpoint " + name + " has no histoscan metadata; it was not written by 'histoscan train'");

@@ -7,10 +7,13 @@
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
+#include "histoscan/model/archive.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 
 namespace histoscan::train {
+
+using model::load_archive;
 
 namespace {
 
@@ -86,7 +89,7 @@ void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, t
     throw InputError(path.string() + " does not exist; --resume needs a run folder written by this version of 'histoscan train'");
   try {
     torch::serialize::InputArchive archive, model_archive, opt_archive, best_archive;
-    archive.load_from(path.string());
+    load_archive(archive, path, path.string(), "start a new run instead of --resume");
     archive.read("model", model_archive);
     net->load(model_archive);
     archive.read("optimizer", opt_archive);
@@ -109,6 +112,8 @@ void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, t
     auto gen = torch_cpu_generator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(gen_state);
+  } catch (const InputError&) {
+    throw;
   } catch (const nlohmann::json::exception&) {
     throw InputError(path.string() + " is damaged; start a new run instead of --resume");
   } catch (const std::exception&) {
