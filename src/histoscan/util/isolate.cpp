@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,38 @@ struct Request {
   std::uint32_t time_limit_s;
 };
 
+// Resident pages now, from /proc/self/statm with async-signal-safe calls only.
+long resident_pages() {
+  int fd = ::open("/proc/self/statm", O_RDONLY);
+  if (fd < 0) return -1;
+  char buf[128];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  long pages = 0;
+  char* p = buf;
+  while (*p && *p != ' ') ++p;  // skip the total size
+  while (*p == ' ') ++p;
+  while (*p >= '0' && *p <= '9') pages = pages * 10 + (*p++ - '0');
+  return pages;
+}
+
+volatile long g_baseline_pages = 0, g_limit_pages = 0;
+
+// Every 20 ms of the helper's CPU time while it probes: a probe filling gigabytes (HDF5 on
+// some damaged headers) is stopped as soon as it passes the limit, not after its last byte.
+void watch_memory(int) {
+  long now = resident_pages();
+  if (now >= 0 && now - g_baseline_pages > g_limit_pages) ::_exit(kAnswerTooMuchMemory);
+}
+
+void set_watch(bool on) {
+  itimerval t{};
+  if (on) t.it_interval.tv_usec = t.it_value.tv_usec = 20000;
+  ::setitimer(ITIMER_PROF, &t, nullptr);
+}
+
 std::runtime_error system_error(const char* what) { return std::runtime_error(std::string(what) + ": " + std::strerror(errno)); }
 
 // The helper's loop: one request per message until this process's end closes the socket.
@@ -54,6 +87,9 @@ std::runtime_error system_error(const char* what) { return std::runtime_error(st
       if (f) std::fputs("5", f), std::fclose(f);
     }
     const double before = peak_rss_mib();
+    g_baseline_pages = resident_pages();
+    g_limit_pages = static_cast<long>(req.memory_limit_mib * 1024.0 * 1024.0 / static_cast<double>(::sysconf(_SC_PAGESIZE)));
+    set_watch(true);
     ::alarm(req.time_limit_s);  // SIGALRM (default action: end) stops a hung probe
     char answer = kAnswerFinished;
     try {
@@ -62,6 +98,7 @@ std::runtime_error system_error(const char* what) { return std::runtime_error(st
       answer = kAnswerThrew;
     }
     ::alarm(0);
+    set_watch(false);
     const bool too_big = peak_rss_mib() - before > req.memory_limit_mib;
     if (too_big) answer = kAnswerTooMuchMemory;
     while (::send(sock, &answer, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
@@ -117,6 +154,10 @@ class Helper {
       return out;
     }
     int status = stop(true);  // no answer: it died in the probe
+    if (WIFEXITED(status) && WEXITSTATUS(status) == kAnswerTooMuchMemory) {  // watch_memory
+      out.kind = ProbeOutcome::kTooMuchMemory;
+      return out;
+    }
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
       out.kind = ProbeOutcome::kHung;
       return out;
@@ -152,6 +193,10 @@ class Helper {
       int null = ::open("/dev/null", O_WRONLY);
       if (null >= 0) ::dup2(null, STDOUT_FILENO), ::dup2(null, STDERR_FILENO), ::close(null);
       ::signal(SIGALRM, SIG_DFL);
+      struct sigaction sa {};
+      sa.sa_handler = watch_memory;
+      sa.sa_flags = SA_RESTART;
+      ::sigaction(SIGPROF, &sa, nullptr);
       serve(sv[1]);
     }
     ::close(sv[1]);

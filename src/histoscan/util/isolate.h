@@ -21,7 +21,8 @@ using ProbeFn = void (*)(const std::string& arg);
 // Runs probe(arg) in a helper process and says how that went: kFinished when the probe
 // returned, kThrew when it threw (the exception stays there: a caller wanting its message
 // repeats the reads itself), kCrashed when the helper died, kTooMuchMemory when the helper's
-// resident set grew by more than `memory_limit_mib` during the probe, kHung when it ran past
+// resident set grew by more than `memory_limit_mib` during the probe (checked every 20 ms of
+// its CPU time, so a probe filling gigabytes stops soon after the limit), kHung when it ran past
 // `time_limit_s` (the helper is killed).
 //
 // The helper is forked on the first call and serves later calls too, until it crashes or
