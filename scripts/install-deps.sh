@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   cmake make g++ pkg-config
   libtorch-dev libopenblas0-openmp        # LibTorch 1.13 and a fast BLAS behind it
+  libgloo-dev                             # headers c10d's ProcessGroupGloo includes (distributed training)
   libopencv-dev libhdf5-dev libtiff-dev   # TIFF/JPEG/PNG decoding, TIFF headers, PCam HDF5
   libcairo2-dev                           # plots
   libopenslide-dev                        # whole-slide images (scan)

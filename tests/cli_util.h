@@ -41,10 +41,13 @@ inline std::string quote(const std::filesystem::path& p) { return "'" + p.string
 
 namespace histoscan::test {
 
-// Starts `histoscan ARGS...` in the background with stdout and stderr going to `log`.
-inline pid_t spawn_cli(const std::vector<std::string>& args, const std::filesystem::path& log) {
+// Starts `histoscan ARGS...` in the background with stdout and stderr going to `log`, with
+// `env` ("NAME=VALUE") added to its environment.
+inline pid_t spawn_cli(const std::vector<std::string>& args, const std::filesystem::path& log,
+                       const std::vector<std::string>& env = {}) {
   pid_t pid = fork();
   if (pid == 0) {
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);

@@ -3,13 +3,17 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <functional>
 #include <memory>
+#include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "histoscan/data/labels_csv.h"
+#include "histoscan/dist/dist.h"
 #include "histoscan/data/sampling.h"
 #include "histoscan/data/store.h"
 #include "histoscan/train/trainer.h"
@@ -32,6 +36,9 @@ struct TrainParams {
   double val_fraction = 0.25;
   bool allow_missing = false, resize = false, overwrite = false, skip_bad = false;
   int threads = 0;
+  std::string dist_url;
+  std::vector<std::string> model_options;
+  double dist_timeout = 300;
   train::TrainConfig config;
 };
 
@@ -54,6 +61,8 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"threads", threads},
           {"model", c.model},
           {"model_options", c.model_options},
+          {"optimizer", c.optimizer},
+          {"momentum", c.momentum},
           {"lr", c.lr},
           {"batch", c.batch},
           {"epochs", c.epochs},
@@ -87,6 +96,8 @@ void load_resumed_flags(TrainParams& p) {
     auto& k = p.config;
     k.model = c.at("model");
     k.model_options = c.at("model_options");
+    k.optimizer = c.value("optimizer", "adam");  // runs from before --optimizer used Adam
+    k.momentum = c.value("momentum", 0.9);
     k.lr = c.at("lr");
     k.batch = c.at("batch");
     k.epochs = c.at("epochs");
@@ -102,7 +113,39 @@ void load_resumed_flags(TrainParams& p) {
   }
 }
 
-void run_train(TrainParams& p) {
+// A distributed run's processes, before anything else: every rank loads the data and rank 0
+// alone writes. nullptr for a plain single process.
+std::unique_ptr<dist::Group> join_job(TrainParams& p) {
+  if (!(p.dist_timeout > 0)) throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
+  auto launch = dist::launch_from_environment(p.dist_url);
+  if (!launch) return nullptr;
+  auto group = std::make_unique<dist::Group>(*launch, p.dist_timeout);
+  if (group->rank() != 0) {
+    log::set_level(log::Level::warn);  // one voice: rank 0 reports
+    p.config.progress = false;
+  }
+  // Ranks on one machine share its cores unless told otherwise.
+  if (p.threads == 0) p.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch->local_world_size);
+  log::info("distributed training: " + std::to_string(group->size()) + " ranks over Gloo (" + launch->store + "), " +
+            std::to_string(p.threads) + " threads each");
+  return group;
+}
+
+// KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.
+nlohmann::json parse_model_options(const std::vector<std::string>& items) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) throw InputError("--model-option " + item + ": expected KEY=VALUE, e.g. dropout=0");
+    const std::string value = item.substr(eq + 1);
+    nlohmann::json v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    out[item.substr(0, eq)] = (v.is_discarded() || v.is_object() || v.is_array()) ? nlohmann::json(value) : v;
+  }
+  return out;
+}
+
+void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std::function<void(bool)>& agree) {
+  if (!p.model_options.empty()) p.config.model_options = parse_model_options(p.model_options);
   if (!p.resume.empty()) load_resumed_flags(p);
   else if (p.data.empty() || p.out.empty()) throw InputError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)");
   train::validate(p.config);
@@ -110,7 +153,7 @@ void run_train(TrainParams& p) {
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
     throw InputError("--val-fraction " + format_number(p.val_fraction) + " must be between 0 and 1 (exclusive), or pass --valid DATA");
   if (p.per_class < 0) throw InputError("--per-class must be positive");
-  if (p.resume.empty() && fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
+  if (rank0 && p.resume.empty() && fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
     throw InputError("--out " + p.out + " exists; pass --overwrite to replace its results or choose another folder");
   int threads = set_threads(p.threads);
 
@@ -186,11 +229,13 @@ void run_train(TrainParams& p) {
   config["train_patches"] = train_store.size();
   config["valid_patches"] = valid_store.size();
   config["source"] = index.describe();
-  if (p.resume.empty()) {
+  if (group) config["world_size"] = group->size();
+  if (rank0 && p.resume.empty()) {
     prepare_output_dir(p.out, p.overwrite, "--out");
     write_file_atomic(fs::path(p.out) / "config.json", [&](std::ostream& f) { f << config.dump(2) << '\n'; });
   }
-  if (!skipped.empty()) {
+  agree(true);
+  if (rank0 && !skipped.empty()) {
     data::write_skipped_csv(skipped, fs::path(p.out) / "skipped.csv");
     log::warn(std::to_string(skipped.size()) + " unreadable images left out; see " + p.out + "/skipped.csv");
   }
@@ -200,12 +245,37 @@ void run_train(TrainParams& p) {
     train::request_stop();
     std::signal(SIGINT, SIG_DFL);
   });
-  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta, !p.resume.empty());
+  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta, !p.resume.empty(), group);
+  if (!rank0) return;
   const auto& best = result.history[static_cast<std::size_t>(result.best_epoch - 1)];
   char buf[160];
   std::snprintf(buf, sizeof buf, "best epoch %d: val_loss %.4f, val_accuracy %.4f, val_auc %.4f", best.epoch, best.val_loss,
                 best.val_accuracy, best.val_auc);
   std::cout << buf << '\n' << "results in " << p.out << "/ (best.pt, last.pt, history.csv, config.json)\n";
+}
+
+void run_train(TrainParams& p) {
+  auto group = join_job(p);
+  const bool rank0 = !group || group->rank() == 0;
+  // A rank that fails before training tells the others, so all stop now, not at a timeout.
+  bool agreed = false;
+  auto agree = [&](bool ok) {
+    if (!group) return;
+    bool all = group->all_ok(ok, "agreeing to start training");
+    agreed = true;
+    if (ok && !all) throw InputError(group->launch().describe() + ": another rank stopped before training (see its message)");
+  };
+  try {
+    run_train_ranked(p, group.get(), rank0, agree);
+  } catch (const dist::Error&) {
+    throw;
+  } catch (const std::exception&) {
+    if (group && !agreed) try {
+        agree(false);
+      } catch (...) {
+      }
+    throw;
+  }
 }
 
 }  // namespace
@@ -230,7 +300,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--model", c.model, "network (see 'histoscan models')")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "maximum epochs")->capture_default_str();
   cmd->add_option("--batch", c.batch, "batch size")->capture_default_str();
-  cmd->add_option("--lr", c.lr, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--lr", c.lr, "learning rate")->capture_default_str();
+  cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)")->capture_default_str();
+  cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd")->capture_default_str();
   cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)")->capture_default_str();
   cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement")->capture_default_str();
   cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor")->capture_default_str();
@@ -239,6 +311,11 @@ void add_train(CLI::App& app) {
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
+  cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");
+  cmd->add_option("--dist-url", p->dist_url,
+                  "distributed training: tcp://HOST:PORT of rank 0 or file:///PATH (RANK and WORLD_SIZE from the "
+                  "environment); default: torchrun's MASTER_ADDR/MASTER_PORT when RANK and WORLD_SIZE are set");
+  cmd->add_option("--dist-timeout", p->dist_timeout, "seconds a rank waits for the others before failing")->capture_default_str();
   cmd->add_flag("--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
   cmd->callback([p] { run_train(*p); });
 }

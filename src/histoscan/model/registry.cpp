@@ -16,7 +16,16 @@ std::map<std::string, ModelInfo>& registry() {
     m["seed-cnn"] = {"seed-cnn",
                      "the notebook's 13-layer CNN (786,977 parameters): 4 x (3 x [conv3x3-ReLU-BN], dropout 0.3, "
                      "maxpool 3), conv 256, dense 1",
-                     [](const nlohmann::json& options) { return seed_cnn(options.value("dropout", 0.3)); }};
+                     [](const nlohmann::json& options) {
+                       for (const auto& [key, value] : options.items()) {
+                         bool ok = (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1) ||
+                                   (key == "batchnorm" && value.is_boolean());
+                         if (!ok)
+                           throw InputError("model option " + key + "=" + value.dump() +
+                                            ": seed-cnn takes dropout (0 to below 1) and batchnorm (true or false)");
+                       }
+                       return seed_cnn(options.value("dropout", 0.3), options.value("batchnorm", true));
+                     }};
     return m;
   }();
   return models;

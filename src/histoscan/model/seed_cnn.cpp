@@ -4,7 +4,7 @@
 
 namespace histoscan::model {
 
-torch::nn::Sequential seed_cnn(double dropout) {
+torch::nn::Sequential seed_cnn(double dropout, bool batchnorm) {
   namespace nn = torch::nn;
   nn::Sequential net;
   int64_t in = 3;
@@ -12,7 +12,7 @@ torch::nn::Sequential seed_cnn(double dropout) {
     for (int i = 0; i < 3; ++i) {
       net->push_back(nn::Conv2d(nn::Conv2dOptions(in, f, 3).padding(1)));
       net->push_back(nn::ReLU());
-      net->push_back(nn::BatchNorm2d(f));
+      if (batchnorm) net->push_back(nn::BatchNorm2d(f));
       in = f;
     }
     net->push_back(nn::Dropout(dropout));
@@ -20,7 +20,7 @@ torch::nn::Sequential seed_cnn(double dropout) {
   }
   net->push_back(nn::Conv2d(nn::Conv2dOptions(128, 256, 3).padding(1)));
   net->push_back(nn::ReLU());
-  net->push_back(nn::BatchNorm2d(256));
+  if (batchnorm) net->push_back(nn::BatchNorm2d(256));
   net->push_back(nn::Flatten());
   net->push_back(nn::Linear(256, 1));
   return net;

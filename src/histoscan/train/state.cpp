@@ -58,7 +58,7 @@ at::Generator torch_cpu_generator() { return at::detail::getDefaultCPUGenerator(
 
 }  // namespace
 
-void save_state(const std::filesystem::path& path, const torch::nn::Sequential& net, torch::optim::Adam& opt,
+void save_state(const std::filesystem::path& path, const torch::nn::Sequential& net, torch::optim::Optimizer& opt,
                 const LoopState& state, const std::mt19937_64& rng) {
   torch::serialize::OutputArchive archive, model_archive, opt_archive, best_archive;
   net->save(model_archive);
@@ -83,7 +83,7 @@ void save_state(const std::filesystem::path& path, const torch::nn::Sequential& 
   out.commit();
 }
 
-void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, torch::optim::Adam& opt, LoopState& state,
+void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, torch::optim::Optimizer& opt, LoopState& state,
                 std::mt19937_64& rng) {
   if (!std::filesystem::exists(path))
     throw InputError(path.string() + " does not exist; --resume needs a run folder written by this version of 'histoscan train'");

@@ -30,12 +30,12 @@ struct LoopState {
 };
 
 // Writes net, optimizer, loop state, `rng` and LibTorch's CPU generator to `path` atomically.
-void save_state(const std::filesystem::path& path, const torch::nn::Sequential& net, torch::optim::Adam& opt,
+void save_state(const std::filesystem::path& path, const torch::nn::Sequential& net, torch::optim::Optimizer& opt,
                 const LoopState& state, const std::mt19937_64& rng);
 
 // Restores what save_state wrote into net, opt, state, rng and LibTorch's CPU generator.
 // Throws InputError naming the file when it is missing, damaged or of another network.
-void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, torch::optim::Adam& opt, LoopState& state,
+void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, torch::optim::Optimizer& opt, LoopState& state,
                 std::mt19937_64& rng);
 
 }  // namespace histoscan::train

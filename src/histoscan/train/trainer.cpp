@@ -4,14 +4,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <numeric>
 #include <ostream>
 #include <random>
+#include <tuple>
 
 #include <torch/torch.h>
 
+#include "histoscan/dist/dist.h"
 #include "histoscan/eval/metrics.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/registry.h"
@@ -32,6 +35,8 @@ void validate(const TrainConfig& c) {
   if (c.early_stopping_patience < 0) throw InputError("--patience must be 0 (never stop early) or more");
   if (c.lr_patience < 1) throw InputError("--lr-patience must be at least 1");
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
+  if (c.optimizer != "adam" && c.optimizer != "sgd") throw InputError("--optimizer " + c.optimizer + ": expected adam or sgd");
+  if (!(c.momentum >= 0 && c.momentum < 1)) throw InputError("--momentum " + format_number(c.momentum) + " must be from 0 to below 1");
   model::make_model(c.model, c.model_options);  // an unknown name fails here, before any data is read
   std::mt19937_64 rng(0);
   augment(torch::zeros({1, 3, 96, 96}), c.augment, rng);  // and so does an unknown augmentation
@@ -59,8 +64,8 @@ void write_history(const fs::path& path, const std::vector<EpochRecord>& history
   });
 }
 
-void set_lr(torch::optim::Adam& opt, double lr) {
-  for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& group : opt.param_groups()) group.options().set_lr(lr);
 }
 
 // A copy of every parameter and buffer, to restore the best epoch's weights at the end.
@@ -88,8 +93,9 @@ std::atomic<bool> g_stop{false};
 class Loop {
  public:
   Loop(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config, const fs::path& run_dir,
-       nlohmann::json meta)
-      : config_(config), run_dir_(run_dir), meta_(std::move(meta)), valid_(valid), rng_(config.seed),
+       nlohmann::json meta, dist::Group* group)
+      : config_(config), run_dir_(run_dir), meta_(std::move(meta)), valid_(valid), group_(group),
+        writes_(!group || group->rank() == 0), rng_(config.seed),
         device_(predict::resolve_device(config.device)), n_(static_cast<int64_t>(train.size())),
         steps_((n_ + config.batch - 1) / config.batch), label_values_(train.labels.begin(), train.labels.end()) {
     torch::manual_seed(config.seed);
@@ -100,7 +106,10 @@ class Loop {
     // (NCHW float32: 0.7% off). Inference, where BatchNorm uses stored statistics, runs
     // channels-last (same probabilities within 1e-7, faster).
     net_->to(device_);
-    opt_ = std::make_unique<torch::optim::Adam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
+    if (config.optimizer == "sgd")
+      opt_ = std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
+    else
+      opt_ = std::make_unique<torch::optim::Adam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
     images_ = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n_, 96, 96, 3}, torch::kUInt8);
     labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
     state_.lr = config.lr;
@@ -109,6 +118,16 @@ class Loop {
     meta_["preprocessing"] = {{"input", "RGB uint8 96x96 scaled to [0,1]"}, {"standardize", "per-image"}};
     meta_["threshold"] = 0.5;
     meta_["versions"] = model::version_info();
+    if (group_) {
+      meta_["distributed"] = {{"world_size", group_->size()}, {"backend", "gloo"}};
+      // Every rank seeded the same, so this changes nothing unless a rank differs: as DDP,
+      // rank 0's initial weights are everyone's.
+      std::vector<torch::Tensor> all;
+      for (auto& p : net_->parameters()) all.push_back(p.data());
+      for (auto& b : net_->buffers()) all.push_back(b);
+      group_->broadcast(all, 0, "broadcasting the initial weights");
+      make_buckets();
+    }
   }
 
   TrainResult run(bool resume) {
@@ -154,24 +173,32 @@ class Loop {
     auto perm = torch::from_blob(state_.order.data(), {n_}, torch::kInt64);
     net_->train();
     ProgressBar bar(steps_);
+    bool stop = false;
     for (; state_.step < steps_; ++state_.step) {
-      if (g_stop) stop_here();
+      if (group_ ? stop : g_stop.load()) stop_here();
       int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
-      auto idx = perm.narrow(0, start, b);
-      auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment, rng_));
-      auto y = labels_.index_select(0, idx).to(device_);
-      auto logits = net_->forward(x).reshape({b});
-      auto loss = torch::binary_cross_entropy_with_logits(logits, y);
-      opt_->zero_grad();
-      loss.backward();
-      opt_->step();
-      double l = loss.item<double>();
+      double l = 0;
+      int64_t correct = 0;
+      if (!group_) {
+        auto idx = perm.narrow(0, start, b);
+        auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment, rng_));
+        auto y = labels_.index_select(0, idx).to(device_);
+        auto logits = net_->forward(x).reshape({b});
+        auto loss = torch::binary_cross_entropy_with_logits(logits, y);
+        opt_->zero_grad();
+        loss.backward();
+        opt_->step();
+        l = loss.item<double>();
+        correct = ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();
+      } else {
+        std::tie(l, correct, stop) = distributed_step(perm, start, b);
+      }
       if (!std::isfinite(l))
         throw std::runtime_error("the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch) + " step " +
                                  std::to_string(state_.step + 1) + "; lower --lr (" + (run_dir_ / "last.pt").string() +
                                  " holds the last good weights)");
       state_.loss_sum += l * double(b);
-      state_.correct += ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();
+      state_.correct += correct;
       state_.seen += b;
       if (config_.progress) {
         char extra[96];
@@ -183,7 +210,97 @@ class Loop {
     bar.finish();
   }
 
+  // One data-parallel step over the global batch perm[start, start + b): this rank's share
+  // forward and backward, gradients averaged over the ranks, the optimizer step. Returns the
+  // global batch's mean loss, its correct predictions, and whether any rank was asked to stop.
+  std::tuple<double, int64_t, bool> distributed_step(const torch::Tensor& perm, int64_t start, int64_t b) {
+    auto [begin, end] = dist::shard(static_cast<std::size_t>(b), group_->rank(), group_->size());
+    const int64_t offset = static_cast<int64_t>(begin), share = static_cast<int64_t>(end - begin);
+    sync_buffers();
+    opt_->zero_grad();
+    double loss_sum = 0;
+    int64_t correct = 0;
+    if (share > 0) {
+      auto idx = perm.narrow(0, start + offset, share);
+      auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment,
+                                   rng_, BatchSlice{offset, b}));
+      auto y = labels_.index_select(0, idx).to(device_);
+      auto logits = net_->forward(x).reshape({share});
+      // Sum over this share / the global batch: summed over ranks, the global batch's mean.
+      auto loss = torch::binary_cross_entropy_with_logits(logits, y, {}, {}, at::Reduction::Sum) / double(b);
+      loss.backward();
+      loss_sum = loss.item<double>() * double(b);
+      correct = ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();
+    } else {
+      // A batch smaller than the number of ranks leaves some without a share; they still
+      // take part in the all-reduce with zero gradients.
+      for (auto& p : net_->parameters()) p.mutable_grad() = torch::zeros_like(p);
+    }
+    for (auto& bucket : buckets_) {
+      for (std::size_t k = 0; k < bucket.params.size(); ++k) {
+        auto& p = bucket.params[k];
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        bucket.flat.narrow(0, bucket.offsets[k], p.numel()).copy_(p.grad().reshape({-1}));
+      }
+      std::vector<torch::Tensor> one{bucket.flat};
+      group_->allreduce_sum(one, "averaging gradients");
+    }
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& bucket : buckets_)
+        for (std::size_t k = 0; k < bucket.params.size(); ++k) {
+          auto& p = bucket.params[k];
+          p.mutable_grad().copy_(bucket.flat.narrow(0, bucket.offsets[k], p.numel()).view(p.sizes()));
+        }
+    }
+    opt_->step();
+    if (check_ranks_) check_ranks_agree();
+    std::vector<torch::Tensor> stats{torch::tensor({loss_sum, double(correct), g_stop ? 1.0 : 0.0}, torch::kFloat64)};
+    group_->allreduce_sum(stats, "summing the step's loss");
+    auto st = stats[0];
+    return {st[0].item<double>() / double(b), static_cast<int64_t>(st[1].item<double>() + 0.5), st[2].item<double>() > 0};
+  }
+
+  // HISTOSCAN_CHECK_RANKS=1 (tests, debugging): after every step each rank compares its
+  // weights with rank 0's, bit for bit, and the run fails where they differ.
+  // (Buffers are rank 0's from the next step's broadcast on, so parameters are compared.)
+  void check_ranks_agree() {
+    std::vector<torch::Tensor> parts;
+    for (auto& p : net_->parameters()) parts.push_back(p.detach().reshape({-1}).to(torch::kFloat64));
+    auto mine = torch::cat(parts);
+    auto all = group_->allgather(mine, "comparing weights across ranks");
+    double diff = (all - all[0]).abs().max().item<double>();
+    if (diff != 0)
+      throw std::runtime_error("rank " + std::to_string(group_->rank()) + ": the ranks' weights differ after epoch " +
+                               std::to_string(state_.epoch) + " step " + std::to_string(state_.step + 1) + " (by up to " +
+                               std::to_string(diff) + ")");
+  }
+
+  // Gradients travel in buckets of up to 25 MB (PyTorch DDP's default), in parameter order.
+  void make_buckets() {
+    constexpr int64_t kBucketBytes = 25 << 20;
+    for (auto& p : net_->parameters()) {
+      if (!p.requires_grad()) continue;
+      if (buckets_.empty() || (buckets_.back().size > 0 && (buckets_.back().size + p.numel()) * 4 > kBucketBytes)) buckets_.emplace_back();
+      auto& bucket = buckets_.back();
+      bucket.params.push_back(p);
+      bucket.offsets.push_back(bucket.size);
+      bucket.size += p.numel();
+    }
+    for (auto& bucket : buckets_) bucket.flat = torch::zeros({bucket.size}, torch::kFloat32);
+  }
+
+  // BatchNorm's running statistics (and any other buffer): rank 0's, as DDP's broadcast_buffers.
+  void sync_buffers() {
+    std::vector<torch::Tensor> buffers;
+    for (auto& b : net_->buffers()) buffers.push_back(b);
+    if (!buffers.empty()) group_->broadcast(buffers, 0, "broadcasting BatchNorm statistics");
+  }
+
   [[noreturn]] void stop_here() {
+    if (!writes_)
+      throw Interrupted("training stopped at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) +
+                        "; rank 0 saved the run");
     save_state(run_dir_ / "resume.pt", net_, *opt_, state_, rng_);
     meta_["epoch"] = state_.epoch - 1;
     meta_["interrupted_at"] = {{"epoch", state_.epoch}, {"step", state_.step}};
@@ -193,7 +310,7 @@ class Loop {
   }
 
   EpochRecord validate(double seconds) {
-    auto val_logits = predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_);
+    auto val_logits = group_ ? distributed_logits() : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_);
     auto val_probs = predict::sigmoid(val_logits);
     EpochRecord r;
     r.epoch = state_.epoch;
@@ -214,6 +331,26 @@ class Loop {
     return r;
   }
 
+  // Each rank scores its share of the validation set; the shares are gathered in order.
+  std::vector<float> distributed_logits() {
+    sync_buffers();
+    const std::size_t n = valid_.size();
+    auto [begin, end] = dist::shard(n, group_->rank(), group_->size());
+    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_);
+    const int64_t widest = static_cast<int64_t>(dist::shard(n, 0, group_->size()).second);  // rank 0's share is the largest
+    auto padded = torch::zeros({widest}, torch::kFloat32);
+    if (!mine.empty()) padded.narrow(0, 0, static_cast<int64_t>(mine.size())).copy_(torch::from_blob(mine.data(), {static_cast<int64_t>(mine.size())}));
+    auto all = group_->allgather(padded, "gathering validation scores");
+    std::vector<float> out;
+    out.reserve(n);
+    for (int r = 0; r < group_->size(); ++r) {
+      auto [b, e] = dist::shard(n, r, group_->size());
+      auto row = all[r];
+      for (std::size_t i = 0; i < e - b; ++i) out.push_back(row[static_cast<int64_t>(i)].item<float>());
+    }
+    return out;
+  }
+
   // Checkpoints, history and the callbacks; true when early stopping ends the run.
   bool end_epoch(const EpochRecord& r) {
     const int epoch = state_.epoch;
@@ -230,12 +367,14 @@ class Loop {
       state_.since_best = 0;
       state_.best_epoch = epoch;
       state_.best_weights = snapshot(net_);
-      model::save_checkpoint(run_dir_ / "best.pt", net_, meta_);
+      if (writes_) model::save_checkpoint(run_dir_ / "best.pt", net_, meta_);
     } else {
       ++state_.since_best;
     }
-    model::save_checkpoint(run_dir_ / "last.pt", net_, meta_);
-    write_history(run_dir_ / "history.csv", state_.history);
+    if (writes_) {
+      model::save_checkpoint(run_dir_ / "last.pt", net_, meta_);
+      write_history(run_dir_ / "history.csv", state_.history);
+    }
 
     // Reduce-LR-on-plateau, as Keras: an improvement must beat the best by min_delta.
     if (r.val_loss < state_.plateau_best - config_.min_delta) {
@@ -255,7 +394,7 @@ class Loop {
     next.epoch = epoch + 1;
     next.step = 0;
     next.finished = stop || epoch == config_.epochs;
-    save_state(run_dir_ / "resume.pt", net_, *opt_, next, rng_);
+    if (writes_) save_state(run_dir_ / "resume.pt", net_, *opt_, next, rng_);
     return stop;
   }
 
@@ -263,12 +402,22 @@ class Loop {
   fs::path run_dir_;
   nlohmann::json meta_;
   const data::PatchStore& valid_;
+  dist::Group* group_;
+  bool writes_;  // rank 0, or the only process
+  struct Bucket {
+    std::vector<torch::Tensor> params;
+    std::vector<int64_t> offsets;
+    int64_t size = 0;
+    torch::Tensor flat;
+  };
+  std::vector<Bucket> buckets_;
+  bool check_ranks_ = std::getenv("HISTOSCAN_CHECK_RANKS") != nullptr;
   std::mt19937_64 rng_;
   c10::Device device_;
   int64_t n_, steps_;
   std::vector<float> label_values_;
   torch::nn::Sequential net_{nullptr};
-  std::unique_ptr<torch::optim::Adam> opt_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
   torch::Tensor images_, labels_;
   LoopState state_;
 };
@@ -280,11 +429,11 @@ void request_stop() { g_stop = true; }
 bool can_resume(const fs::path& run_dir) { return fs::is_regular_file(run_dir / "resume.pt"); }
 
 TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
-                        const fs::path& run_dir, nlohmann::json meta, bool resume) {
+                        const fs::path& run_dir, nlohmann::json meta, bool resume, dist::Group* group) {
   validate(config);
   if (train.size() == 0) throw InputError("no training patches");
   if (valid.size() == 0) throw InputError("no validation patches; pass --valid DATA or a --val-fraction above 0");
-  Loop loop(train, valid, config, run_dir, std::move(meta));
+  Loop loop(train, valid, config, run_dir, std::move(meta), group);
   return loop.run(resume);
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The epoch loop: Adam, binary cross-entropy on logits, per-image standardization and
+// The epoch loop: Adam (or SGD with momentum), binary cross-entropy on logits, per-image standardization and
 // random flips, early stopping and reduce-LR-on-plateau on val_loss, checkpoints and history.
 #include <cstdint>
 #include <filesystem>
@@ -10,6 +10,10 @@
 
 #include "histoscan/data/store.h"
 
+namespace histoscan::dist {
+class Group;
+}
+
 namespace histoscan::train {
 
 namespace fs = std::filesystem;
@@ -17,6 +21,8 @@ namespace fs = std::filesystem;
 struct TrainConfig {
   std::string model = "seed-cnn";
   nlohmann::json model_options = nlohmann::json::object();
+  std::string optimizer = "adam";  // or "sgd" (with momentum)
+  double momentum = 0.9;            // sgd only
   double lr = 1e-3;
   int batch = 128;
   int epochs = 20;
@@ -55,8 +61,17 @@ struct TrainResult {
 // threshold, epoch added. With resume, continues from run_dir/resume.pt (the same data and
 // config must be given): the result equals an uninterrupted run's.
 // Throws Interrupted after saving resume.pt and last.pt when request_stop() was called.
+//
+// With `group` (data-parallel training, one call per rank, each with the same data and
+// config): every step's batch of config.batch patches (the global batch) is split into
+// near-equal shares, one per rank, augmented as one process would augment the whole batch;
+// gradients are averaged over the ranks, weighted by share, in buckets of up to 25 MB, so
+// the step equals one process's on the whole batch. BatchNorm normalises each rank's share
+// (as PyTorch's DDP) and its running statistics are rank 0's, broadcast before each step.
+// Validation is split over the ranks and gathered, so every rank computes the same metrics.
+// Only rank 0 writes to run_dir; all ranks read it to resume (a folder they share).
 TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
-                        const fs::path& run_dir, nlohmann::json meta, bool resume = false);
+                        const fs::path& run_dir, nlohmann::json meta, bool resume = false, dist::Group* group = nullptr);
 
 // Asks a running train_model to stop after its current step (async-signal-safe: SIGINT).
 void request_stop();

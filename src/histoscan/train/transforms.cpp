@@ -16,14 +16,23 @@ torch::Tensor standardize(const torch::Tensor& x) {
   return torch::where(std > 0, (x - mean) / std.clamp_min(1e-12), x);
 }
 
-torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng) {
-  const int64_t n = x.size(0);
-  std::vector<uint8_t> h(static_cast<std::size_t>(n)), v(static_cast<std::size_t>(n));
+namespace {
+
+// Rows of the whole batch that draws are made for, and where x's rows start among them.
+int64_t total_rows(const torch::Tensor& x, BatchSlice s) { return s.total < 0 ? x.size(0) : s.total; }
+
+}  // namespace
+
+torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice) {
+  const int64_t n = x.size(0), total = total_rows(x, slice);
+  std::vector<uint8_t> h(static_cast<std::size_t>(total)), v(static_cast<std::size_t>(total));
   std::bernoulli_distribution coin(0.5);
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < total; ++i) {
     h[i] = coin(rng);
     v[i] = coin(rng);
   }
+  h.erase(h.begin(), h.begin() + slice.offset), h.resize(static_cast<std::size_t>(n));
+  v.erase(v.begin(), v.begin() + slice.offset), v.resize(static_cast<std::size_t>(n));
   auto opts = torch::TensorOptions().dtype(torch::kBool);
   auto hmask = torch::from_blob(h.data(), {n, 1, 1, 1}, torch::kUInt8).to(opts).to(x.device());
   auto vmask = torch::from_blob(v.data(), {n, 1, 1, 1}, torch::kUInt8).to(opts).to(x.device());
@@ -31,25 +40,29 @@ torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng) {
   return torch::where(vmask, out.flip({2}), out);
 }
 
-torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng) {
+torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice) {
   const int64_t n = x.size(0);
-  std::vector<int64_t> k(static_cast<std::size_t>(n));
+  std::vector<int64_t> k(static_cast<std::size_t>(total_rows(x, slice)));
   std::uniform_int_distribution<int> quarter(0, 3);
   for (auto& v : k) v = quarter(rng);
+  k.erase(k.begin(), k.begin() + slice.offset), k.resize(static_cast<std::size_t>(n));
   auto turns = torch::from_blob(k.data(), {n, 1, 1, 1}, torch::kInt64).to(x.device());
   auto out = x;
   for (int64_t q = 1; q < 4; ++q) out = torch::where(turns == q, x.rot90(q, {2, 3}), out);
   return out;
 }
 
-torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength) {
-  const int64_t n = x.size(0);
-  std::vector<float> gain(static_cast<std::size_t>(n * 3)), bias(gain.size()), sat(static_cast<std::size_t>(n));
+torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice) {
+  const int64_t n = x.size(0), total = total_rows(x, slice);
+  std::vector<float> gain(static_cast<std::size_t>(total * 3)), bias(gain.size()), sat(static_cast<std::size_t>(total));
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   const float s = static_cast<float>(strength);
   for (auto& g : gain) g = 1.0f + s * u(rng);
   for (auto& b : bias) b = 0.5f * s * u(rng);
   for (auto& v : sat) v = 1.0f + 2.0f * s * u(rng);
+  gain.erase(gain.begin(), gain.begin() + 3 * slice.offset), gain.resize(static_cast<std::size_t>(3 * n));
+  bias.erase(bias.begin(), bias.begin() + 3 * slice.offset), bias.resize(static_cast<std::size_t>(3 * n));
+  sat.erase(sat.begin(), sat.begin() + slice.offset), sat.resize(static_cast<std::size_t>(n));
   auto opts = torch::TensorOptions().dtype(torch::kFloat32);
   auto g = torch::from_blob(gain.data(), {n, 3, 1, 1}, opts).to(x.device());
   auto b = torch::from_blob(bias.data(), {n, 3, 1, 1}, opts).to(x.device());
@@ -59,10 +72,10 @@ torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double
   return (grey + (out - grey) * v).clamp(0.0, 1.0);
 }
 
-torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng) {
-  if (name == "flips") return random_flips(x, rng);
-  if (name == "dihedral") return random_rot90(random_flips(x, rng), rng);
-  if (name == "dihedral-colour") return random_colour(random_rot90(random_flips(x, rng), rng), rng, 0.1);
+torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
+  if (name == "flips") return random_flips(x, rng, slice);
+  if (name == "dihedral") return random_rot90(random_flips(x, rng, slice), rng, slice);
+  if (name == "dihedral-colour") return random_colour(random_rot90(random_flips(x, rng, slice), rng, slice), rng, 0.1, slice);
   throw InputError("--augment " + name + ": expected flips, dihedral or dihedral-colour");
 }
 

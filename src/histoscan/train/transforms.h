@@ -16,21 +16,29 @@ torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc);
 // channels (population std); an image whose std is 0 is left unchanged.
 torch::Tensor standardize(const torch::Tensor& x);
 
+// Which rows of a batch x holds. A data-parallel rank augments its share of the batch: the
+// random draws are made for all `total` rows (every rank draws the same), and x gets those
+// of rows [offset, offset + x.size(0)), as one process holding the whole batch would.
+struct BatchSlice {
+  int64_t offset = 0;
+  int64_t total = -1;  // -1: x is the whole batch
+};
+
 // Random horizontal and vertical flips, each with probability 0.5 per image, drawn from rng.
-torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng);
+torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice = {});
 
 // Random rotations by 0, 90, 180 or 270 degrees per image (with random_flips: all 8
 // symmetries of the square, which leave a tissue patch's label unchanged).
-torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng);
+torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice = {});
 
 // Stain and colour variation between slides, per image on [0, 1] RGB: each channel scaled by
 // a gain in [1 - strength, 1 + strength] and shifted by up to strength / 2, and the
 // saturation scaled within [1 - 2 strength, 1 + 2 strength]; clamped to [0, 1].
-torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength);
+torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice = {});
 
 // Training augmentation by name: "flips" (the notebook's), "dihedral" (flips and 90-degree
 // rotations) or "dihedral-colour" (and colour jitter). Throws InputError for other names.
-torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng);
+torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
 
 // What the model sees at evaluation: to_float_nchw then standardize.
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc);

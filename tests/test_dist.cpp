@@ -1,0 +1,161 @@
+// Data-parallel training: two ranks of `histoscan train` on loopback over Gloo, as torchrun
+// would start them, against one process with the same global batch.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "cli_util.h"
+#include "histoscan/model/checkpoint.h"
+#include "test_util.h"
+
+using namespace histoscan;
+using histoscan::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::vector<std::string> rank_env(int rank, int port) {
+  return {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(rank), "LOCAL_WORLD_SIZE=2",
+          "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port), "HISTOSCAN_CHECK_RANKS=1"};
+}
+
+class Dist : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    auto r = test::run_cli("synth " + test::quote(*dir_ / "data") + " --train 240 --test 0 --seed 3");
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  // 180 training patches in batches of 49: steps of 49, 49, 49 and 33, split 25/24 and 17/16.
+  static std::vector<std::string> train_args(const fs::path& out, const std::vector<std::string>& extra) {
+    std::vector<std::string> a{"train", (*dir_ / "data").string(), "--out", out.string(), "--batch", "49",
+                               "--seed", "5", "--threads", "1", "--no-progress", "--model-option", "dropout=0"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+
+  // Rank 0 and rank 1 at once; their exit codes.
+  static std::pair<int, int> run_two(const std::vector<std::string>& args0, const std::vector<std::string>& args1,
+                                     const fs::path& log0, const fs::path& log1) {
+    int port = free_port();
+    pid_t a = test::spawn_cli(args0, log0, rank_env(0, port));
+    pid_t b = test::spawn_cli(args1, log1, rank_env(1, port));
+    int ca = test::wait_exit(a), cb = test::wait_exit(b);
+    return {ca, cb};
+  }
+
+  static TempDir* dir_;
+};
+TempDir* Dist::dir_ = nullptr;
+
+double max_weight_difference(const fs::path& a, const fs::path& b) {
+  auto x = model::load_checkpoint(a), y = model::load_checkpoint(b);
+  auto px = x.net->parameters(), py = y.net->parameters();
+  EXPECT_EQ(px.size(), py.size());
+  double diff = 0;
+  for (std::size_t i = 0; i < px.size(); ++i) diff = std::max(diff, (px[i] - py[i]).abs().max().item<double>());
+  auto bx = x.net->buffers(), by = y.net->buffers();
+  for (std::size_t i = 0; i < bx.size(); ++i) diff = std::max(diff, (bx[i].to(torch::kFloat64) - by[i].to(torch::kFloat64)).abs().max().item<double>());
+  return diff;
+}
+
+}  // namespace
+
+TEST_F(Dist, TwoRanksOnLoopbackTrainAsOneProcessWithTheSameGlobalBatch) {
+  // No BatchNorm: then splitting a batch changes no arithmetic but the order of sums. And SGD:
+  // Adam divides each gradient by its own running size, so where a gradient is near 0 the
+  // rounding of its sum decides the sign of a step of about lr (measured: Adam runs 2.8e-3
+  // apart after 8 steps); SGD keeps rounding differences rounding-sized.
+  auto single = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "single") +
+                              " --epochs 2 --batch 49 --seed 5 --threads 1 --no-progress --model-option dropout=0 --model-option batchnorm=false"
+                              " --optimizer sgd --lr 0.01");
+  ASSERT_EQ(single.code, 0) << single.output;
+  // HISTOSCAN_CHECK_RANKS: after every step the ranks compare weights bit for bit.
+  std::vector<std::string> two{"--epochs", "2", "--model-option", "batchnorm=false", "--optimizer", "sgd", "--lr", "0.01"};
+  auto [c0, c1] = run_two(train_args(*dir_ / "ddp", two), train_args(*dir_ / "ddp", two), *dir_ / "r0.log", *dir_ / "r1.log");
+  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "r0.log");
+  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "r1.log");
+  EXPECT_NE(test::read_text(*dir_ / "r0.log").find("2 ranks over Gloo"), std::string::npos);
+  EXPECT_EQ(test::read_text(*dir_ / "r1.log"), "") << "rank 1 stays quiet";
+  EXPECT_LT(max_weight_difference(*dir_ / "single/last.pt", *dir_ / "ddp/last.pt"), 1e-5);
+  // Same history, validation gathered from both ranks' shares.
+  auto h1 = test::lines_of(test::read_text(*dir_ / "single/history.csv")), h2 = test::lines_of(test::read_text(*dir_ / "ddp/history.csv"));
+  ASSERT_EQ(h1.size(), 3u);
+  ASSERT_EQ(h2.size(), 3u);
+  for (std::size_t i = 1; i < 3; ++i) EXPECT_EQ(h1[i].substr(0, 30), h2[i].substr(0, 30)) << "epoch, loss, accuracy, val_loss to 4 places";
+  // Only rank 0 wrote, into the one folder both were given.
+  EXPECT_TRUE(fs::exists(*dir_ / "ddp/best.pt"));
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(*dir_ / "ddp/config.json")).at("world_size"), 2);
+}
+
+TEST_F(Dist, BatchNormPerRankKeepsRanksIdentical) {
+  // seed-cnn as it is: each rank normalises its own share; rank 0's running statistics are
+  // broadcast before each step, so weights and buffers stay identical (checked every step).
+  auto [c0, c1] = run_two(train_args(*dir_ / "bn", {"--epochs", "1"}), train_args(*dir_ / "bn", {"--epochs", "1"}),
+                          *dir_ / "b0.log", *dir_ / "b1.log");
+  EXPECT_EQ(c0, 0) << test::read_text(*dir_ / "b0.log");
+  EXPECT_EQ(c1, 0) << test::read_text(*dir_ / "b1.log");
+}
+
+TEST_F(Dist, ARankThatFailsOrDiesEndsTheJobWithAMessage) {
+  // Rank 1 cannot read its data: both stop before training, rank 0 saying why it stops.
+  auto bad = train_args(*dir_ / "bad", {"--epochs", "1"});
+  bad[1] = (*dir_ / "nothere").string();
+  auto [c0, c1] = run_two(train_args(*dir_ / "bad", {"--epochs", "1"}), bad, *dir_ / "f0.log", *dir_ / "f1.log");
+  EXPECT_EQ(c1, 2) << test::read_text(*dir_ / "f1.log");
+  EXPECT_NE(test::read_text(*dir_ / "f1.log").find("nothere does not exist"), std::string::npos);
+  EXPECT_EQ(c0, 2) << test::read_text(*dir_ / "f0.log");
+  EXPECT_NE(test::read_text(*dir_ / "f0.log").find("another rank stopped before training"), std::string::npos)
+      << test::read_text(*dir_ / "f0.log");
+
+  // Rank 1 is killed while training: rank 0 fails with a message, well within --dist-timeout.
+  int port = free_port();
+  auto args = train_args(*dir_ / "killed", {"--epochs", "50", "--dist-timeout", "60"});
+  pid_t a = test::spawn_cli(args, *dir_ / "k0.log", rank_env(0, port));
+  pid_t b = test::spawn_cli(args, *dir_ / "k1.log", rank_env(1, port));
+  for (int i = 0; i < 600 && !fs::exists(*dir_ / "killed/history.csv"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fs::exists(*dir_ / "killed/history.csv")) << test::read_text(*dir_ / "k0.log");
+  kill(b, SIGKILL);
+  auto t0 = std::chrono::steady_clock::now();
+  int code = test::wait_exit(a);
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  test::wait_exit(b);
+  std::string log = test::read_text(*dir_ / "k0.log");
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("histoscan: failed: rank 0 of 2"), std::string::npos) << log;
+  EXPECT_LT(waited, 60.0) << log;
+}
+
+TEST_F(Dist, LaunchVariablesAreChecked) {
+  auto r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --dist-url tcp://127.0.0.1:1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("--dist-url tcp://127.0.0.1:1 needs RANK and WORLD_SIZE"), std::string::npos) << r.output;
+  r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --dist-timeout 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("--dist-timeout 0 must be a positive number"), std::string::npos) << r.output;
+  r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --model-option dropuot=0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("model option dropuot=0: seed-cnn takes dropout"), std::string::npos) << r.output;
+}
