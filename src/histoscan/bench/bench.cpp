@@ -11,6 +11,10 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <torch/torch.h>
@@ -123,6 +127,63 @@ double peer_median(int runs, const std::string& args) {
     v.push_back(r);
   }
   return median(v);
+}
+
+// A port nobody listens on now: the kernel's pick for a socket bound to port 0.
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("bench: no free port on 127.0.0.1");
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Data-parallel training throughput: `ranks` processes of `histoscan train` (one thread each)
+// on loopback over Gloo, two epochs of `packed` (batch 128, the notebook's flips); images/s
+// of the second epoch's training time (history.csv), the median over `runs`.
+double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::path& tmp, int ranks, int runs) {
+  std::vector<double> rates;
+  for (int r = 0; r < runs; ++r) {
+    const fs::path out = tmp / ("ranks" + std::to_string(ranks) + "-" + std::to_string(r));
+    const std::string port = std::to_string(free_port());
+    std::vector<pid_t> pids;
+    for (int k = 0; k < ranks; ++k) {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        if (ranks > 1) {
+          ::setenv("RANK", std::to_string(k).c_str(), 1);
+          ::setenv("WORLD_SIZE", std::to_string(ranks).c_str(), 1);
+          ::setenv("LOCAL_WORLD_SIZE", std::to_string(ranks).c_str(), 1);
+          ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+          ::setenv("MASTER_PORT", port.c_str(), 1);
+        }
+        const std::string p = packed.string(), o = out.string();
+        ::execl(exe.c_str(), exe.c_str(), "-q", "train", p.c_str(), "--valid", p.c_str(), "--out", o.c_str(), "--epochs", "2",
+                "--batch", "128", "--augment", "flips", "--threads", "1", "--no-progress", "--patience", "0", static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      pids.push_back(pid);
+    }
+    bool ok = true;
+    for (pid_t pid : pids) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    if (!ok) throw std::runtime_error("bench: distributed training with " + std::to_string(ranks) + " ranks failed");
+    std::ifstream f(out / "history.csv");
+    std::string line, last;
+    while (std::getline(f, line)) last = line;
+    double seconds = std::stod(last.substr(last.rfind(',') + 1));
+    std::ifstream cf(out / "config.json");
+    rates.push_back(nlohmann::json::parse(cf).at("train_patches").get<double>() / seconds);
+  }
+  return median(rates);
 }
 
 nlohmann::json row(const std::string& name, const std::string& unit, double ours, double peer = -1) {
@@ -255,6 +316,11 @@ nlohmann::json run_bench(const BenchOptions& o) {
   log::info("bench: training steps (batch 128, flips and standardization)");
   double train_rate = train_images_per_s(store, o);
 
+  log::info("bench: data-parallel training, 1 and 2 processes of one thread (Gloo on loopback)");
+  data::write_packed(store, tmp / "bench.h5");
+  double rank1 = dist_train_rate(o.exe, tmp / "bench.h5", tmp, 1, o.runs);
+  double rank2 = dist_train_rate(o.exe, tmp / "bench.h5", tmp, 2, o.runs);
+
   double peer_train = -1, peer_train_preload = -1, peer_predict = -1, peer_predict_preload = -1;
   bool peer = !o.peer.empty() && fs::exists(o.peer) && std::system("/usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null") == 0;
   if (peer) {
@@ -272,6 +338,9 @@ nlohmann::json run_bench(const BenchOptions& o) {
   }
   results.push_back(row("training vs peer (DataLoader)", "images/s", train_rate, peer_train));
   results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
+  // The peer column holds one process of one thread: the ratio is the speed-up of 2 ranks.
+  results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", rank2, rank1));
+  results.push_back(row("train, 2 ranks: scaling efficiency", "%", 100.0 * rank2 / (2.0 * rank1)));
   results.push_back(row("predict TIFF folder vs peer (DataLoader)", "images/s", double(n) / predict_s, peer_predict));
   results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(n) / predict_s, peer_predict_preload));
   // The peer column of this row is histoscan's own predict: scan should be within 20% of it.
