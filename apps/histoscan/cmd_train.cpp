@@ -71,7 +71,8 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"lr_factor", c.lr_factor},
           {"seed", c.seed},
           {"device", c.device},
-          {"augment", c.augment}};
+          {"augment", c.augment},
+          {"sync_bn", c.sync_bn}};
 }
 
 // --resume RUN_DIR: the flags come from RUN_DIR/config.json, as the interrupted run resolved them.
@@ -107,6 +108,7 @@ void load_resumed_flags(TrainParams& p) {
     k.seed = c.at("seed");
     k.device = c.at("device");
     k.augment = c.at("augment");
+    k.sync_bn = c.value("sync_bn", false);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
@@ -315,6 +317,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--dist-url", p->dist_url,
                   "distributed training: tcp://HOST:PORT of rank 0 or file:///PATH (RANK and WORLD_SIZE from the "
                   "environment); default: torchrun's MASTER_ADDR/MASTER_PORT when RANK and WORLD_SIZE are set");
+  cmd->add_flag("--sync-bn", c.sync_bn, "distributed training: BatchNorm statistics over the whole batch, all ranks (default: each rank's share, as PyTorch's DDP)");
   cmd->add_option("--dist-timeout", p->dist_timeout, "seconds a rank waits for the others before failing")->capture_default_str();
   cmd->add_flag("--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
   cmd->callback([p] { run_train(*p); });

@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include "histoscan/dist/dist.h"
+#include "histoscan/dist/sync_bn.h"
 #include "histoscan/eval/metrics.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/registry.h"
@@ -100,6 +101,7 @@ class Loop {
         steps_((n_ + config.batch - 1) / config.batch), label_values_(train.labels.begin(), train.labels.end()) {
     torch::manual_seed(config.seed);
     net_ = model::make_model(config.model, config.model_options);
+    if (group_ && config.sync_bn) net_ = dist::with_sync_batchnorm(net_, *group_);
     // Training stays in NCHW memory: in LibTorch 1.13 on CPU, BatchNorm's channels-last
     // kernel sums 96x96 maps less exactly (2e-4 against float64 where NCHW is within 1e-6),
     // and seed-cnn at initialisation amplifies that into gradients 93% off float64's
@@ -220,7 +222,9 @@ class Loop {
     opt_->zero_grad();
     double loss_sum = 0;
     int64_t correct = 0;
-    if (share > 0) {
+    // With --sync-bn every rank runs the network, an empty share included: its BatchNorm
+    // layers take part in the statistics' all-reduce.
+    if (share > 0 || config_.sync_bn) {
       auto idx = perm.narrow(0, start + offset, share);
       auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment,
                                    rng_, BatchSlice{offset, b}));
