@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -150,11 +151,14 @@ double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::pa
   std::vector<double> rates;
   for (int r = 0; r < runs; ++r) {
     const fs::path out = tmp / ("ranks" + std::to_string(ranks) + "-" + std::to_string(r));
+    const fs::path log = tmp / ("ranks" + std::to_string(ranks) + "-" + std::to_string(r) + ".log");
     const std::string port = std::to_string(free_port());
     std::vector<pid_t> pids;
     for (int k = 0; k < ranks; ++k) {
       pid_t pid = ::fork();
       if (pid == 0) {
+        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);  // the ranks' output, shown on failure
+        if (fd >= 0) ::dup2(fd, STDOUT_FILENO), ::dup2(fd, STDERR_FILENO), ::close(fd);
         if (ranks > 1) {
           ::setenv("RANK", std::to_string(k).c_str(), 1);
           ::setenv("WORLD_SIZE", std::to_string(ranks).c_str(), 1);
@@ -175,7 +179,12 @@ double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::pa
       ::waitpid(pid, &status, 0);
       ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     }
-    if (!ok) throw std::runtime_error("bench: distributed training with " + std::to_string(ranks) + " ranks failed");
+    if (!ok) {
+      std::ifstream lf(log);
+      std::string line, last;
+      while (std::getline(lf, line)) last = line;
+      throw std::runtime_error("bench: distributed training with " + std::to_string(ranks) + " ranks failed: " + last);
+    }
     std::ifstream f(out / "history.csv");
     std::string line, last;
     while (std::getline(f, line)) last = line;
