@@ -232,6 +232,9 @@ TEST(SyncBatchNorm, TwoRanksComputeWhatBatchNormComputesOnTheWholeBatch) {
   whole->train();
   (whole->forward(x) * w).sum().backward();
   std::vector<std::vector<torch::Tensor>> grads(2);
+  // Built here, not in the threads: seeding and drawing from the one global generator in
+  // two threads at once would give the ranks different weights.
+  std::vector<torch::nn::Sequential> nets{make(), make()};
   std::vector<std::thread> ranks;
   for (int r = 0; r < 2; ++r)
     ranks.emplace_back([&, r] {
@@ -240,7 +243,7 @@ TEST(SyncBatchNorm, TwoRanksComputeWhatBatchNormComputesOnTheWholeBatch) {
       launch.world_size = 2;
       launch.store = "file://" + (dir / "store").string();
       dist::Group group(launch, 30);
-      auto net = dist::with_sync_batchnorm(make(), group);
+      auto net = dist::with_sync_batchnorm(nets[r], group);
       net->train();
       int64_t b = r == 0 ? 4 : 3, o = r == 0 ? 0 : 4;
       (net->forward(x.narrow(0, o, b)) * w.narrow(0, o, b)).sum().backward();
