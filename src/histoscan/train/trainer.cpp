@@ -349,8 +349,8 @@ class Loop {
     out.reserve(n);
     for (int r = 0; r < group_->size(); ++r) {
       auto [b, e] = dist::shard(n, r, group_->size());
-      auto row = all[r];
-      for (std::size_t i = 0; i < e - b; ++i) out.push_back(row[static_cast<int64_t>(i)].item<float>());
+      const float* row = all[r].contiguous().data_ptr<float>();
+      out.insert(out.end(), row, row + (e - b));
     }
     return out;
   }

@@ -207,11 +207,11 @@ class Helper {
   bool exited() {
     int status;
     pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;  // reaped
+    if (r == pid_ || r < 0) {
+      pid_ = -1;  // reaped (by us, or by someone else: then it is no longer ours to kill)
       return true;
     }
-    return r < 0;
+    return false;
   }
 
   // Closes the socket and reaps the helper (waiting for it when `wait`); its wait status.
