@@ -1,6 +1,7 @@
 // The network, its checkpoints and the tensor transforms.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <filesystem>
@@ -8,8 +9,10 @@
 
 #include "histoscan/data/synth.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/train/trainer.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
 #include "test_util.h"
@@ -193,4 +196,95 @@ TEST(Checkpoint, AFileThatCrashesLibTorchItselfGetsOneLineAndThisProcessLives) {
   TempDir dir;
   model::save_checkpoint(dir / "good.pt", model::make_model("seed-cnn"), {{"model", "seed-cnn"}});
   EXPECT_NO_THROW(model::load_checkpoint(dir / "good.pt"));
+}
+
+// --amp: bfloat16 where it is fast, float32 weights and losses.
+namespace {
+
+data::PatchStore synth_store(std::size_t n, int seed) {
+  data::PatchStore s;
+  s.pixels.resize(n * data::kPatchBytes);
+  for (std::size_t i = 0; i < n; ++i) {
+    const int label = static_cast<int>(i % 2);
+    data::synth_patch(label == 1, static_cast<std::uint64_t>(seed) + i, s.pixels.data() + i * data::kPatchBytes);
+    s.ids.push_back("p" + std::to_string(i));
+    s.labels.push_back(label);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST(Amp, AutocastRunsConvolutionsInBfloat16OnlyInsideItsScope) {
+  auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3));
+  auto x = torch::randn({1, 3, 8, 8});
+  {
+    model::Autocast amp(torch::kCPU, true);
+    EXPECT_EQ(conv->forward(x).scalar_type(), torch::kBFloat16);
+    {
+      model::Autocast off(torch::kCPU, false);  // a disabled guard changes nothing
+      EXPECT_EQ(conv->forward(x).scalar_type(), torch::kBFloat16);
+    }
+    EXPECT_EQ(conv->weight.scalar_type(), torch::kFloat32) << "the weights stay float32";
+  }
+  EXPECT_EQ(conv->forward(x).scalar_type(), torch::kFloat32) << "autocast ends with its scope";
+}
+
+TEST(Amp, InferenceInBfloat16ScoresAsFloat32WithinAHundredth) {
+  torch::manual_seed(4);
+  auto net = model::make_model("seed-cnn");
+  auto store = synth_store(16, 40);
+  {
+    // BatchNorm statistics from these patches, so the scores depend on the input.
+    torch::NoGradGuard no_grad;
+    net->train();
+    auto x = train::preprocess(torch::from_blob(store.pixels.data(), {16, 96, 96, 3}, torch::kUInt8));
+    for (int i = 0; i < 30; ++i) net->forward(x);
+  }
+  auto copy = torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(net->clone()));
+  auto f32 = predict::sigmoid(predict::predict_logits(net, store.pixels.data(), 16, 8, torch::kCPU));
+  predict::prepare_inference(copy, "cpu", true);
+  auto params = copy->named_parameters();
+  EXPECT_EQ(params["0.weight"].scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(params["48.weight"].scalar_type(), torch::kFloat32) << "the classifier stays float32";
+  auto logits = predict::predict_logits(copy, store.pixels.data(), 16, 8, torch::kCPU, false, true);
+  auto bf16 = predict::sigmoid(logits);
+  double largest = 0;
+  for (int i = 0; i < 16; ++i) largest = std::max(largest, std::abs(bf16[i] - f32[i]));
+  EXPECT_LT(largest, 0.01);
+  EXPECT_GT(largest, 0.0) << "bfloat16 arithmetic rounds differently from float32";
+  EXPECT_GT(std::abs(f32[1] - f32[0]), 1e-3) << "the scores depend on the patch";
+  // Logits closer than bfloat16's step (1/128 near 1) stay apart: no ties for the ROC curve.
+  std::sort(logits.begin(), logits.end());
+  EXPECT_EQ(std::unique(logits.begin(), logits.end()), logits.end());
+  // Without the conversion amp casts the float32 weights on the fly (BatchNorm then keeps
+  // float32 statistics, as in training): as close.
+  auto on_the_fly = predict::sigmoid(predict::predict_logits(net, store.pixels.data(), 16, 8, torch::kCPU, false, true));
+  for (int i = 0; i < 16; ++i) EXPECT_NEAR(on_the_fly[i], f32[i], 0.01);
+}
+
+TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
+  auto train = synth_store(64, 100), valid = synth_store(32, 500);
+  train::TrainConfig c;
+  c.epochs = 2;
+  c.batch = 16;
+  c.augment = "flips";
+  c.early_stopping_patience = 0;
+  c.progress = false;
+  c.device = "cpu";
+  TempDir plain_dir, amp_dir;
+  auto plain = train::train_model(train, valid, c, plain_dir.path(), {});
+  c.amp = true;
+  auto amp = train::train_model(train, valid, c, amp_dir.path(), {});
+  ASSERT_EQ(amp.history.size(), 2u);
+  // The two runs part ways from the first rounding on; both learn the synthetic patches.
+  for (std::size_t e = 0; e < 2; ++e) {
+    EXPECT_NEAR(amp.history[e].loss, plain.history[e].loss, 0.1) << "epoch " << e + 1;
+    EXPECT_NEAR(amp.history[e].val_loss, plain.history[e].val_loss, 0.05) << "epoch " << e + 1;
+  }
+  EXPECT_LT(amp.history[1].loss, amp.history[0].loss - 0.2);
+  EXPECT_NE(amp.history[1].loss, plain.history[1].loss) << "the forward pass ran in bfloat16";
+  auto ckpt = model::load_checkpoint(amp_dir / "best.pt");
+  EXPECT_EQ(ckpt.meta.value("precision", ""), "bfloat16 autocast");
+  for (const auto& p : ckpt.net->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat32);
 }

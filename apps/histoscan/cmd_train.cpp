@@ -72,7 +72,8 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"seed", c.seed},
           {"device", c.device},
           {"augment", c.augment},
-          {"sync_bn", c.sync_bn}};
+          {"sync_bn", c.sync_bn},
+          {"amp", c.amp}};
 }
 
 // --resume RUN_DIR: the flags come from RUN_DIR/config.json, as the interrupted run resolved them.
@@ -109,6 +110,7 @@ void load_resumed_flags(TrainParams& p) {
     k.device = c.at("device");
     k.augment = c.at("augment");
     k.sync_bn = c.value("sync_bn", false);
+    k.amp = c.value("amp", false);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
@@ -312,6 +314,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_flag("--amp", c.amp, "mixed precision: convolutions and linear layers in bfloat16, weights and loss in float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs)");
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
   cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");
   cmd->add_option("--dist-url", p->dist_url,

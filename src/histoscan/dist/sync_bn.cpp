@@ -77,8 +77,11 @@ class SyncBatchNorm2dImpl : public torch::nn::Module {
       torch::NoGradGuard no_grad;
       num_batches_tracked_.add_(1);
     }
-    return SyncBatchNormFn::apply(x, weight_, bias_, running_mean_, running_var_, options_.eps(), options_.momentum().value(),
-                                  reinterpret_cast<int64_t>(group_));
+    // Under --amp the statistics are still summed in float32, and the output goes back to
+    // the input's type.
+    auto y = SyncBatchNormFn::apply(x.to(torch::kFloat32), weight_, bias_, running_mean_, running_var_, options_.eps(),
+                                    options_.momentum().value(), reinterpret_cast<int64_t>(group_));
+    return y.to(x.scalar_type());
   }
 
  private:

@@ -8,14 +8,13 @@
 namespace histoscan::eval {
 
 std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
-                                int batch, bool tta) {
-  c10::Device dev = predict::resolve_device(device);
-  checkpoint.net->to(dev);
-  return predict::sigmoid(predict::predict_logits(checkpoint.net, store.pixels.data(), store.size(), batch, dev, tta));
+                                int batch, bool tta, bool amp) {
+  c10::Device dev = predict::prepare_inference(checkpoint.net, device, amp);
+  return predict::sigmoid(predict::predict_logits(checkpoint.net, store.pixels.data(), store.size(), batch, dev, tta, amp));
 }
 
 ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
-                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch, bool tta) {
+                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch, bool tta, bool amp) {
   for (int l : store.labels)
     if (l != 0 && l != 1) throw InputError("evaluate needs labelled data; some patches have no label");
   ModelResult r;
@@ -25,7 +24,7 @@ ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& chec
   if (fs::exists(history)) r.history_csv = history;
   r.ids = store.ids;
   r.labels = store.labels;
-  r.probs = score_store(checkpoint, store, device, batch, tta);
+  r.probs = score_store(checkpoint, store, device, batch, tta, amp);
   if (!cutoff_given) options.cutoff = {CutoffRule::threshold, checkpoint.meta.value("threshold", 0.5)};
   r.summary = summarize(r.labels, r.probs, options);
   return r;

@@ -10,14 +10,15 @@
 namespace histoscan::eval {
 
 // Tumour probability of every patch of `store` under the checkpoint's network on `device`.
-// With tta, the mean over the 8 dihedral views (predict_logits).
+// With tta, the mean over the 8 dihedral views (predict_logits); with amp, in bfloat16
+// (prepare_inference: the checkpoint's network is converted).
 std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
-                                int batch = 256, bool tta = false);
+                                int batch = 256, bool tta = false, bool amp = false);
 
 // Scores `store` (which must be labelled) and summarizes at the cut-off `options` asks for;
 // without an explicit rule (cutoff_given false) at the checkpoint's own threshold.
 ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
                                 const std::string& device, SummaryOptions options, bool cutoff_given, int batch = 256,
-                                bool tta = false);
+                                bool tta = false, bool amp = false);
 
 }  // namespace histoscan::eval

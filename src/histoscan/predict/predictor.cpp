@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/model/precision.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
@@ -28,8 +29,18 @@ c10::Device resolve_device(const std::string& name) {
   throw InputError("--device " + name + ": expected auto, cpu or cuda");
 }
 
+c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& device, bool amp) {
+  c10::Device dev = resolve_device(device);
+  net->to(dev);
+  if (amp) {
+    model::warn_if_amp_is_slow(dev, amp);
+    model::to_bfloat16_for_inference(net);
+  }
+  return dev;
+}
+
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device, bool tta) {
+                                  c10::Device device, bool tta, bool amp) {
   net->eval();
   c10::InferenceMode guard;
   std::vector<float> out(n);
@@ -39,13 +50,13 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
     auto x = train::preprocess(all.narrow(0, static_cast<int64_t>(start), b).to(device));
     torch::Tensor logits;
     if (!tta) {
-      logits = net->forward(x).reshape({b});
+      logits = model::forward(net, x, device, amp).reshape({b});
     } else {
       auto mean = torch::zeros({b}, x.options());
       for (int64_t k = 0; k < 4; ++k) {
         auto view = k == 0 ? x : torch::rot90(x, k, {2, 3});
-        mean += torch::sigmoid(net->forward(view).reshape({b}));
-        mean += torch::sigmoid(net->forward(view.flip({3})).reshape({b}));
+        mean += torch::sigmoid(model::forward(net, view, device, amp).reshape({b}));
+        mean += torch::sigmoid(model::forward(net, view.flip({3}), device, amp).reshape({b}));
       }
       mean = (mean / 8).clamp(1e-7, 1 - 1e-7);
       logits = torch::log(mean) - torch::log1p(-mean);
@@ -93,7 +104,7 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
     auto [store, skipped] = next.get();
     if (start + batch < n) next = std::async(std::launch::async, load_chunk, start + batch);
     result.skipped.insert(result.skipped.end(), skipped.begin(), skipped.end());
-    auto probs = sigmoid(predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.tta));
+    auto probs = sigmoid(predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.tta, options.amp));
     for (std::size_t i = 0; i < store.size(); ++i) {
       if (options.binary_threshold >= 0) std::snprintf(buf, sizeof buf, "%d", probs[i] >= options.binary_threshold ? 1 : 0);
       else std::snprintf(buf, sizeof buf, "%.6f", probs[i]);

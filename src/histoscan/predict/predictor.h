@@ -19,12 +19,19 @@ namespace fs = std::filesystem;
 // "auto" -> CUDA when this LibTorch has a GPU, else CPU; "cpu"; "cuda" (InputError when absent).
 c10::Device resolve_device(const std::string& name);
 
+// What evaluate, predict and scan do before scoring: resolves `device` (resolve_device),
+// moves `net` there and, with amp (--amp), converts it to bfloat16 for inference
+// (model::to_bfloat16_for_inference; a warning where the CPU lacks bfloat16 arithmetic).
+c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& device, bool amp);
+
 // Logits of n patches (27,648 RGB bytes each, contiguous at pixels), in eval mode without
-// autograd, `batch` at a time. The network must already be on `device`. With tta, each
+// autograd, `batch` at a time. The network must already be on `device`. With amp, through
+// model::forward (bfloat16 but for the last layer; prepare_inference may have converted the
+// network). Logits are float32. With tta, each
 // patch is scored in its 8 dihedral views (4 rotations, each also mirrored: tissue has no
 // up or left) and the logit of their mean probability is returned; 8 times the work.
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device, bool tta = false);
+                                  c10::Device device, bool tta = false, bool amp = false);
 
 // 1 / (1 + exp(-logit)) of each.
 std::vector<double> sigmoid(const std::vector<float>& logits);
@@ -37,6 +44,7 @@ struct StreamOptions {
   bool progress = true;
   double binary_threshold = -1;  // >= 0: write 0/1 labels (probability >= threshold) instead of probabilities
   bool tta = false;              // average over the 8 dihedral views
+  bool amp = false;              // bfloat16 (model::forward); the network from prepare_inference
 };
 
 struct StreamResult {

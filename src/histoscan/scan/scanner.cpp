@@ -214,7 +214,7 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
   std::size_t scored = 0;
   auto run_batch = [&] {
     if (batch_cells.empty()) return;
-    auto probs = predict::sigmoid(predict::predict_logits(net, batch.data(), batch_cells.size(), o.batch, device, o.tta));
+    auto probs = predict::sigmoid(predict::predict_logits(net, batch.data(), batch_cells.size(), o.batch, device, o.tta, o.amp));
     for (std::size_t k = 0; k < batch_cells.size(); ++k) grid.probability[batch_cells[k]] = static_cast<float>(probs[k]);
     scored += batch_cells.size();
     batch_cells.clear();

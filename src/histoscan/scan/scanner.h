@@ -28,6 +28,7 @@ struct ScanOptions {
   bool progress = true;
   bool overwrite = false;     // write into a non-empty out_dir
   bool tta = false;           // average each tile over its 8 dihedral views
+  bool amp = false;           // bfloat16 (model::forward); the network from prepare_inference
 };
 
 // Scans `slide_path` with `net` (already on `device`) and writes heatmap.png, tiles.csv,

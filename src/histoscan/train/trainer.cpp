@@ -18,6 +18,7 @@
 #include "histoscan/dist/sync_bn.h"
 #include "histoscan/eval/metrics.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/state.h"
@@ -108,6 +109,7 @@ class Loop {
     // (NCHW float32: 0.7% off). Inference, where BatchNorm uses stored statistics, runs
     // channels-last (same probabilities within 1e-7, faster).
     net_->to(device_);
+    model::warn_if_amp_is_slow(device_, config.amp);
     if (config.optimizer == "sgd")
       opt_ = std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
     else
@@ -119,6 +121,7 @@ class Loop {
     meta_["model_options"] = config.model_options;
     meta_["preprocessing"] = {{"input", "RGB uint8 96x96 scaled to [0,1]"}, {"standardize", "per-image"}};
     meta_["threshold"] = 0.5;
+    meta_["precision"] = config.amp ? "bfloat16 autocast" : "float32";
     meta_["versions"] = model::version_info();
     if (group_) {
       meta_["distributed"] = {{"world_size", group_->size()}, {"backend", "gloo"}};
@@ -182,10 +185,7 @@ class Loop {
       double l = 0;
       int64_t correct = 0;
       if (!group_) {
-        auto idx = perm.narrow(0, start, b);
-        auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment, rng_));
-        auto y = labels_.index_select(0, idx).to(device_);
-        auto logits = net_->forward(x).reshape({b});
+        auto [logits, y] = forward_rows(perm, start, 0, b, b);
         auto loss = torch::binary_cross_entropy_with_logits(logits, y);
         opt_->zero_grad();
         loss.backward();
@@ -212,6 +212,18 @@ class Loop {
     bar.finish();
   }
 
+  // The network's float32 logits, and the labels, of rows [offset, offset + share) of the
+  // batch perm[start, start + b), augmented as the whole batch would be (BatchSlice).
+  // With --amp the forward pass runs under autocast; backward follows its casts.
+  std::pair<torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset, int64_t share,
+                                                       int64_t b) {
+    auto idx = perm.narrow(0, start + offset, share);
+    auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment, rng_,
+                                 BatchSlice{offset, b}));
+    auto y = labels_.index_select(0, idx).to(device_);
+    return {model::forward(net_, x, device_, config_.amp).reshape({share}), y};
+  }
+
   // One data-parallel step over the global batch perm[start, start + b): this rank's share
   // forward and backward, gradients averaged over the ranks, the optimizer step. Returns the
   // global batch's mean loss, its correct predictions, and whether any rank was asked to stop.
@@ -225,11 +237,7 @@ class Loop {
     // With --sync-bn every rank runs the network, an empty share included: its BatchNorm
     // layers take part in the statistics' all-reduce.
     if (share > 0 || config_.sync_bn) {
-      auto idx = perm.narrow(0, start + offset, share);
-      auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment,
-                                   rng_, BatchSlice{offset, b}));
-      auto y = labels_.index_select(0, idx).to(device_);
-      auto logits = net_->forward(x).reshape({share});
+      auto [logits, y] = forward_rows(perm, start, offset, share, b);
       // Sum over this share / the global batch: summed over ranks, the global batch's mean.
       auto loss = torch::binary_cross_entropy_with_logits(logits, y, {}, {}, at::Reduction::Sum) / double(b);
       loss.backward();
@@ -314,7 +322,8 @@ class Loop {
   }
 
   EpochRecord validate(double seconds) {
-    auto val_logits = group_ ? distributed_logits() : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_);
+    auto val_logits = group_ ? distributed_logits()
+                             : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_, false, config_.amp);
     auto val_probs = predict::sigmoid(val_logits);
     EpochRecord r;
     r.epoch = state_.epoch;
@@ -340,7 +349,7 @@ class Loop {
     sync_buffers();
     const std::size_t n = valid_.size();
     auto [begin, end] = dist::shard(n, group_->rank(), group_->size());
-    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_);
+    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_, false, config_.amp);
     const int64_t widest = static_cast<int64_t>(dist::shard(n, 0, group_->size()).second);  // rank 0's share is the largest
     auto padded = torch::zeros({widest}, torch::kFloat32);
     if (!mine.empty()) padded.narrow(0, 0, static_cast<int64_t>(mine.size())).copy_(torch::from_blob(mine.data(), {static_cast<int64_t>(mine.size())}));

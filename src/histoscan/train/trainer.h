@@ -36,6 +36,7 @@ struct TrainConfig {
   // validated on other slides) dihedral-colour gave AUC 0.828 and 0.852 (seeds 13, 7) where
   // flips gave 0.788 and 0.792; --augment flips restores the notebook's recipe.
   std::string augment = "dihedral-colour";
+  bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation
   bool sync_bn = false;  // data-parallel: BatchNorm statistics over the global batch (dist::with_sync_batchnorm)
   bool progress = true;
 };

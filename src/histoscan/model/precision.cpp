@@ -1,0 +1,78 @@
+#include "histoscan/model/precision.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include "histoscan/util/log.h"
+
+namespace histoscan::model {
+
+Autocast::Autocast(c10::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
+  if (!enabled_) return;
+  if (cuda_) {
+    was_enabled_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+}
+
+Autocast::~Autocast() {
+  if (!enabled_) return;
+  // The outermost region drops the bfloat16 copies of the weights it cached.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda_)
+    at::autocast::set_enabled(was_enabled_);
+  else
+    at::autocast::set_cpu_enabled(was_enabled_);
+}
+
+torch::Tensor forward(torch::nn::Sequential& net, const torch::Tensor& x, c10::Device device, bool amp) {
+  if (!amp || net->size() < 2) {
+    Autocast guard(device, amp);
+    return net->forward(x);
+  }
+  auto last = std::prev(net->end());
+  torch::Tensor h = x;
+  {
+    Autocast guard(device, true);
+    for (auto it = net->begin(); it != last; ++it) h = it->forward(h);
+  }
+  return last->forward(h.to(torch::kFloat32));
+}
+
+void to_bfloat16_for_inference(torch::nn::Sequential& net) {
+  if (net->size() == 0) return;
+  auto last = std::prev(net->end());
+  for (auto it = net->begin(); it != last; ++it) it->ptr()->to(torch::kBFloat16);
+}
+
+bool cpu_has_bfloat16() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line);
+    std::string w;
+    while (words >> w)
+      if (w == "avx512_bf16" || w == "amx_bf16") return true;
+    return false;
+  }
+  return false;
+}
+
+void warn_if_amp_is_slow(c10::Device device, bool amp) {
+  if (amp && device.is_cpu() && !cpu_has_bfloat16())
+    log::warn("--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
+              "than float32 here; leave --amp out");
+}
+
+}  // namespace histoscan::model
