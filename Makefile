@@ -1,10 +1,11 @@
 # make run   installs what is missing (Debian 12, as root), builds Release and runs the demo.
 # make test  the same set-up, then every test (CTest).
 # make test-asan  the unit tests built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# make test-engine  the engine-only build (LibTorch, no image libraries) and its smoke test.
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: all deps build run test test-unit test-asan clean
+.PHONY: all deps build run test test-unit test-asan test-engine clean
 
 all: build
 
@@ -33,5 +34,12 @@ test-asan: deps
 	cd build-asan && LSAN_OPTIONS=suppressions=$$PWD/lsan.supp UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  ctest --output-on-failure -L unit
 
+# -DHISTOSCAN_ENGINE_ONLY=ON finds LibTorch, nlohmann-json and CLI11 only: the training engine
+# and histoscan-engine, as on a machine with a PyTorch wheel (see README, "GPUs").
+test-engine: deps
+	cmake -S . -B build-engine -DHISTOSCAN_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release
+	cmake --build build-engine -j$(JOBS)
+	cd build-engine && ctest --output-on-failure
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-engine

@@ -12,6 +12,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/train/synthetic.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
@@ -287,4 +288,19 @@ TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
   auto ckpt = model::load_checkpoint(amp_dir / "best.pt");
   EXPECT_EQ(ckpt.meta.value("precision", ""), "bfloat16 autocast");
   for (const auto& p : ckpt.net->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat32);
+}
+
+TEST(Synthetic, PatchesAreRepeatableBalancedAndTheClassesDifferInTheCentre) {
+  auto a = train::synthetic_patches(64, 5), b = train::synthetic_patches(64, 5), c = train::synthetic_patches(64, 6);
+  ASSERT_EQ(a.size(), 64u);
+  EXPECT_EQ(a.pixels, b.pixels) << "the same seed gives the same bytes";
+  EXPECT_NE(a.pixels, c.pixels);
+  EXPECT_EQ(std::count(a.labels.begin(), a.labels.end(), 1), 32);
+  // Tumour patches (odd rows) are darker in the centre 32 x 32 (crowded nuclei), not outside it.
+  auto x = torch::from_blob(a.pixels.data(), {64, 96, 96, 3}, torch::kUInt8).to(torch::kFloat32);
+  auto centre = x.narrow(1, 32, 32).narrow(2, 32, 32).mean({1, 2, 3});
+  auto corner = x.narrow(1, 0, 32).narrow(2, 0, 32).mean({1, 2, 3});
+  auto tumour = torch::arange(64).remainder(2).to(torch::kBool);
+  EXPECT_LT(centre.index({tumour}).mean().item<double>() + 10, centre.index({~tumour}).mean().item<double>());
+  EXPECT_NEAR(corner.index({tumour}).mean().item<double>(), corner.index({~tumour}).mean().item<double>(), 2.0);
 }
