@@ -11,10 +11,9 @@
 # so a crash inside OpenCV or HDF5 is recorded and fuzzing goes on. fuzz_checkpoint runs in one
 # process: LibTorch's crashes are contained in load_checkpoint's probe helper, and each fork
 # job would pay LibTorch's start-up (143 instead of 220 executions/s).
-# While fuzzing, sanitizer reports are not symbolised (symbolize=0): a crash that the probe
-# helper contains (a forked child) otherwise starts llvm-symbolizer on the binary's debug
-# information, which took over 10 s on a busy machine and made the waiting parent report a
-# false timeout (its stack: poll() in Helper::run). The replay at the end symbolises. Every crash, leak, hang (-timeout=10), OOM,
+# While fuzzing, sanitizer reports are not symbolised (symbolize=0): each crash that the probe
+# helper contains by design (a forked child whose report goes to /dev/null) would otherwise run
+# llvm-symbolizer over the binary's debug information. The replay at the end symbolises. Every crash, leak, hang (-timeout=10), OOM,
 # escaped exception or sanitizer report leaves its input in $BUILD/fuzz-artifacts/TARGET/;
 # each is replayed at the end and summarised as "kind | first frame"; any makes the exit 1.
 # New inputs go to $BUILD/fuzz-corpus/TARGET; fuzz/corpus/NAME is read as seeds, never written.
