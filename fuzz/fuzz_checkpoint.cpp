@@ -53,6 +53,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // damaged TorchScript). A crash there is contained and becomes an InputError; the child must
   // not record it as this target's finding, so it drops libFuzzer's death callback.
   histoscan::set_probe_child_hook([] { __sanitizer_set_death_callback(nullptr); });
+  // Start the probe helper now, while this process has one thread. libFuzzer starts its RSS
+  // thread after this function; a fork while that thread starts up can copy ASan's allocator
+  // lock held (clang 14's ASan takes no locks around fork), and the helper then waits on it
+  // for ever: caught under -fork=1, where every job forks its helper at its first input
+  // (gdb: FutexWait in SizeClassAllocator64::GetFromAllocator, one thread), as a timeout.
+  histoscan::probe_in_child([](const std::string&) {}, "", 64);
   g_path = "/dev/shm/histoscan-fuzz-checkpoint-" + std::to_string(getpid()) + ".pt";
   return 0;
 }
