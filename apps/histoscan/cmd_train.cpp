@@ -314,7 +314,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_flag("--amp", c.amp, "mixed precision: convolutions and linear layers in bfloat16, weights and loss in float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs)");
+  cmd->add_flag("--amp", c.amp, "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs)");
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
   cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");
   cmd->add_option("--dist-url", p->dist_url,
