@@ -10,7 +10,7 @@
 # fuzz_image, fuzz_labels_csv and fuzz_hdf5 run under -fork=1 (one child process at a time)
 # so a crash inside OpenCV or HDF5 is recorded and fuzzing goes on. fuzz_checkpoint runs in one
 # process: LibTorch's crashes are contained in load_checkpoint's probe helper, and each fork
-# job would pay LibTorch's start-up (143 instead of 220 executions/s).
+# job would pay LibTorch's start-up (about 90 instead of about 210 executions/s here).
 # While fuzzing, sanitizer reports are not symbolised (symbolize=0): each crash that the probe
 # helper contains by design (a forked child whose report goes to /dev/null) would otherwise run
 # llvm-symbolizer over the binary's debug information. The replay at the end symbolises. Every crash, leak, hang (-timeout=10), OOM,
