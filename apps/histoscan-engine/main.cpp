@@ -15,7 +15,6 @@
 #include <torch/torch.h>
 
 #include "histoscan/model/checkpoint.h"
-#include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/synthetic.h"
@@ -53,7 +52,6 @@ void run(Params& p) {
   torch::set_num_threads(threads);
   const c10::Device device = predict::resolve_device(c.device);
   c.device = device.str();
-  model::warn_if_amp_is_slow(device, c.amp);
 
   auto t0 = std::chrono::steady_clock::now();
   auto train_set = train::synthetic_patches(p.patches, c.seed);

@@ -71,7 +71,7 @@ bool cpu_has_bfloat16() {
 
 void warn_if_amp_is_slow(c10::Device device, bool amp) {
   if (amp && device.is_cpu() && !cpu_has_bfloat16())
-    log::warn("--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
+    log::warn_once("amp-without-bfloat16", "--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
               "than float32 here; leave --amp out");
 }
 

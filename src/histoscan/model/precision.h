@@ -40,7 +40,8 @@ void to_bfloat16_for_inference(torch::nn::Sequential& net);
 // without it, --amp on CPU is emulated and slower than float32.
 bool cpu_has_bfloat16();
 
-// Logs a warning when --amp is asked for on a CPU without bfloat16 arithmetic.
+// Logs a warning, once per process, when --amp is asked for on a CPU without bfloat16
+// arithmetic (training and then scoring both ask).
 void warn_if_amp_is_slow(c10::Device device, bool amp);
 
 }  // namespace histoscan::model
