@@ -3,11 +3,22 @@
 #include <chrono>
 #include <cstdlib>
 
+#include <torch/torch.h>
+
+// Gloo's own headers come with Debian's LibTorch (libgloo-dev) but not with a PyTorch wheel,
+// whose ProcessGroupGloo.hpp includes them: such a build (the engine on a GPU machine) trains in
+// one process and says so when launched as one of several.
+#if !defined(HISTOSCAN_HAVE_GLOO) && __has_include(<gloo/algorithm.h>)
+#define HISTOSCAN_HAVE_GLOO 1
+#elif !defined(HISTOSCAN_HAVE_GLOO)
+#define HISTOSCAN_HAVE_GLOO 0
+#endif
+#if HISTOSCAN_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
+#endif
 
 #include "histoscan/util/error.h"
 
@@ -32,7 +43,7 @@ int env_int(const char* name, const std::string& value, int lo, int hi) {
 }
 
 // The first line of a library's message, cut to a readable length.
-std::string brief(const std::string& what) {
+[[maybe_unused]] std::string brief(const std::string& what) {
   std::string line = what.substr(0, what.find('\n'));
   return line.size() > 200 ? line.substr(0, 200) + "..." : line;
 }
@@ -85,6 +96,8 @@ std::pair<std::size_t, std::size_t> shard(std::size_t n, int rank, int world) {
   const std::size_t begin = r * base + std::min(r, extra);
   return {begin, begin + base + (r < extra ? 1 : 0)};
 }
+
+#if HISTOSCAN_HAVE_GLOO
 
 struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
@@ -205,6 +218,27 @@ at::Tensor Group::allgather(const at::Tensor& tensor, const char* what) {
   run_collective(launch_, timeout_s_, what, [&] { return impl_->pg->allgather(out, in); });
   return torch::stack(out[0]);
 }
+
+#else  // no Gloo
+
+struct Group::Impl {};
+
+namespace {
+[[noreturn]] void no_gloo(const Launch& launch) {
+  throw Error(launch.describe() + ": this build of histoscan has no Gloo (its LibTorch came without gloo's headers, as a "
+              "PyTorch wheel does), so it trains in one process only; unset RANK and WORLD_SIZE, or build against a "
+              "LibTorch that has them (Debian's libtorch-dev)");
+}
+}  // namespace
+
+Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_s_(timeout_s) { no_gloo(launch); }
+Group::~Group() = default;
+void Group::allreduce_sum(std::vector<at::Tensor>&, const char*) { no_gloo(launch_); }
+void Group::allreduce_max(at::Tensor&, const char*) { no_gloo(launch_); }
+void Group::broadcast(std::vector<at::Tensor>&, int, const char*) { no_gloo(launch_); }
+at::Tensor Group::allgather(const at::Tensor&, const char*) { no_gloo(launch_); }
+
+#endif  // HISTOSCAN_HAVE_GLOO
 
 bool Group::all_ok(bool ok, const char* what) {
   auto t = torch::tensor({ok ? 0 : 1}, torch::kInt32);

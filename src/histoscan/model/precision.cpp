@@ -6,22 +6,46 @@
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "histoscan/util/log.h"
 
 namespace histoscan::model {
 
+// LibTorch 2.4 replaced the per-device autocast calls (set_enabled, set_cpu_enabled,
+// set_autocast_gpu_dtype, ...) with ones that take the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+namespace {
+bool autocast_enabled(c10::DeviceType type) { return at::autocast::is_autocast_enabled(type); }
+void set_autocast(c10::DeviceType type, bool enabled) { at::autocast::set_autocast_enabled(type, enabled); }
+void set_autocast_bfloat16(c10::DeviceType type) { at::autocast::set_autocast_dtype(type, at::kBFloat16); }
+}  // namespace
+#else
+namespace {
+bool autocast_enabled(c10::DeviceType type) {
+  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+}
+void set_autocast(c10::DeviceType type, bool enabled) {
+  if (type == c10::DeviceType::CUDA)
+    at::autocast::set_enabled(enabled);
+  else
+    at::autocast::set_cpu_enabled(enabled);
+}
+void set_autocast_bfloat16(c10::DeviceType type) {
+  if (type == c10::DeviceType::CUDA)
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  else
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+}
+}  // namespace
+#endif
+
 Autocast::Autocast(c10::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
   if (!enabled_) return;
-  if (cuda_) {
-    was_enabled_ = at::autocast::is_enabled();
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-  } else {
-    was_enabled_ = at::autocast::is_cpu_enabled();
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
+  const auto type = cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+  was_enabled_ = autocast_enabled(type);
+  set_autocast_bfloat16(type);
+  set_autocast(type, true);
   at::autocast::increment_nesting();
 }
 
@@ -29,10 +53,7 @@ Autocast::~Autocast() {
   if (!enabled_) return;
   // The outermost region drops the bfloat16 copies of the weights it cached.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  if (cuda_)
-    at::autocast::set_enabled(was_enabled_);
-  else
-    at::autocast::set_cpu_enabled(was_enabled_);
+  set_autocast(cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU, was_enabled_);
 }
 
 torch::Tensor forward(torch::nn::Sequential& net, const torch::Tensor& x, c10::Device device, bool amp) {
