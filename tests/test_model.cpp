@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <filesystem>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/torch.h>
 
 #include "histoscan/data/synth.h"
@@ -88,6 +89,49 @@ TEST(Checkpoint, RefusesDamagedForeignAndMissingFiles) {
     FAIL();
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("another network"), std::string::npos) << e.what();
+  }
+}
+
+namespace {
+// Rewrites a checkpoint as a GPU run writes it: each tensor's storage says cuda:0 instead of cpu
+// (in data.pkl the location string is pickled once and then referred to).
+void claim_cuda(const fs::path& from, const fs::path& to) {
+  caffe2::serialize::PyTorchStreamReader reader(from.string());
+  caffe2::serialize::PyTorchStreamWriter writer(to.string());
+  writer.setMinVersion(reader.version());
+  const std::string cpu("X\x03\0\0\0cpu", 8), cuda("X\x06\0\0\0cuda:0", 11);
+  int replaced = 0;
+  for (const auto& name : reader.getAllRecords()) {
+    if (name == "version") continue;  // writeEndOfFile writes it
+    auto [data, size] = reader.getRecord(name);
+    std::string bytes(static_cast<const char*>(data.get()), size);
+    if (name == "data.pkl")
+      for (auto at = bytes.find(cpu); at != std::string::npos; at = bytes.find(cpu, at + cuda.size()))
+        bytes.replace(at, cpu.size(), cuda), ++replaced;
+    writer.writeRecord(name, bytes.data(), bytes.size());
+  }
+  writer.writeEndOfFile();
+  ASSERT_GT(replaced, 0) << "no storage location found in data.pkl";
+}
+}  // namespace
+
+// Found on an H200: best.pt of a CUDA run could not be loaded back at all (its probe, a forked
+// child, cannot use CUDA), and a machine without a GPU could not read it either.
+TEST(Checkpoint, OneWrittenOnAGpuLoadsOnTheCpu) {
+  TempDir dir;
+  torch::manual_seed(3);
+  auto net = model::make_model("seed-cnn");
+  model::save_checkpoint(dir / "cpu.pt", net, {{"model", "seed-cnn"}});
+  claim_cuda(dir / "cpu.pt", dir / "gpu.pt");
+  if (!torch::cuda::is_available()) {
+    torch::serialize::InputArchive as_saved;
+    EXPECT_ANY_THROW(as_saved.load_from((dir / "gpu.pt").string())) << "the rewritten file should ask for CUDA";
+  }
+  auto back = model::load_checkpoint(dir / "gpu.pt");
+  auto mine = net->named_parameters();
+  for (const auto& p : back.net->named_parameters()) {
+    EXPECT_TRUE(p.value().device().is_cpu()) << p.key();
+    EXPECT_TRUE(torch::equal(p.value(), mine[p.key()])) << p.key();
   }
 }
 

@@ -12,8 +12,9 @@ namespace histoscan::model {
 // (fuzz_checkpoint found them), and others make it fill gigabytes before failing. A crash,
 // hang or such memory growth there, and any error of the parse itself, becomes an InputError
 // "<subject> is damaged or not a checkpoint (<why>); <advice>", where subject names the file
-// (e.g. "checkpoint run/best.pt").
+// (e.g. "checkpoint run/best.pt"). Its tensors are put on `device`, wherever they were saved: a
+// checkpoint trained on a GPU (whose tensors say cuda:0) loads on a machine without one.
 void load_archive(torch::serialize::InputArchive& archive, const std::filesystem::path& path, const std::string& subject,
-                  const std::string& advice);
+                  const std::string& advice, c10::Device device = c10::Device(c10::kCPU));
 
 }  // namespace histoscan::model

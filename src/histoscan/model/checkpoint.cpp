@@ -16,7 +16,7 @@ constexpr const char* kMetaKey = "histoscan_metadata";
 }
 
 void load_archive(torch::serialize::InputArchive& archive, const std::filesystem::path& path, const std::string& subject,
-                  const std::string& advice) {
+                  const std::string& advice, c10::Device device) {
   const std::string name = path.string();
   std::error_code ec;
   const auto bytes = std::filesystem::file_size(path, ec);
@@ -30,8 +30,9 @@ void load_archive(torch::serialize::InputArchive& archive, const std::filesystem
   // file the child could not parse is refused without parsing it in this process at all.
   ProbeOutcome outcome = probe_in_child(
       [](const std::string& file) {
+        // Onto the CPU: a forked child cannot use CUDA, and needs no GPU to parse.
         torch::serialize::InputArchive probe;
-        probe.load_from(file);
+        probe.load_from(file, torch::Device(torch::kCPU));
       },
       name, limit_mib);
   const std::string damaged = subject + " is damaged or not a checkpoint (";
@@ -48,7 +49,7 @@ void load_archive(torch::serialize::InputArchive& archive, const std::filesystem
       throw InputError(damaged + "reading it did not finish in 5 minutes); " + advice);
   }
   try {
-    archive.load_from(name);
+    archive.load_from(name, device);
   } catch (const std::exception&) {
     // Not only c10::Error: on a damaged file torch::jit::load also throws its parser's
     // ErrorReport, std::runtime_error and std::out_of_range (found by fuzz_checkpoint).

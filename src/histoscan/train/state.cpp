@@ -89,7 +89,9 @@ void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, t
     throw InputError(path.string() + " does not exist; --resume needs a run folder written by this version of 'histoscan train'");
   try {
     torch::serialize::InputArchive archive, model_archive, opt_archive, best_archive;
-    load_archive(archive, path, path.string(), "start a new run instead of --resume");
+    // Onto the device the run trains on (its weights are there already), wherever it was saved.
+    const c10::Device device = net->parameters().empty() ? c10::Device(c10::kCPU) : net->parameters().front().device();
+    load_archive(archive, path, path.string(), "start a new run instead of --resume", device);
     archive.read("model", model_archive);
     net->load(model_archive);
     archive.read("optimizer", opt_archive);
