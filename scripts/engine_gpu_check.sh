@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU proof of the training engine, on a machine that has a CUDA build of PyTorch (a wheel),
+# a compiler, CMake and the header-only nlohmann-json and CLI11, and no image libraries:
+#   1. builds histoscan-engine alone (-DHISTOSCAN_ENGINE_ONLY=ON) against the wheel's LibTorch;
+#   2. trains seed-cnn for 3 epochs on the same synthetic patches on the CPU, on the GPU and on
+#      the GPU with --amp, to compare the loss curves;
+#   3. times training and prediction on PATCHES patches on the GPU, float32 and --amp;
+#   4. times the peer's loop on the same GPU and patch count (bench/torch_peer_gpu.py), when PEER
+#      names the peer's script.
+#
+#   scripts/engine_gpu_check.sh OUTDIR      (PREFIX: extra CMake prefixes; PEER: the peer's .py;
+#                                            PATCHES: default 65536; about 5 minutes on an H200)
+# Writes OUTDIR/build.log, OUTDIR/gpu.txt and one JSON file per run; prints a summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR=${1:?usage: engine_gpu_check.sh OUTDIR}
+mkdir -p "$OUTDIR"
+PY=${PYTHON:-python3}
+PATCHES=${PATCHES:-65536}
+BUILD=${BUILD:-build-gpu}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUTDIR/gpu.txt"
+torch_prefix=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)') || exit 1
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' |
+  tee -a "$OUTDIR/gpu.txt"
+# The wheel's libtorch_cuda needs the CUDA libraries that pip installed beside it (nvidia/*/lib),
+# at link time as at run time.
+site=$(dirname "$(dirname "$torch_prefix")")
+for d in "$site"/nvidia/*/lib "$site"/nvidia/cu*/lib; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
+export LD_LIBRARY_PATH
+command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
+
+start=$SECONDS
+if ! { cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHISTOSCAN_ENGINE_ONLY=ON -DHISTOSCAN_BUILD_TESTS=OFF \
+         -DCMAKE_PREFIX_PATH="$torch_prefix;${PREFIX:-}" &&
+       cmake --build "$BUILD" --target histoscan_engine_cli -- -k 0; } >"$OUTDIR/build.log" 2>&1; then
+  grep -E "error|Error" "$OUTDIR/build.log" | head -40
+  tail -25 "$OUTDIR/build.log"
+  echo "engine_gpu_check: the build failed; see $OUTDIR/build.log" >&2
+  exit 1
+fi
+echo "built in $((SECONDS - start)) s"
+E="$BUILD/histoscan-engine"
+runs="$BUILD/gpu-check-runs"
+
+one() {  # NAME ARGS...: one histoscan-engine run, its JSON in OUTDIR/NAME.json
+  local name=$1; shift
+  echo "== $name: histoscan-engine $*"
+  "$E" "$@" --out "$runs/$name" --overwrite --json "$OUTDIR/$name.json" 2>&1 | grep -v '^\s*$' | tail -6
+}
+curve=(--patches 2048 --valid 512 --epochs 3 --seed 7)
+one curve-cpu "${curve[@]}" --device cpu --threads "$(nproc)"
+one curve-cuda "${curve[@]}" --device cuda
+one curve-cuda-amp "${curve[@]}" --device cuda --amp
+one speed-cuda --patches "$PATCHES" --valid 8192 --epochs 2 --device cuda --predict-batch 1024
+one speed-cuda-amp --patches "$PATCHES" --valid 8192 --epochs 2 --device cuda --amp --predict-batch 1024
+if [ -n "${PEER:-}" ]; then
+  echo "== peer (bench/torch_peer_gpu.py), float32 and --amp, $PATCHES patches"
+  "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PATCHES" --epochs 2 | tee "$OUTDIR/peer-cuda.json"
+  "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PATCHES" --epochs 2 --amp | tee "$OUTDIR/peer-cuda-amp.json"
+fi
+echo "total $((SECONDS - start)) s"
