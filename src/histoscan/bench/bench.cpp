@@ -24,6 +24,7 @@
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
@@ -74,7 +75,8 @@ double matmul_gflops(int runs) {
   return 2.0 * double(n) * double(n) * double(n) / s / 1e9;
 }
 
-double train_images_per_s(const data::PatchStore& store, const BenchOptions& o) {
+// amp: the forward pass under bfloat16 autocast, as train --amp runs it.
+double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, bool amp) {
   torch::manual_seed(1);
   auto net = model::make_model("seed-cnn");
   net->train();
@@ -87,7 +89,8 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o) 
   auto step = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
     auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx)).contiguous(), rng));
-    auto loss = torch::binary_cross_entropy_with_logits(net->forward(x).reshape({batch}), labels.index_select(0, idx));
+    auto logits = model::forward(net, x, torch::kCPU, amp).reshape({batch});
+    auto loss = torch::binary_cross_entropy_with_logits(logits, labels.index_select(0, idx));
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -260,6 +263,18 @@ nlohmann::json run_bench(const BenchOptions& o) {
   results.push_back(row("inference from memory", "images/s", infer_rate));
   results.push_back(row("inference compute", "GFLOP/s", infer_rate * flops / 1e9));
   results.push_back(row("inference compute / matmul rate", "%", 100.0 * infer_rate * flops / 1e9 / gflops_mm));
+  // --amp as evaluate, predict and scan run it: the same weights, all but the last layer in bfloat16.
+  // A network of its own: `net` stays float32 for the rows below.
+  torch::manual_seed(1);
+  auto amp_net = model::make_model("seed-cnn");
+  amp_net->eval();
+  model::use_channels_last(*amp_net);
+  predict::prepare_inference(amp_net, "cpu", true);
+  predict::predict_logits(amp_net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, torch::kCPU, false, true);
+  double infer_amp_s =
+      median_seconds(o.runs, [&] { predict::predict_logits(amp_net, store.pixels.data(), n, 256, torch::kCPU, false, true); });
+  // The peer column of this row is histoscan's own float32 inference.
+  results.push_back(row("inference --amp vs float32", "images/s", double(n) / infer_amp_s, infer_rate));
 
   // Kaggle-style TIFF folder for prediction, and class folders of the same files for the peer.
   fs::path tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));
@@ -323,7 +338,9 @@ nlohmann::json run_bench(const BenchOptions& o) {
   }
 
   log::info("bench: training steps (batch 128, flips and standardization)");
-  double train_rate = train_images_per_s(store, o);
+  double train_rate = train_images_per_s(store, o, false);
+  log::info("bench: training steps under --amp (bfloat16 autocast)");
+  double train_amp_rate = train_images_per_s(store, o, true);
 
   log::info("bench: data-parallel training, 1 and 2 processes of one thread (Gloo on loopback)");
   data::write_packed(store, tmp / "bench.h5");
@@ -347,6 +364,9 @@ nlohmann::json run_bench(const BenchOptions& o) {
   }
   results.push_back(row("training vs peer (DataLoader)", "images/s", train_rate, peer_train));
   results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
+  // The peer column of the first is histoscan's float32 training; the peer has no --amp.
+  results.push_back(row("training --amp vs float32", "images/s", train_amp_rate, train_rate));
+  results.push_back(row("training --amp vs peer --preload", "images/s", train_amp_rate, peer_train_preload));
   // The peer column holds one process of one thread: the ratio is the speed-up of 2 ranks.
   results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", rank2, rank1));
   results.push_back(row("train, 2 ranks: scaling efficiency", "%", 100.0 * rank2 / (2.0 * rank1)));
