@@ -76,21 +76,22 @@ double matmul_gflops(int runs) {
 }
 
 // amp: the forward pass under bfloat16 autocast, as train --amp runs it.
-double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, bool amp) {
+double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, c10::Device device, bool amp) {
   torch::manual_seed(1);
   auto net = model::make_model("seed-cnn");
   net->train();
+  net->to(device);
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
   const int64_t n = static_cast<int64_t>(store.size()), batch = 128;
   auto images = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
   std::vector<float> yv(store.labels.begin(), store.labels.end());
-  auto labels = torch::from_blob(yv.data(), {n}, torch::kFloat32);
+  auto labels = torch::from_blob(yv.data(), {n}, torch::kFloat32).to(device);
   std::mt19937_64 rng(1);
   auto step = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
-    auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx)).contiguous(), rng));
-    auto logits = model::forward(net, x, torch::kCPU, amp).reshape({batch});
-    auto loss = torch::binary_cross_entropy_with_logits(logits, labels.index_select(0, idx));
+    auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(), rng));
+    auto logits = model::forward(net, x, device, amp).reshape({batch});
+    auto loss = torch::binary_cross_entropy_with_logits(logits, labels.index_select(0, idx.to(device)));
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -100,6 +101,7 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
   for (int r = 0; r < o.runs; ++r) {
     auto t0 = Clock::now();
     for (int k = 1; k <= o.train_steps; ++k) step(k);
+    if (device.is_cuda()) torch::cuda::synchronize();
     rates.push_back(double(o.train_steps * batch) / std::chrono::duration<double>(Clock::now() - t0).count());
   }
   return median(rates);
@@ -225,6 +227,7 @@ double seed_cnn_flops_per_patch() {
 nlohmann::json run_bench(const BenchOptions& o) {
   const int threads = resolve_threads(o.threads);
   torch::set_num_threads(threads);
+  const c10::Device device = predict::resolve_device(o.device);
   data::SourceOptions so;
   auto index = data::index_source(o.data, so);
   if (index.kind != data::SourceKind::class_folders)
@@ -256,8 +259,9 @@ nlohmann::json run_bench(const BenchOptions& o) {
   auto net = model::make_model("seed-cnn");
   net->eval();
   model::use_channels_last(*net);
-  predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, torch::kCPU);  // warm-up
-  double infer_s = median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, torch::kCPU); });
+  predict::prepare_inference(net, device.str(), false);
+  predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device);  // warm-up
+  double infer_s = median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device); });
   double infer_rate = double(n) / infer_s;
   double flops = seed_cnn_flops_per_patch();
   results.push_back(row("inference from memory", "images/s", infer_rate));
@@ -269,10 +273,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
   auto amp_net = model::make_model("seed-cnn");
   amp_net->eval();
   model::use_channels_last(*amp_net);
-  predict::prepare_inference(amp_net, "cpu", true);
-  predict::predict_logits(amp_net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, torch::kCPU, false, true);
+  predict::prepare_inference(amp_net, device.str(), true);
+  predict::predict_logits(amp_net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, true);
   double infer_amp_s =
-      median_seconds(o.runs, [&] { predict::predict_logits(amp_net, store.pixels.data(), n, 256, torch::kCPU, false, true); });
+      median_seconds(o.runs, [&] { predict::predict_logits(amp_net, store.pixels.data(), n, 256, device, false, true); });
   // The peer column of this row is histoscan's own float32 inference.
   results.push_back(row("inference --amp vs float32", "images/s", double(n) / infer_amp_s, infer_rate));
 
@@ -294,7 +298,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   predict::StreamOptions stream;
   stream.threads = threads;
   stream.progress = false;
-  double predict_s = median_seconds(o.runs, [&] { predict::predict_to_csv(net, tif_index, tmp / "out.csv", torch::kCPU, stream); });
+  double predict_s = median_seconds(o.runs, [&] { predict::predict_to_csv(net, tif_index, tmp / "out.csv", device, stream); });
 
   // A whole slide: reading, tissue detection, tiling and the network, against predict's rate.
   log::info("bench: scan a test slide");
@@ -309,7 +313,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   std::vector<double> scan_rates;
   std::size_t scan_tiles = 0;
   for (int r = 0; r < o.runs; ++r) {
-    auto s = scan::scan_slide(net, torch::kCPU, tmp / "slide.tif", tmp / "scan", scan_options);
+    auto s = scan::scan_slide(net, device, tmp / "slide.tif", tmp / "scan", scan_options);
     scan_tiles = s["tiles_scored"].get<std::size_t>();
     scan_rates.push_back(double(scan_tiles) / s["seconds"].get<double>());  // all of it: thumbnail, tissue, outputs
   }
@@ -338,9 +342,9 @@ nlohmann::json run_bench(const BenchOptions& o) {
   }
 
   log::info("bench: training steps (batch 128, flips and standardization)");
-  double train_rate = train_images_per_s(store, o, false);
+  double train_rate = train_images_per_s(store, o, device, false);
   log::info("bench: training steps under --amp (bfloat16 autocast)");
-  double train_amp_rate = train_images_per_s(store, o, true);
+  double train_amp_rate = train_images_per_s(store, o, device, true);
 
   log::info("bench: data-parallel training, 1 and 2 processes of one thread (Gloo on loopback)");
   data::write_packed(store, tmp / "bench.h5");
@@ -384,7 +388,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   fs::remove_all(tmp, ec);
 
   return {{"machine", {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()}, {"threads", threads},
-                       {"libtorch", TORCH_VERSION}}},
+                       {"libtorch", TORCH_VERSION}, {"device", device.str()}}},
           {"images", n},
           {"runs", o.runs},
           {"seed_cnn_gflop_per_patch", flops / 1e9},
