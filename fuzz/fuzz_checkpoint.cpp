@@ -52,7 +52,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // load_checkpoint parses each file in a child process first (LibTorch 1.13 crashes on some
   // damaged TorchScript). A crash there is contained and becomes an InputError; the child must
   // not record it as this target's finding, so it drops libFuzzer's death callback.
-  histoscan::set_probe_child_hook([] { __sanitizer_set_death_callback(nullptr); });
+  histoscan::set_probe_child_hook([] {
+    __sanitizer_set_death_callback(nullptr);
+    // Its reports go to its stderr (/dev/null once the helper has started), never to the
+    // log_path files that run_fuzzers.sh keeps for this process's own findings.
+    __sanitizer_set_report_fd(reinterpret_cast<void*>(2));
+  });
   // Start the probe helper now, while this process has one thread. libFuzzer starts its RSS
   // thread after this function; a fork while that thread starts up can copy ASan's allocator
   // lock held (clang 14's ASan takes no locks around fork), and the helper then waits on it

@@ -38,7 +38,7 @@ cmake --build "$BUILD" -j"$JOBS" --target "${TARGETS[@]}"
 # closes every HDF5 identifier); fontconfig's is cairo's, at exit.
 supp="$PWD/$BUILD/fuzz-lsan.supp"
 printf 'leak:libfontconfig.so\nleak:libhdf5_serial.so\n' >"$supp"
-export LSAN_OPTIONS="suppressions=$supp"
+export LSAN_OPTIONS="suppressions=$supp:print_suppressions=0"
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1  # a UBSan report stops the run too
 export OMP_NUM_THREADS=1
 
@@ -59,6 +59,20 @@ asan_options() {
   esac
 }
 
+# Rewrites each "#N 0x... (module+0xoffset)" frame of a report with llvm-symbolizer's function
+# and file:line.
+symbolize_report() {
+  local line mod off
+  while IFS= read -r line; do
+    if [[ $line =~ ^(\ +#[0-9]+\ 0x[0-9a-f]+).*\(([^+\ ]+)\+(0x[0-9a-f]+)\) ]]; then
+      mod=${BASH_REMATCH[2]} off=${BASH_REMATCH[3]}
+      echo "${BASH_REMATCH[1]} $(llvm-symbolizer-14 --obj="$mod" "$off" 2>/dev/null | head -2 | paste -sd' ') ($mod+$off)"
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"$1"
+}
+
 summary=()
 status=0
 for t in "${TARGETS[@]}"; do
@@ -67,7 +81,13 @@ for t in "${TARGETS[@]}"; do
   artifacts="$BUILD/fuzz-artifacts/$t"
   log="$BUILD/fuzz-logs/$t.log"
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
-  export ASAN_OPTIONS="$(asan_options "$t"):symbolize=0"
+  # Every sanitizer report of the fuzzing processes is also kept in $t.asan.PID: under -fork=1
+  # a job's own log is deleted with the job, and a report that does not replay alone (state
+  # left by earlier inputs) would otherwise leave only its first line in $log.
+  reports="$PWD/$BUILD/fuzz-logs/$t.asan"
+  rm -f "$reports".*
+  export ASAN_OPTIONS="$(asan_options "$t"):symbolize=0:log_path=$reports"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports"
   args=(-runs="$RUNS" -max_total_time="$MAX_TIME" -timeout=10 -artifact_prefix="$artifacts/" -print_final_stats=1)
   [ "${STOP_ON_FIRST:-0}" = 1 ] || [ "$t" = fuzz_checkpoint ] || args+=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
   case $t in
@@ -102,10 +122,18 @@ for t in "${TARGETS[@]}"; do
       kind=$(printf '%s\n' "$out" | grep -a -m1 -o -E "throwing an instance of '[^']*'|ERROR: AddressSanitizer: [a-z-]+|runtime error: .*|ERROR: LeakSanitizer|HDF5 objects left open|ERROR: libFuzzer: [a-z-]+" || echo "no repro alone")
       frame=$(printf '%s\n' "$out" | grep -a -E '^ +#[0-9]+ ' |
         grep -a -v -E 'sanitizer|asan|libc\.so|libstdc\+\+|__interceptor|libFuzzer|fuzzer::|operator new|nptl|stdlib|signal/' |
-        head -1 | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ (in )?//; s/ \(BuildId.*//' | cut -c1-140)
+        head -1 | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ (in )?//; s/ \(BuildId.*//' | cut -c1-140 || true)
       echo "$(basename "$f") | $kind | $frame"
     done | sort -t'|' -k2 | tee "$artifacts.summary.txt"
   fi
+  # The reports themselves, symbolised now (frames read "(module+0xoffset)" while fuzzing).
+  for r in "$reports".*; do
+    [ -f "$r" ] && grep -a -q -E 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$r" || continue
+    status=1
+    symbolize_report "$r" >"$r.txt"
+    echo "-- $t: sanitizer report $r.txt: $(grep -a -m1 -o -E 'ERROR: [A-Za-z]+Sanitizer: [a-z-]+|runtime error: .*' "$r" | cut -c1-100)"
+    grep -a -E '^ +#[0-9]+ ' "$r.txt" | grep -a -v -E 'sanitizer|asan|__interceptor|libFuzzer|fuzzer::' | head -3
+  done
 done
 echo
 printf '%s\n' "${summary[@]}"
