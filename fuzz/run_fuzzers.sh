@@ -110,7 +110,7 @@ for t in "${TARGETS[@]}"; do
   "$BUILD/fuzz/$t" "$work" "fuzz/corpus/$name" "${args[@]}" >"$log" 2>&1 || rc=$?
   secs=$(( $(date +%s) - start ))
   # Executions: the fork parent's last "#N:" line, else the single process's final stats.
-  execs=$(grep -a -o '^#[0-9]*:' "$log" | tail -1 | tr -d '#:')
+  execs=$(grep -a -o '^#[0-9]*:' "$log" | tail -1 | tr -d '#:' || true)
   [ -n "$execs" ] || execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   found=$(find "$artifacts" -type f | wc -l)
   summary+=("$(printf '%-16s %9s executions %6ss  exit %s  %s artifacts' "$t" "${execs:-?}" "$secs" "$rc" "$found")")
