@@ -255,30 +255,29 @@ nlohmann::json run_bench(const BenchOptions& o) {
   results.push_back(row("decode into store (" + std::string(index.entries[0].path.extension()) + ")", "images/s", double(n) / decode_s));
 
   log::info("bench: inference from memory");
-  torch::manual_seed(1);
-  auto net = model::make_model("seed-cnn");
-  net->eval();
-  model::use_channels_last(*net);
-  predict::prepare_inference(net, device.str(), false);
-  predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device);  // warm-up
-  double infer_s = median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device); });
-  double infer_rate = double(n) / infer_s;
+  // seed-cnn as evaluate, predict and scan run it (with amp: all but the last layer in
+  // bfloat16), and the median time to score the store with it after one warm-up batch.
+  auto inference_net = [&](bool amp) {
+    torch::manual_seed(1);
+    auto net = model::make_model("seed-cnn");
+    net->eval();
+    model::use_channels_last(*net);
+    predict::prepare_inference(net, device.str(), amp);
+    return net;
+  };
+  auto inference_seconds = [&](torch::nn::Sequential& net, bool amp) {
+    predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, amp);
+    return median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device, false, amp); });
+  };
+  auto net = inference_net(false);  // float32, also for the predict and scan rows below
+  double infer_rate = double(n) / inference_seconds(net, false);
   double flops = seed_cnn_flops_per_patch();
   results.push_back(row("inference from memory", "images/s", infer_rate));
   results.push_back(row("inference compute", "GFLOP/s", infer_rate * flops / 1e9));
   results.push_back(row("inference compute / matmul rate", "%", 100.0 * infer_rate * flops / 1e9 / gflops_mm));
-  // --amp as evaluate, predict and scan run it: the same weights, all but the last layer in bfloat16.
-  // A network of its own: `net` stays float32 for the rows below.
-  torch::manual_seed(1);
-  auto amp_net = model::make_model("seed-cnn");
-  amp_net->eval();
-  model::use_channels_last(*amp_net);
-  predict::prepare_inference(amp_net, device.str(), true);
-  predict::predict_logits(amp_net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, true);
-  double infer_amp_s =
-      median_seconds(o.runs, [&] { predict::predict_logits(amp_net, store.pixels.data(), n, 256, device, false, true); });
+  auto amp_net = inference_net(true);
   // The peer column of this row is histoscan's own float32 inference.
-  results.push_back(row("inference --amp vs float32", "images/s", double(n) / infer_amp_s, infer_rate));
+  results.push_back(row("inference --amp vs float32", "images/s", double(n) / inference_seconds(amp_net, true), infer_rate));
 
   // Kaggle-style TIFF folder for prediction, and class folders of the same files for the peer.
   fs::path tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));

@@ -40,12 +40,12 @@ void set_autocast_bfloat16(c10::DeviceType type) {
 }  // namespace
 #endif
 
-Autocast::Autocast(c10::Device device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
+Autocast::Autocast(c10::Device device, bool enabled)
+    : enabled_(enabled), type_(device.is_cuda() ? c10::DeviceType::CUDA : c10::DeviceType::CPU) {
   if (!enabled_) return;
-  const auto type = cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
-  was_enabled_ = autocast_enabled(type);
-  set_autocast_bfloat16(type);
-  set_autocast(type, true);
+  was_enabled_ = autocast_enabled(type_);
+  set_autocast_bfloat16(type_);
+  set_autocast(type_, true);
   at::autocast::increment_nesting();
 }
 
@@ -53,7 +53,7 @@ Autocast::~Autocast() {
   if (!enabled_) return;
   // The outermost region drops the bfloat16 copies of the weights it cached.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  set_autocast(cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU, was_enabled_);
+  set_autocast(type_, was_enabled_);
 }
 
 torch::Tensor forward(torch::nn::Sequential& net, const torch::Tensor& x, c10::Device device, bool amp) {

@@ -21,7 +21,7 @@ class Autocast {
 
  private:
   bool enabled_;
-  bool cuda_;
+  c10::DeviceType type_;  // autocast's CPU or CUDA state, whichever `device` uses
   bool was_enabled_ = false;
 };
 

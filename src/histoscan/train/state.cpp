@@ -90,7 +90,8 @@ void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, t
   try {
     torch::serialize::InputArchive archive, model_archive, opt_archive, best_archive;
     // Onto the device the run trains on (its weights are there already), wherever it was saved.
-    const c10::Device device = net->parameters().empty() ? c10::Device(c10::kCPU) : net->parameters().front().device();
+    const auto params = net->parameters();
+    const c10::Device device = params.empty() ? c10::Device(c10::kCPU) : params.front().device();
     load_archive(archive, path, path.string(), "start a new run instead of --resume", device);
     archive.read("model", model_archive);
     net->load(model_archive);
