@@ -4,19 +4,29 @@
 #   1. builds histoscan-engine alone (-DHISTOSCAN_ENGINE_ONLY=ON) against the wheel's LibTorch;
 #   2. trains seed-cnn for 3 epochs on the same synthetic patches on the CPU, on the GPU and on
 #      the GPU with --amp, to compare the loss curves;
-#   3. times training and prediction on PATCHES patches on the GPU, float32 and --amp;
-#   4. times the peer's loop on the same GPU and patch count (bench/torch_peer_gpu.py), when PEER
-#      names the peer's script.
+#   3. times training and prediction on PATCHES patches (made on the GPU) on the GPU: float32,
+#      --amp, and float32 with SGD instead of Adam (how much of a step the optimizer costs);
+#   4. times the peer's loop on the same GPU (bench/torch_peer_gpu.py) on PEER_PATCHES patches,
+#      when PEER names the peer's script.
 #
-#   scripts/engine_gpu_check.sh OUTDIR      (PREFIX: extra CMake prefixes; PEER: the peer's .py;
-#                                            PATCHES: default 65536; about 5 minutes on an H200)
+#   5. with STEPS naming "sweep": where a training step's time goes, on 65,536 patches: batch 128
+#      to 1024 (a per-step cost shrinks per patch as the batch grows, the GPU's work does not),
+#      and the notebook's flips against the default augmentation.
+#
+#   scripts/engine_gpu_check.sh OUTDIR      (STEPS: default "curves speed peer", any of those
+#                                            and sweep; PREFIX: extra CMake prefixes; PEER: the peer's .py;
+#                                            PATCHES: default 220025, Kaggle's training set;
+#                                            PEER_PATCHES: default 65536, as the peer preloads
+#                                            float32; about 5 minutes on an H200)
 # Writes OUTDIR/build.log, OUTDIR/gpu.txt and one JSON file per run; prints a summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:?usage: engine_gpu_check.sh OUTDIR}
 mkdir -p "$OUTDIR"
 PY=${PYTHON:-python3}
-PATCHES=${PATCHES:-65536}
+PATCHES=${PATCHES:-220025}
+PEER_PATCHES=${PEER_PATCHES:-65536}
+STEPS=" ${STEPS:-curves speed peer} "
 BUILD=${BUILD:-build-gpu}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUTDIR/gpu.txt"
@@ -48,15 +58,27 @@ one() {  # NAME ARGS...: one histoscan-engine run, its JSON in OUTDIR/NAME.json
   echo "== $name: histoscan-engine $*"
   "$E" "$@" --out "$runs/$name" --overwrite --json "$OUTDIR/$name.json" 2>&1 | grep -v '^\s*$' | tail -6
 }
-curve=(--patches 2048 --valid 512 --epochs 3 --seed 7)
-one curve-cpu "${curve[@]}" --device cpu --threads "$(nproc)"
-one curve-cuda "${curve[@]}" --device cuda
-one curve-cuda-amp "${curve[@]}" --device cuda --amp
-one speed-cuda --patches "$PATCHES" --valid 8192 --epochs 2 --device cuda --predict-batch 1024
-one speed-cuda-amp --patches "$PATCHES" --valid 8192 --epochs 2 --device cuda --amp --predict-batch 1024
-if [ -n "${PEER:-}" ]; then
-  echo "== peer (bench/torch_peer_gpu.py), float32 and --amp, $PATCHES patches"
-  "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PATCHES" --epochs 2 | tee "$OUTDIR/peer-cuda.json"
-  "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PATCHES" --epochs 2 --amp | tee "$OUTDIR/peer-cuda-amp.json"
+if [[ $STEPS == *" curves "* ]]; then
+  curve=(--patches 2048 --valid 512 --epochs 3 --seed 7)
+  one curve-cpu "${curve[@]}" --device cpu --threads "$(nproc)"
+  one curve-cuda "${curve[@]}" --device cuda
+  one curve-cuda-amp "${curve[@]}" --device cuda --amp
+fi
+if [[ $STEPS == *" speed "* ]]; then
+  speed=(--patches "$PATCHES" --valid 8192 --epochs 2 --device cuda --make-on device --predict-batch 1024)
+  one speed-cuda "${speed[@]}"
+  one speed-cuda-amp "${speed[@]}" --amp
+  one speed-cuda-sgd "${speed[@]}" --optimizer sgd
+fi
+if [[ $STEPS == *" sweep "* ]]; then
+  sweep=(--patches 65536 --valid 4096 --epochs 2 --device cuda --make-on device --predict-batch 1024)
+  for b in 128 256 512 1024; do one "sweep-b$b" "${sweep[@]}" --batch "$b"; done
+  one sweep-b128-flips "${sweep[@]}" --augment flips
+  one sweep-b512-amp "${sweep[@]}" --batch 512 --amp
+fi
+if [[ $STEPS == *" peer "* && -n "${PEER:-}" ]]; then
+  echo "== peer (bench/torch_peer_gpu.py), float32 and --amp, $PEER_PATCHES patches"
+  "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PEER_PATCHES" --epochs 2 | tee "$OUTDIR/peer-cuda.json"
+  "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PEER_PATCHES" --epochs 2 --amp | tee "$OUTDIR/peer-cuda-amp.json"
 fi
 echo "total $((SECONDS - start)) s"

@@ -13,6 +13,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/train/adam.h"
 #include "histoscan/train/synthetic.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/train/transforms.h"
@@ -133,6 +134,44 @@ TEST(Checkpoint, OneWrittenOnAGpuLoadsOnTheCpu) {
     EXPECT_TRUE(p.value().device().is_cpu()) << p.key();
     EXPECT_TRUE(torch::equal(p.value(), mine[p.key()])) << p.key();
   }
+}
+
+// train_model's Adam updates all tensors at once; it must step exactly as LibTorch's Adam,
+// keep its state where Adam keeps it (resume.pt) and continue from Adam's saved state.
+TEST(Adam, MultiTensorStepsEqualLibTorchsAdamAndSharesItsState) {
+  torch::manual_seed(3);
+  auto a = model::make_model("seed-cnn"), b = model::make_model("seed-cnn");
+  {
+    torch::NoGradGuard g;
+    for (std::size_t k = 0; k < a->parameters().size(); ++k) b->parameters()[k].copy_(a->parameters()[k]);
+  }
+  torch::optim::Adam plain(a->parameters(), torch::optim::AdamOptions(1e-3));
+  train::MultiTensorAdam multi(b->parameters(), torch::optim::AdamOptions(1e-3));
+  auto x = torch::randn({4, 3, 96, 96});
+  auto y = torch::tensor({0.0f, 1.0f, 1.0f, 0.0f});
+  int draws = 0;
+  auto one_step = [&](torch::nn::Sequential& net, torch::optim::Optimizer& opt) {
+    torch::manual_seed(draws++ / 2);  // the same dropout masks for a's step and b's
+    opt.zero_grad();
+    torch::binary_cross_entropy_with_logits(net->forward(x).reshape({4}), y).backward();
+    opt.step();
+  };
+  for (int s = 0; s < 3; ++s) {
+    one_step(a, plain);
+    one_step(b, multi);
+  }
+  for (std::size_t k = 0; k < a->parameters().size(); ++k)
+    EXPECT_TRUE(torch::equal(a->parameters()[k], b->parameters()[k])) << "parameter " << k;
+
+  // Adam's saved state loads into MultiTensorAdam, which goes on as Adam does.
+  TempDir dir;
+  torch::save(plain, (dir.path() / "adam.pt").string());
+  train::MultiTensorAdam resumed(b->parameters(), torch::optim::AdamOptions(1e-3));
+  torch::load(resumed, (dir.path() / "adam.pt").string());
+  one_step(a, plain);
+  one_step(b, resumed);
+  for (std::size_t k = 0; k < a->parameters().size(); ++k)
+    EXPECT_TRUE(torch::equal(a->parameters()[k], b->parameters()[k])) << "parameter " << k << " after loading";
 }
 
 TEST(Transforms, StandardizeIsPerImageAndLeavesFlatImagesAlone) {

@@ -32,7 +32,7 @@ namespace {
 struct Params {
   std::size_t patches = 4096, valid = 1024;
   int predict_batch = 512, threads = 0;
-  std::string out = "engine-run", json;
+  std::string out = "engine-run", json, make_on = "cpu";
   bool overwrite = false;
   train::TrainConfig config;
 };
@@ -54,11 +54,12 @@ void run(Params& p) {
   c.device = device.str();
 
   auto t0 = std::chrono::steady_clock::now();
-  auto train_set = train::synthetic_patches(p.patches, c.seed);
-  auto valid_set = train::synthetic_patches(p.valid, c.seed + 1);
+  const c10::Device make_device = p.make_on == "cpu" ? c10::Device(torch::kCPU) : device;
+  auto train_set = train::synthetic_patches(p.patches, c.seed, make_device);
+  auto valid_set = train::synthetic_patches(p.valid, c.seed + 1, make_device);
   const double make_s = seconds_since(t0);
-  log::info("made " + std::to_string(p.patches) + " training and " + std::to_string(p.valid) + " validation patches in " +
-            format_number(make_s) + " s; training " + c.model + " on " + c.device + " (" +
+  log::info("made " + std::to_string(p.patches) + " training and " + std::to_string(p.valid) + " validation patches on " +
+            make_device.str() + " in " + format_number(make_s) + " s; training " + c.model + " on " + c.device + " (" +
             (c.amp ? "bfloat16 autocast" : "float32") + ", CPU threads: " + std::to_string(threads) + ")");
   fs::create_directories(p.out);
   auto result = train::train_model(train_set, valid_set, c, p.out, {{"data", "synthetic"}});
@@ -97,6 +98,9 @@ void run(Params& p) {
       history.push_back({{"epoch", r.epoch}, {"loss", r.loss}, {"accuracy", r.accuracy}, {"val_loss", r.val_loss},
                          {"val_auc", r.val_auc}, {"seconds", r.seconds}});
     nlohmann::json j = {{"device", c.device},
+                        {"optimizer", c.optimizer},
+                        {"augment", c.augment},
+                        {"made_on", make_device.str()},
                         {"precision", c.amp ? "bfloat16 autocast" : "float32"},
                         {"model", c.model},
                         {"threads", threads},
@@ -132,6 +136,13 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "seed of the patches and the training")->capture_default_str();
   app.add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   app.add_flag("--amp", c.amp, "mixed precision (bfloat16 autocast)");
+  app.add_option("--augment", c.augment, "flips, dihedral or dihedral-colour")->capture_default_str();
+  app.add_option("--optimizer", c.optimizer, "adam or sgd (with momentum 0.9)")->capture_default_str();
+  app.add_option("--make-on", p.make_on,
+                 "where to make the synthetic patches: cpu (the same bytes on every machine) or device (the training "
+                 "device: much faster on a GPU, other bytes)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "device"}));
   app.add_option("--threads", p.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("-o,--out", p.out, "run folder (checkpoints, history.csv)")->capture_default_str();
   app.add_flag("--overwrite", p.overwrite, "write into an existing run folder");

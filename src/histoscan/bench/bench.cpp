@@ -29,6 +29,7 @@
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
 #include "histoscan/slide/test_slide.h"
+#include "histoscan/train/adam.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -81,7 +82,7 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
   auto net = model::make_model("seed-cnn");
   net->train();
   net->to(device);
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
+  train::MultiTensorAdam opt(net->parameters(), torch::optim::AdamOptions(1e-3));  // as train_model
   const int64_t n = static_cast<int64_t>(store.size()), batch = 128;
   auto images = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
   std::vector<float> yv(store.labels.begin(), store.labels.end());

@@ -37,9 +37,21 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   c10::InferenceMode guard;
   std::vector<float> out(n);
   auto all = torch::from_blob(const_cast<std::uint8_t*>(pixels), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
+  // On a GPU nothing waits for it until the end: each batch goes up from page-locked memory
+  // without waiting (the next batch's copy into it overlaps the GPU's work on this one), and
+  // the logits stay there until one copy back.
+  const bool gpu = device.is_cuda();
+  torch::Tensor gpu_out;
+  if (gpu) gpu_out = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   for (std::size_t start = 0; start < n; start += static_cast<std::size_t>(batch)) {
     int64_t b = static_cast<int64_t>(std::min<std::size_t>(static_cast<std::size_t>(batch), n - start));
-    auto x = train::preprocess(all.narrow(0, static_cast<int64_t>(start), b).to(device));
+    auto rows = all.narrow(0, static_cast<int64_t>(start), b);
+    if (gpu) {
+      auto pinned = torch::empty(rows.sizes(), torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
+      pinned.copy_(rows);
+      rows = pinned.to(device, /*non_blocking=*/true);
+    }
+    auto x = train::preprocess(rows.to(device));
     torch::Tensor logits;
     if (!tta) {
       logits = model::forward(net, x, device, amp).reshape({b});
@@ -53,8 +65,16 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
       mean = (mean / 8).clamp(1e-7, 1 - 1e-7);
       logits = torch::log(mean) - torch::log1p(-mean);
     }
+    if (gpu) {
+      gpu_out.narrow(0, static_cast<int64_t>(start), b).copy_(logits);
+      continue;
+    }
     logits = logits.to(torch::kCPU, torch::kFloat32).contiguous();
     std::copy_n(logits.data_ptr<float>(), b, out.data() + start);
+  }
+  if (gpu && n > 0) {
+    auto host = gpu_out.to(torch::kCPU);
+    std::copy_n(host.data_ptr<float>(), n, out.data());
   }
   return out;
 }

@@ -9,7 +9,7 @@
 
 namespace histoscan::train {
 
-data::PatchStore synthetic_patches(std::size_t n, std::uint64_t seed) {
+data::PatchStore synthetic_patches(std::size_t n, std::uint64_t seed, c10::Device device) {
   data::PatchStore store;
   store.pixels.resize(n * data::kPatchBytes);
   store.ids.reserve(n);
@@ -19,13 +19,15 @@ data::PatchStore synthetic_patches(std::size_t n, std::uint64_t seed) {
     store.labels.push_back(static_cast<int>(i % 2));
   }
   torch::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-  const auto stroma = torch::tensor({235.0f, 170.0f, 210.0f}).view({1, 1, 1, 3});
-  const auto nucleus = torch::tensor({90.0f, 50.0f, 140.0f}).view({1, 1, 1, 3});
+  // On the CPU a generator of its own; on a GPU the device's default one, seeded here.
+  if (!device.is_cpu()) torch::cuda::manual_seed(seed);
+  at::Generator gen = device.is_cpu() ? at::make_generator<at::CPUGeneratorImpl>(seed) : at::globalContext().defaultGenerator(device);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  const auto stroma = torch::tensor({235.0f, 170.0f, 210.0f}).view({1, 1, 1, 3}).to(device);
+  const auto nucleus = torch::tensor({90.0f, 50.0f, 140.0f}).view({1, 1, 1, 3}).to(device);
   auto centre = torch::zeros({1, 96, 96}, f32);
   centre.narrow(1, 32, 32).narrow(2, 32, 32).fill_(1.0f);
-  constexpr std::size_t kChunk = 1024;
+  const std::size_t kChunk = device.is_cpu() ? 1024 : 16384;
   for (std::size_t start = 0; start < n; start += kChunk) {
     const int64_t b = static_cast<int64_t>(std::min(kChunk, n - start));
     auto label = (torch::arange(static_cast<int64_t>(start), static_cast<int64_t>(start) + b, f32).remainder(2)).view({b, 1, 1});
@@ -34,7 +36,7 @@ data::PatchStore synthetic_patches(std::size_t n, std::uint64_t seed) {
     auto nuclei = torch::max_pool2d(seeds.unsqueeze(1), 3, 1, 1).squeeze(1).unsqueeze(3);  // 3 x 3 nuclei
     auto x = stroma + 12.0f * torch::randn({b, 96, 96, 3}, gen, f32);
     x = x * (1 - nuclei) + nucleus * nuclei;
-    auto bytes = x.clamp(0, 255).round().to(torch::kUInt8).contiguous();
+    auto bytes = x.clamp(0, 255).round().to(torch::kUInt8).to(torch::kCPU).contiguous();
     std::memcpy(store.pixels.data() + start * data::kPatchBytes, bytes.data_ptr<std::uint8_t>(),
                 static_cast<std::size_t>(b) * data::kPatchBytes);
   }

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <c10/core/Device.h>
+
 #include "histoscan/data/store.h"
 
 namespace histoscan::train {
@@ -12,6 +14,8 @@ namespace histoscan::train {
 // tumour patch (1) has crowded nuclei in its centre 32 x 32 (PCam's label region). The same
 // (n, seed) gives the same bytes. A network learns them in an epoch or two; they are not
 // histology (data::synth_patch, with OpenCV, draws closer to it).
-data::PatchStore synthetic_patches(std::size_t n, std::uint64_t seed);
+// On a GPU `device` they are made there, much faster, from that device's random generator:
+// other bytes than the CPU's for the same seed.
+data::PatchStore synthetic_patches(std::size_t n, std::uint64_t seed, c10::Device device = c10::kCPU);
 
 }  // namespace histoscan::train

@@ -21,6 +21,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/train/adam.h"
 #include "histoscan/train/state.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/atomic_file.h"
@@ -113,9 +114,10 @@ class Loop {
     if (config.optimizer == "sgd")
       opt_ = std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
     else
-      opt_ = std::make_unique<torch::optim::Adam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
+      opt_ = std::make_unique<MultiTensorAdam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
     images_ = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n_, 96, 96, 3}, torch::kUInt8);
     labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
+    if (device_.is_cuda()) to_gpu();
     state_.lr = config.lr;
     meta_["model"] = config.model;
     meta_["model_options"] = config.model_options;
@@ -176,40 +178,82 @@ class Loop {
       state_.correct = state_.seen = 0;
     }
     auto perm = torch::from_blob(state_.order.data(), {n_}, torch::kInt64);
+    if (images_.device() != perm.device()) perm = perm.to(images_.device());
     net_->train();
     ProgressBar bar(steps_);
+    bar_ = &bar;
     bool stop = false;
     for (; state_.step < steps_; ++state_.step) {
       if (group_ ? stop : g_stop.load()) stop_here();
       int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
-      double l = 0;
-      int64_t correct = 0;
       if (!group_) {
         auto [logits, y] = forward_rows(perm, start, 0, b, b);
         auto loss = torch::binary_cross_entropy_with_logits(logits, y);
         opt_->zero_grad();
         loss.backward();
         opt_->step();
-        l = loss.item<double>();
-        correct = ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();
+        torch::NoGradGuard no_grad;
+        auto correct = ((logits >= 0).to(torch::kFloat32) == y).sum();
+        if (pending_n_ == 0) pending_first_ = state_.step;
+        pending_.select(0, pending_n_++).copy_(torch::stack({loss.detach().to(torch::kFloat64), correct.to(torch::kFloat64)}));
+        if (pending_n_ == pending_.size(0)) flush_steps();
       } else {
+        double l = 0;
+        int64_t correct = 0;
         std::tie(l, correct, stop) = distributed_step(perm, start, b);
-      }
-      if (!std::isfinite(l))
-        throw std::runtime_error("the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch) + " step " +
-                                 std::to_string(state_.step + 1) + "; lower --lr (" + (run_dir_ / "last.pt").string() +
-                                 " holds the last good weights)");
-      state_.loss_sum += l * double(b);
-      state_.correct += correct;
-      state_.seen += b;
-      if (config_.progress) {
-        char extra[96];
-        std::snprintf(extra, sizeof extra, "loss: %.4f - accuracy: %.4f", state_.loss_sum / double(state_.seen),
-                      double(state_.correct) / double(state_.seen));
-        bar.update(state_.step + 1, extra);
+        count_step(state_.step, l, correct);
       }
     }
+    flush_steps();
     bar.finish();
+    bar_ = nullptr;
+  }
+
+  // The training set on the GPU, where it fits: a step then gathers its batch there instead
+  // of copying it from host memory. Where it does not fit, batches are copied as on the CPU.
+  void to_gpu() {
+    try {
+      images_ = images_.to(device_);
+      labels_ = labels_.to(device_);
+      log::info("training set on " + device_.str() + ": " + format_number(double(images_.nbytes()) / 1e9) + " GB");
+    } catch (const c10::Error&) {
+      images_ = images_.to(torch::kCPU);
+      labels_ = labels_.to(torch::kCPU);
+      log::info("the training set does not fit on " + device_.str() + "; each batch is copied from host memory");
+    }
+    // cuDNN times its algorithms for each new shape once and keeps the fastest (a step's shapes repeat).
+    at::globalContext().setBenchmarkCuDNN(true);
+    // Steps' losses are read back every 64 steps: each read waits for the GPU's queued work.
+    pending_ = torch::zeros({64, 2}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  }
+
+  // Reads back the losses and correct counts of the steps run since the last call (one
+  // transfer) and counts them in order.
+  void flush_steps() {
+    if (pending_n_ == 0) return;
+    auto host = pending_.narrow(0, 0, pending_n_).to(torch::kCPU);
+    const double* v = host.data_ptr<double>();
+    const int64_t first = pending_first_, n = pending_n_;
+    pending_n_ = 0;
+    for (int64_t i = 0; i < n; ++i) count_step(first + i, v[2 * i], static_cast<int64_t>(v[2 * i + 1] + 0.5));
+  }
+
+  // Adds step `step`'s (0-based) mean loss and correct predictions to the epoch's sums.
+  void count_step(int64_t step, double l, int64_t correct) {
+    if (!std::isfinite(l))
+      throw std::runtime_error("the loss became " + std::to_string(l) + " at epoch " + std::to_string(state_.epoch) + " step " +
+                               std::to_string(step + 1) + "; lower --lr (" + (run_dir_ / "last.pt").string() +
+                               " holds the last good weights)");
+    const int64_t b = std::min<int64_t>(config_.batch, n_ - step * config_.batch);
+    state_.loss_sum += l * double(b);
+    state_.correct += correct;
+    state_.seen += b;
+    if (config_.progress && bar_) {
+      char extra[96];
+      std::snprintf(extra, sizeof extra, "loss: %.4f - accuracy: %.4f", state_.loss_sum / double(state_.seen),
+                    double(state_.correct) / double(state_.seen));
+      bar_->update(step + 1, extra);
+    }
   }
 
   // The network's float32 logits, and the labels, of rows [offset, offset + share) of the
@@ -220,7 +264,7 @@ class Loop {
     auto idx = perm.narrow(0, start + offset, share);
     auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment, rng_,
                                  BatchSlice{offset, b}));
-    auto y = labels_.index_select(0, idx).to(device_);
+    auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
     return {model::forward(net_, x, device_, config_.amp).reshape({share}), y};
   }
 
@@ -310,6 +354,7 @@ class Loop {
   }
 
   [[noreturn]] void stop_here() {
+    flush_steps();
     if (!writes_)
       throw Interrupted("training stopped at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) +
                         "; rank 0 saved the run");
@@ -432,6 +477,11 @@ class Loop {
   torch::nn::Sequential net_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> opt_;
   torch::Tensor images_, labels_;
+  // Per step run and not yet counted: mean loss and correct predictions (flush_steps). One
+  // row on the CPU, so each step is counted (and a non-finite loss caught) as it ends.
+  torch::Tensor pending_ = torch::zeros({1, 2}, torch::kFloat64);
+  int64_t pending_n_ = 0, pending_first_ = 0;
+  ProgressBar* bar_ = nullptr;
   LoopState state_;
 };
 

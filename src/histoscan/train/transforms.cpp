@@ -21,6 +21,18 @@ namespace {
 // Rows of the whole batch that draws are made for, and where x's rows start among them.
 int64_t total_rows(const torch::Tensor& x, BatchSlice s) { return s.total < 0 ? x.size(0) : s.total; }
 
+// A host vector's values as a tensor on `device`. To a GPU they go through page-locked memory
+// without waiting: a copy from ordinary memory would wait for all the work queued before it,
+// several times a step. (LibTorch's pinned-memory allocator keeps the block until the copy ends.)
+template <typename T>
+torch::Tensor upload(const std::vector<T>& values, c10::IntArrayRef shape, c10::ScalarType type, c10::Device device) {
+  auto host = torch::from_blob(const_cast<T*>(values.data()), shape, type);
+  if (!device.is_cuda()) return host.clone();
+  auto pinned = torch::empty(shape, torch::TensorOptions().dtype(type).pinned_memory(true));
+  pinned.copy_(host);
+  return pinned.to(device, /*non_blocking=*/true);
+}
+
 }  // namespace
 
 torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice) {
@@ -33,9 +45,8 @@ torch::Tensor random_flips(const torch::Tensor& x, std::mt19937_64& rng, BatchSl
   }
   h.erase(h.begin(), h.begin() + slice.offset), h.resize(static_cast<std::size_t>(n));
   v.erase(v.begin(), v.begin() + slice.offset), v.resize(static_cast<std::size_t>(n));
-  auto opts = torch::TensorOptions().dtype(torch::kBool);
-  auto hmask = torch::from_blob(h.data(), {n, 1, 1, 1}, torch::kUInt8).to(opts).to(x.device());
-  auto vmask = torch::from_blob(v.data(), {n, 1, 1, 1}, torch::kUInt8).to(opts).to(x.device());
+  auto hmask = upload(h, {n, 1, 1, 1}, torch::kUInt8, x.device()).to(torch::kBool);
+  auto vmask = upload(v, {n, 1, 1, 1}, torch::kUInt8, x.device()).to(torch::kBool);
   auto out = torch::where(hmask, x.flip({3}), x);
   return torch::where(vmask, out.flip({2}), out);
 }
@@ -46,7 +57,7 @@ torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng, BatchSl
   std::uniform_int_distribution<int> quarter(0, 3);
   for (auto& v : k) v = quarter(rng);
   k.erase(k.begin(), k.begin() + slice.offset), k.resize(static_cast<std::size_t>(n));
-  auto turns = torch::from_blob(k.data(), {n, 1, 1, 1}, torch::kInt64).to(x.device());
+  auto turns = upload(k, {n, 1, 1, 1}, torch::kInt64, x.device());
   auto out = x;
   for (int64_t q = 1; q < 4; ++q) out = torch::where(turns == q, x.rot90(q, {2, 3}), out);
   return out;
@@ -63,10 +74,9 @@ torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double
   gain.erase(gain.begin(), gain.begin() + 3 * slice.offset), gain.resize(static_cast<std::size_t>(3 * n));
   bias.erase(bias.begin(), bias.begin() + 3 * slice.offset), bias.resize(static_cast<std::size_t>(3 * n));
   sat.erase(sat.begin(), sat.begin() + slice.offset), sat.resize(static_cast<std::size_t>(n));
-  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-  auto g = torch::from_blob(gain.data(), {n, 3, 1, 1}, opts).to(x.device());
-  auto b = torch::from_blob(bias.data(), {n, 3, 1, 1}, opts).to(x.device());
-  auto v = torch::from_blob(sat.data(), {n, 1, 1, 1}, opts).to(x.device());
+  auto g = upload(gain, {n, 3, 1, 1}, torch::kFloat32, x.device());
+  auto b = upload(bias, {n, 3, 1, 1}, torch::kFloat32, x.device());
+  auto v = upload(sat, {n, 1, 1, 1}, torch::kFloat32, x.device());
   auto out = x * g + b;
   auto grey = out.mean(1, /*keepdim=*/true);
   return (grey + (out - grey) * v).clamp(0.0, 1.0);
