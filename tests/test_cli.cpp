@@ -172,6 +172,31 @@ TEST_F(Cli, SameSeedGivesTheSameHistory) {
   EXPECT_EQ(history_without_time(*dir_ / "seed_a/history.csv"), history_without_time(*dir_ / "seed_b/history.csv"));
 }
 
+TEST_F(Cli, RecipeSetsTheFlagsNotGivenAndIsRecorded) {
+  std::string args = " --per-class 24 --epochs 1 --batch 16 --threads 1 --seed 9 --no-progress";
+  auto seed = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "recipe_seed") + args + " --recipe seed");
+  ASSERT_EQ(seed.code, 0) << seed.output;
+  auto config = nlohmann::json::parse(read_text(*dir_ / "recipe_seed/config.json"));
+  EXPECT_EQ(config["recipe"], "seed");
+  EXPECT_EQ(config["augment"], "flips");  // the notebook's, where the default recipe rotates and jitters colour
+  EXPECT_EQ(config["epochs"], 1);         // a flag given with --recipe wins
+  EXPECT_EQ(config["batch"], 16);
+  auto over = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "recipe_over") + args +
+                      " --recipe seed --augment dihedral");
+  ASSERT_EQ(over.code, 0) << over.output;
+  EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "recipe_over/config.json"))["augment"], "dihedral");
+  EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "run/config.json"))["augment"], "dihedral-colour");
+}
+
+TEST_F(Cli, MaxMinutesStartsNoEpochThatWouldEndPastTheBudget) {
+  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "budget") +
+                   " --per-class 24 --epochs 5 --batch 16 --threads 1 --seed 9 --no-progress --max-minutes 0.0001");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(lines_of(read_text(*dir_ / "budget/history.csv")).size(), 2u) << "one epoch always runs, and no more fit";
+  EXPECT_NE(r.output.find("time budget:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("training ends after epoch 1"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   std::string train = "train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "bad_run");
   expect_user_error(run_cli(train + " --batch 0"), "--batch 0 must be at least 1");
@@ -179,6 +204,8 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   expect_user_error(run_cli(train + " --val-fraction 1"), "--val-fraction");
   expect_user_error(run_cli(train + " --per-class 5000"), "--per-class 5000 is more than");
   expect_user_error(run_cli(train + " --model nope"), "unknown model 'nope'");
+  expect_user_error(run_cli(train + " --recipe nope"), "--recipe nope: expected one of default, seed");
+  expect_user_error(run_cli(train + " --max-minutes -1"), "--max-minutes -1 must be 0");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";
   expect_user_error(run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run")), "exists; pass --overwrite");
 }

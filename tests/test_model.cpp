@@ -32,6 +32,22 @@ TEST(SeedCnn, HasTheNotebooksParameterCountAndShape) {
   EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, 1}));
 }
 
+TEST(SeedCnn, FlopCountIsTheLayerByLayerSum) {
+  // By hand: 13 convolutions 3x3 (the last on a 1x1 map, as its dense kernel runs) and
+  // Linear(256, 1); MaxPool 3x3 takes 96 to 32, 10, 3 and 1.
+  double macs = 0;
+  int64_t in = 3, side = 96;
+  for (int64_t f : {16, 32, 64, 128}) {
+    for (int i = 0; i < 3; ++i) macs += double(in * f * 9 * side * side), in = f;
+    side /= 3;
+  }
+  macs += 128 * 256 * 9 + 256;
+  auto net = model::make_model("seed-cnn");
+  EXPECT_DOUBLE_EQ(model::flops_per_patch(net), 2 * macs);
+  EXPECT_NEAR(model::flops_per_patch(net) / 1e9, 0.1657, 1e-4);
+  EXPECT_TRUE(net->is_training()) << "the count leaves the network's mode as it was";
+}
+
 TEST(SeedCnn, NamesFollowPytorchSequential) {
   auto net = model::make_model("seed-cnn");
   std::vector<std::string> names;

@@ -1,4 +1,5 @@
 // inspect, pack, synth, models: the data commands.
+#include <cstdio>
 #include <iostream>
 #include <memory>
 
@@ -102,7 +103,10 @@ void add_models(CLI::App& app) {
   cmd->callback([] {
     for (const auto& m : model::list_models()) {
       auto net = model::make_model(m.name);
-      std::cout << m.name << "  (" << model::count_parameters(*net) << " parameters)  " << m.description << '\n';
+      char flops[32];
+      std::snprintf(flops, sizeof flops, "%.4f", model::flops_per_patch(net) / 1e9);
+      std::cout << m.name << "  (" << model::count_parameters(*net) << " parameters, " << flops << " GFLOP per patch)  "
+                << m.description << '\n';
     }
   });
 }

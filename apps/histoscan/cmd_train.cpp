@@ -73,7 +73,9 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"device", c.device},
           {"augment", c.augment},
           {"sync_bn", c.sync_bn},
-          {"amp", c.amp}};
+          {"amp", c.amp},
+          {"recipe", c.recipe},
+          {"max_minutes", c.max_minutes}};
 }
 
 // --resume RUN_DIR: the flags come from RUN_DIR/config.json, as the interrupted run resolved them.
@@ -111,6 +113,8 @@ void load_resumed_flags(TrainParams& p) {
     k.augment = c.at("augment");
     k.sync_bn = c.value("sync_bn", false);
     k.amp = c.value("amp", false);
+    k.recipe = c.value("recipe", "default");
+    k.max_minutes = c.value("max_minutes", 0.0);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
@@ -301,16 +305,34 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--allow-missing", p->allow_missing, "train on the matched patches when files or labels are unmatched");
   cmd->add_flag("--resize", p->resize, "resize images that are not 96x96 instead of refusing them");
   cmd->add_flag("--skip-bad", p->skip_bad, "leave out unreadable images, listed in RUN_DIR/skipped.csv");
-  cmd->add_option("--model", c.model, "network (see 'histoscan models')")->capture_default_str();
-  cmd->add_option("--epochs", c.epochs, "maximum epochs")->capture_default_str();
-  cmd->add_option("--batch", c.batch, "batch size")->capture_default_str();
-  cmd->add_option("--lr", c.lr, "learning rate")->capture_default_str();
-  cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)")->capture_default_str();
-  cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd")->capture_default_str();
-  cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)")->capture_default_str();
-  cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement")->capture_default_str();
-  cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor")->capture_default_str();
-  cmd->add_option("--augment", c.augment, "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), dihedral-colour (and stain/colour jitter)")->capture_default_str();
+  std::string recipes;
+  for (const auto& [name, description] : train::list_recipes()) recipes += "; " + name + ": " + description;
+  cmd->add_option("--recipe", c.recipe, "a named set of the training flags below, which flags given with it override" + recipes)
+      ->capture_default_str();
+  // The flags a recipe sets, and how to take a recipe's value for one the user did not give.
+  using Take = std::function<void(const train::TrainConfig&)>;
+  std::vector<std::pair<CLI::Option*, Take>> from_recipe;
+  auto recipe_flag = [&](CLI::Option* o, Take take) { from_recipe.emplace_back(o->capture_default_str(), std::move(take)); };
+  recipe_flag(cmd->add_option("--model", c.model, "network (see 'histoscan models')"), [&c](const auto& r) { c.model = r.model; });
+  recipe_flag(cmd->add_option("--epochs", c.epochs, "maximum epochs"), [&c](const auto& r) { c.epochs = r.epochs; });
+  recipe_flag(cmd->add_option("--max-minutes", c.max_minutes,
+                              "wall-clock budget of the epochs (0: none): no epoch starts that would end past it, judged by "
+                              "the longest so far"),
+              [&c](const auto& r) { c.max_minutes = r.max_minutes; });
+  recipe_flag(cmd->add_option("--batch", c.batch, "batch size"), [&c](const auto& r) { c.batch = r.batch; });
+  recipe_flag(cmd->add_option("--lr", c.lr, "learning rate"), [&c](const auto& r) { c.lr = r.lr; });
+  recipe_flag(cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)"),
+              [&c](const auto& r) { c.optimizer = r.optimizer; });
+  recipe_flag(cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd"), [&c](const auto& r) { c.momentum = r.momentum; });
+  recipe_flag(cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)"),
+              [&c](const auto& r) { c.early_stopping_patience = r.early_stopping_patience; });
+  recipe_flag(cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement"),
+              [&c](const auto& r) { c.lr_patience = r.lr_patience; });
+  recipe_flag(cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor"), [&c](const auto& r) { c.lr_factor = r.lr_factor; });
+  recipe_flag(cmd->add_option("--augment", c.augment,
+                              "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
+                              "dihedral-colour (and stain/colour jitter)"),
+              [&c](const auto& r) { c.augment = r.augment; });
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
@@ -323,7 +345,15 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--sync-bn", c.sync_bn, "distributed training: BatchNorm statistics over the whole batch, all ranks (default: each rank's share, as PyTorch's DDP)");
   cmd->add_option("--dist-timeout", p->dist_timeout, "seconds a rank waits for the others before failing")->capture_default_str();
   cmd->add_flag("--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
-  cmd->callback([p] { run_train(*p); });
+  cmd->callback([p, from_recipe] {
+    // --recipe: its value for each flag not given (a resumed run takes all from its config.json).
+    if (p->config.recipe != "default") {
+      const auto recipe = train::recipe_config(p->config.recipe);
+      for (const auto& [option, take] : from_recipe)
+        if (option->count() == 0) take(recipe);
+    }
+    run_train(*p);
+  });
 }
 
 }  // namespace histoscan::cli

@@ -211,18 +211,8 @@ nlohmann::json row(const std::string& name, const std::string& unit, double ours
 }  // namespace
 
 double seed_cnn_flops_per_patch() {
-  double macs = 0;
-  int64_t in = 3, side = 96;
-  for (int64_t f : {16, 32, 64, 128}) {
-    for (int i = 0; i < 3; ++i) {
-      macs += double(in * f * 9) * double(side * side);
-      in = f;
-    }
-    side /= 3;  // MaxPool 3x3, stride 3: 96 -> 32 -> 10 -> 3 -> 1
-  }
-  macs += double(128 * 256 * 9) * double(side * side);  // conv 256 on the 1x1 map, counted as the dense kernel runs it
-  macs += 256;                                          // Linear(256, 1)
-  return 2.0 * macs;
+  auto net = model::make_model("seed-cnn");
+  return model::flops_per_patch(net);
 }
 
 nlohmann::json run_bench(const BenchOptions& o) {

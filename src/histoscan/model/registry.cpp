@@ -3,6 +3,8 @@
 #include <map>
 #include <mutex>
 
+#include <torch/torch.h>
+
 #include "histoscan/model/seed_cnn.h"
 #include "histoscan/util/error.h"
 
@@ -77,6 +79,27 @@ long long count_parameters(const torch::nn::Module& net) {
   for (const auto& p : net.parameters())
     if (p.requires_grad()) n += p.numel();
   return n;
+}
+
+double flops_per_patch(torch::nn::Sequential& net, int64_t side) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = net->is_training();
+  net->eval();
+  const auto params = net->parameters();
+  auto h = torch::zeros({1, 3, side, side}, params.empty() ? torch::TensorOptions() : params.front().options());
+  double macs = 0;
+  for (auto it = net->begin(); it != net->end(); ++it) {
+    h = it->forward(h);
+    if (const auto* conv = it->ptr()->as<torch::nn::Conv2dImpl>()) {
+      const auto& o = conv->options;
+      const auto& k = *o.kernel_size();
+      macs += double(h.numel()) * double(o.in_channels() / o.groups()) * double(k[0] * k[1]);
+    } else if (const auto* linear = it->ptr()->as<torch::nn::LinearImpl>()) {
+      macs += double(linear->options.in_features()) * double(linear->options.out_features());
+    }
+  }
+  net->train(was_training);
+  return 2.0 * macs;
 }
 
 }  // namespace histoscan::model

@@ -31,6 +31,12 @@ std::vector<ModelInfo> list_models();
 // about twice as fast on CPU; values and names are unchanged. Call after loading weights.
 void use_channels_last(torch::nn::Module& net);
 
+// FLOP of one forward pass on a side x side patch: 2 x the multiply-accumulates of its
+// convolutions (each output element times its kernel's taps and input channels, so a 3x3 on a
+// 1x1 map counts as the dense kernel computes it) and linear layers, found by running the
+// layers in order on zeros. Other layers' arithmetic is small and not counted.
+double flops_per_patch(torch::nn::Sequential& net, int64_t side = 96);
+
 // Trainable parameters of `net`.
 long long count_parameters(const torch::nn::Module& net);
 

@@ -29,6 +29,7 @@ nlohmann::json to_json(const LoopState& s) {
           {"best_loss", number(s.best_loss)}, {"plateau_best", number(s.plateau_best)},
           {"since_best", s.since_best},       {"since_plateau_best", s.since_plateau_best},
           {"best_epoch", s.best_epoch},       {"finished", s.finished},
+          {"wall_seconds", s.wall_seconds},   {"longest_epoch_seconds", s.longest_epoch_seconds},
           {"history", history}};
 }
 
@@ -46,6 +47,8 @@ void from_json(const nlohmann::json& j, LoopState& s) {
   s.since_plateau_best = j.at("since_plateau_best");
   s.best_epoch = j.at("best_epoch");
   s.finished = j.at("finished");
+  s.wall_seconds = j.value("wall_seconds", 0.0);  // absent from runs before --max-minutes
+  s.longest_epoch_seconds = j.value("longest_epoch_seconds", 0.0);
   s.history.clear();
   for (const auto& h : j.at("history")) {
     auto val = [&](int i) { return h.at(i).is_null() ? std::nan("") : h.at(i).get<double>(); };

@@ -24,6 +24,8 @@ struct LoopState {
   double best_loss = std::numeric_limits<double>::infinity();     // early stopping and best.pt
   double plateau_best = std::numeric_limits<double>::infinity();  // reduce-LR-on-plateau
   int since_best = 0, since_plateau_best = 0, best_epoch = 0;
+  double wall_seconds = 0;           // wall-clock time of the finished epochs (training, validation, saving)
+  double longest_epoch_seconds = 0;  // the longest of them, to judge whether another fits --max-minutes
   bool finished = false;
   std::vector<EpochRecord> history;
   std::vector<torch::Tensor> best_weights;  // parameters then buffers of the best epoch

@@ -1,5 +1,6 @@
 #include "histoscan/train/trainer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -40,9 +41,38 @@ void validate(const TrainConfig& c) {
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
   if (c.optimizer != "adam" && c.optimizer != "sgd") throw InputError("--optimizer " + c.optimizer + ": expected adam or sgd");
   if (!(c.momentum >= 0 && c.momentum < 1)) throw InputError("--momentum " + format_number(c.momentum) + " must be from 0 to below 1");
-  model::make_model(c.model, c.model_options);  // an unknown name fails here, before any data is read
+  if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
+    throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
+  recipe_config(c.recipe);                      // an unknown recipe,
+  model::make_model(c.model, c.model_options);  // or network, fails here, before any data is read
   std::mt19937_64 rng(0);
   augment(torch::zeros({1, 3, 96, 96}), c.augment, rng);  // and so does an unknown augmentation
+}
+
+TrainConfig recipe_config(const std::string& name) {
+  TrainConfig c;
+  c.recipe = name;
+  if (name == "default") return c;
+  if (name == "seed") {
+    c.model = "seed-cnn";
+    c.augment = "flips";
+    c.optimizer = "adam";
+    c.lr = 1e-3;
+    c.batch = 128;
+    c.epochs = 20;
+    c.early_stopping_patience = 7;
+    c.lr_patience = 3;
+    c.lr_factor = 0.1;
+    return c;
+  }
+  std::string known;
+  for (const auto& [n, d] : list_recipes()) known += (known.empty() ? "" : ", ") + n;
+  throw InputError("--recipe " + name + ": expected one of " + known);
+}
+
+std::vector<std::pair<std::string, std::string>> list_recipes() {
+  return {{"default", "histoscan's default: seed-cnn, flips, 90-degree rotations and colour jitter, Adam 1e-3, up to 20 epochs"},
+          {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
 }
 
 std::string format_epoch(const EpochRecord& r) {
@@ -151,6 +181,9 @@ class Loop {
       auto t0 = std::chrono::steady_clock::now();
       train_steps();
       EpochRecord r = validate(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      state_.wall_seconds += wall;
+      state_.longest_epoch_seconds = std::max(state_.longest_epoch_seconds, wall);
       bool stop = end_epoch(r);
       state_.step = 0;
       if (stop) break;
@@ -447,6 +480,14 @@ class Loop {
     bool stop = config_.early_stopping_patience > 0 && state_.since_best >= config_.early_stopping_patience;
     if (stop && epoch < config_.epochs)
       log::info("early stopping: val_loss has not improved for " + std::to_string(state_.since_best) + " epochs");
+    // --max-minutes: another epoch as long as the longest so far must end within the budget.
+    if (!stop && epoch < config_.epochs && config_.max_minutes > 0 &&
+        state_.wall_seconds + state_.longest_epoch_seconds > config_.max_minutes * 60) {
+      stop = true;
+      log::info("time budget: " + format_seconds(state_.wall_seconds) + " spent of --max-minutes " +
+                format_number(config_.max_minutes) + "; another epoch (up to " + format_seconds(state_.longest_epoch_seconds) +
+                ") would not fit, so training ends after epoch " + std::to_string(epoch));
+    }
     // The state after this epoch: a run killed from here on resumes at the next one.
     LoopState next = state_;
     next.epoch = epoch + 1;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,8 @@ struct TrainConfig {
   // validated on other slides) dihedral-colour gave AUC 0.828 and 0.852 (seeds 13, 7) where
   // flips gave 0.788 and 0.792; --augment flips restores the notebook's recipe.
   std::string augment = "dihedral-colour";
+  double max_minutes = 0;  // > 0: no epoch is started that would end past this wall-clock budget
+  std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation
   bool sync_bn = false;  // data-parallel: BatchNorm statistics over the global batch (dist::with_sync_batchnorm)
   bool progress = true;
@@ -43,6 +46,17 @@ struct TrainConfig {
 
 // Throws InputError naming the flag when a value is out of range.
 void validate(const TrainConfig& config);
+
+// A named recipe's settings (--recipe NAME; flags given with it override them):
+//   "default": histoscan's default recipe, TrainConfig{} (what `histoscan train` runs);
+//   "seed":    the notebook's recipe as ../shared/peers/torch_seed_recipe.py runs it: seed-cnn,
+//              random flips only, Adam 1e-3, batch 128, reduce-LR-on-plateau (3, 0.1), early
+//              stopping (7), up to 20 epochs.
+// Throws InputError listing the names for another name.
+TrainConfig recipe_config(const std::string& name);
+
+// Each recipe's name and a one-line description.
+std::vector<std::pair<std::string, std::string>> list_recipes();
 
 struct EpochRecord {
   int epoch = 0;

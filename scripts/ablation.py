@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Accuracy ablation on PCam: trains one recipe per call and keeps a table of what each reached.
+
+  scripts/ablation.py run NAME --seed S [-- histoscan train flags...]
+      trains `histoscan train DATA/train --valid DATA/valid --seed S --out RUNS/NAME-sS FLAGS`,
+      times it (wall clock, decoding included) and appends one JSON line to RUNS/ablation.jsonl:
+      recipe, flags, network, parameters, GFLOP per patch, minutes, epochs, and the best epoch's
+      (lowest val_loss: the weights best.pt holds) val AUC and accuracy.
+  scripts/ablation.py table [--markdown]
+      prints every line of RUNS/ablation.jsonl as a table (the one in docs/accuracy.md).
+
+DATA: --data (default ../shared/data/pcam-subset beside the repository); RUNS: --runs (default
+build/ablation); the binary: --histoscan (default build/histoscan). Nothing is written outside
+RUNS. Every figure comes from the run itself (config.json, history.csv, `histoscan models`).
+"""
+import argparse, csv, json, os, shlex, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def model_sizes(histoscan):
+    """{name: (parameters, GFLOP per patch)} from `histoscan models`."""
+    out = subprocess.run([histoscan, "models"], check=True, capture_output=True, text=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        # seed-cnn  (786977 parameters, 0.1657 GFLOP per patch)  description
+        name, _, rest = line.partition("  (")
+        if not rest:
+            continue
+        params, _, rest = rest.partition(" parameters, ")
+        gflop = rest.partition(" GFLOP")[0]
+        sizes[name.strip()] = (int(params), float(gflop))
+    return sizes
+
+
+def run(a, flags):
+    out = os.path.join(a.runs, f"{a.name}-s{a.seed}")
+    cmd = [a.histoscan, "train", os.path.join(a.data, "train"), "--valid", os.path.join(a.data, "valid"),
+           "--seed", str(a.seed), "--out", out, "--overwrite", "--no-progress"] + flags
+    print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    t0 = time.time()
+    rc = subprocess.run(cmd).returncode
+    minutes = (time.time() - t0) / 60
+    if rc != 0:
+        sys.exit(f"ablation.py: histoscan train failed (exit {rc}); nothing recorded")
+    config = json.load(open(os.path.join(out, "config.json")))
+    with open(os.path.join(out, "history.csv")) as f:
+        history = list(csv.DictReader(f))
+    best = min(history, key=lambda r: float(r["val_loss"]))  # the epoch best.pt holds
+    params, gflop = model_sizes(a.histoscan).get(config["model"], (None, None))
+    row = {"name": a.name, "recipe": config.get("recipe", "default"), "flags": " ".join(flags), "model": config["model"],
+           "parameters": params, "gflop_per_patch": gflop, "seed": a.seed, "threads": config["threads"],
+           "minutes": round(minutes, 1), "epochs": len(history), "best_epoch": int(best["epoch"]),
+           "val_auc": float(best["val_auc"]), "val_accuracy": float(best["val_accuracy"]),
+           "last_val_auc": float(history[-1]["val_auc"]), "train_patches": config["train_patches"],
+           "valid_patches": config["valid_patches"], "run": out,
+           "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model()}
+    os.makedirs(a.runs, exist_ok=True)
+    with open(os.path.join(a.runs, "ablation.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def table(a):
+    path = os.path.join(a.runs, "ablation.jsonl")
+    if not os.path.exists(path):
+        sys.exit(f"ablation.py: {path} does not exist; record runs with 'ablation.py run' first")
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    cols = ["name", "recipe", "flags", "model", "parameters", "gflop_per_patch", "minutes", "epochs", "best_epoch",
+            "val_auc", "val_accuracy", "seed"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols))
+    for r in rows:
+        cells = [r.get(c) for c in cols]
+        cells = [f"`{v}`" if c == "flags" and v else ("-" if v in (None, "") else f"{v:.4f}" if isinstance(v, float) and c.startswith("val") else str(v))
+                 for c, v in zip(cols, cells)]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main():
+    argv = sys.argv[1:]
+    flags = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, flags = argv[:i], argv[i + 1:]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["run", "table"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "pcam-subset"))
+    p.add_argument("--runs", default=os.path.join(ROOT, "build", "ablation"))
+    p.add_argument("--histoscan", default=os.path.join(ROOT, "build", "histoscan"))
+    a = p.parse_args(argv)
+    if a.what == "run":
+        if not a.name:
+            p.error("run needs a NAME for the row")
+        run(a, flags)
+    else:
+        table(a)
+
+
+if __name__ == "__main__":
+    main()
