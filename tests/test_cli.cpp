@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <vector>
 
@@ -186,6 +187,29 @@ TEST_F(Cli, RecipeSetsTheFlagsNotGivenAndIsRecorded) {
   ASSERT_EQ(over.code, 0) << over.output;
   EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "recipe_over/config.json"))["augment"], "dihedral");
   EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "run/config.json"))["augment"], "dihedral-colour");
+}
+
+TEST_F(Cli, CosineScheduleWarmsUpThenFallsToNearZero) {
+  // 48 patches less a quarter for validation: 36, batch 12, so 3 steps an epoch, 12 in all.
+  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "cosine") +
+                   " --per-class 24 --epochs 4 --batch 12 --threads 1 --seed 9 --no-progress --schedule cosine "
+                   "--warmup-epochs 1 --lr 0.01 --patience 0");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto rows = lines_of(read_text(*dir_ / "cosine/history.csv"));
+  ASSERT_EQ(rows.size(), 5u);
+  std::vector<double> lr;  // the column holds each epoch's last step's rate
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    std::stringstream line(rows[i]);
+    std::string cell;
+    for (int c = 0; c <= 6; ++c) std::getline(line, cell, ',');
+    lr.push_back(std::stod(cell));
+  }
+  const double pi = 3.141592653589793;
+  EXPECT_NEAR(lr[0], 0.01, 1e-9);  // the warm-up's last step reaches --lr
+  EXPECT_NEAR(lr[1], 0.005 * (1 + std::cos(pi * 2 / 9)), 1e-6);  // step 6 of 12, 2 of the 9 after warm-up
+  EXPECT_NEAR(lr[3], 0.005 * (1 + std::cos(pi * 8 / 9)), 1e-6);
+  EXPECT_GT(lr[1], lr[2]);
+  EXPECT_EQ(r.output.find("reducing learning rate"), std::string::npos) << "no plateau schedule on top";
 }
 
 TEST_F(Cli, MaxMinutesStartsNoEpochThatWouldEndPastTheBudget) {

@@ -87,6 +87,33 @@ TEST_F(Robustness, KilledRunResumesToTheUninterruptedWeights) {
   EXPECT_EQ(history_numbers(*dir_ / "full"), history_numbers(run));
 }
 
+// The cosine schedule (per step) and the weight average (--ema) are state a resumed run must
+// carry too: the same run killed after epoch 2 ends where the uninterrupted one does.
+TEST_F(Robustness, KilledRunWithCosineScheduleAndEmaResumesToTheUninterruptedWeights) {
+  const std::vector<std::string> extra = {"--schedule", "cosine", "--warmup-epochs", "1", "--ema", "0.9"};
+  auto args = [&](const fs::path& out) {
+    auto a = train_args(*dir_ / "data", out);
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  fs::path full = *dir_ / "cosine_full", run = *dir_ / "cosine_killed";
+  pid_t pid = spawn_cli(args(full), *dir_ / "cosine_full.log");
+  ASSERT_EQ(wait_exit(pid), 0) << read_text(*dir_ / "cosine_full.log");
+  pid = spawn_cli(args(run), *dir_ / "cosine_killed.log");
+  wait_for_rows(run, 2);
+  kill(pid, SIGKILL);
+  wait_exit(pid);
+  ASSERT_GE(history_rows(run), 2u) << read_text(*dir_ / "cosine_killed.log");
+  auto r = run_cli("train --resume " + quote(run) + " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_difference(full / "best.pt", run / "best.pt"), 1e-6);
+  EXPECT_LE(max_difference(full / "last.pt", run / "last.pt"), 1e-6);
+  EXPECT_EQ(history_numbers(full), history_numbers(run));
+  // And the average is what was checkpointed: not the raw weights of the plain run.
+  EXPECT_GT(max_difference(*dir_ / "full/last.pt", full / "last.pt"), 1e-3);
+  EXPECT_EQ(model::load_checkpoint(full / "last.pt").meta["weights"], "exponential moving average, decay 0.9");
+}
+
 TEST_F(Robustness, CtrlCSavesLastAndSaysHowToResume) {
   fs::path run = *dir_ / "interrupted";
   pid_t pid = spawn_cli(train_args(*dir_ / "data", run), *dir_ / "int.log");

@@ -75,6 +75,9 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"sync_bn", c.sync_bn},
           {"amp", c.amp},
           {"recipe", c.recipe},
+          {"schedule", c.schedule},
+          {"warmup_epochs", c.warmup_epochs},
+          {"ema", c.ema},
           {"max_minutes", c.max_minutes}};
 }
 
@@ -115,6 +118,9 @@ void load_resumed_flags(TrainParams& p) {
     k.amp = c.value("amp", false);
     k.recipe = c.value("recipe", "default");
     k.max_minutes = c.value("max_minutes", 0.0);
+    k.schedule = c.value("schedule", "plateau");
+    k.warmup_epochs = c.value("warmup_epochs", 0.0);
+    k.ema = c.value("ema", 0.0);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
@@ -329,6 +335,16 @@ void add_train(CLI::App& app) {
   recipe_flag(cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement"),
               [&c](const auto& r) { c.lr_patience = r.lr_patience; });
   recipe_flag(cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor"), [&c](const auto& r) { c.lr_factor = r.lr_factor; });
+  recipe_flag(cmd->add_option("--schedule", c.schedule,
+                              "learning rate: plateau (reduce on plateau: --lr-patience, --lr-factor) or cosine (warm-up, "
+                              "then a half cosine to 0 at the last epoch, every step)"),
+              [&c](const auto& r) { c.schedule = r.schedule; });
+  recipe_flag(cmd->add_option("--warmup-epochs", c.warmup_epochs, "--schedule cosine: epochs of linear warm-up (fractions allowed)"),
+              [&c](const auto& r) { c.warmup_epochs = r.warmup_epochs; });
+  recipe_flag(cmd->add_option("--ema", c.ema,
+                              "validate, checkpoint and keep an exponential moving average of the weights with this decay "
+                              "(e.g. 0.999; 0: off)"),
+              [&c](const auto& r) { c.ema = r.ema; });
   recipe_flag(cmd->add_option("--augment", c.augment,
                               "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
                               "dihedral-colour (and stain/colour jitter)"),

@@ -30,6 +30,7 @@ nlohmann::json to_json(const LoopState& s) {
           {"since_best", s.since_best},       {"since_plateau_best", s.since_plateau_best},
           {"best_epoch", s.best_epoch},       {"finished", s.finished},
           {"wall_seconds", s.wall_seconds},   {"longest_epoch_seconds", s.longest_epoch_seconds},
+          {"ema_updates", s.ema_updates},
           {"history", history}};
 }
 
@@ -49,6 +50,7 @@ void from_json(const nlohmann::json& j, LoopState& s) {
   s.finished = j.at("finished");
   s.wall_seconds = j.value("wall_seconds", 0.0);  // absent from runs before --max-minutes
   s.longest_epoch_seconds = j.value("longest_epoch_seconds", 0.0);
+  s.ema_updates = j.value("ema_updates", std::int64_t{0});
   s.history.clear();
   for (const auto& h : j.at("history")) {
     auto val = [&](int i) { return h.at(i).is_null() ? std::nan("") : h.at(i).get<double>(); };
@@ -63,10 +65,13 @@ at::Generator torch_cpu_generator() { return at::detail::getDefaultCPUGenerator(
 
 void save_state(const std::filesystem::path& path, const torch::nn::Sequential& net, torch::optim::Optimizer& opt,
                 const LoopState& state, const std::mt19937_64& rng) {
-  torch::serialize::OutputArchive archive, model_archive, opt_archive, best_archive;
+  torch::serialize::OutputArchive archive, model_archive, opt_archive, best_archive, ema_archive;
   net->save(model_archive);
   opt.save(opt_archive);
   for (std::size_t i = 0; i < state.best_weights.size(); ++i) best_archive.write(std::to_string(i), state.best_weights[i]);
+  for (std::size_t i = 0; i < state.ema_weights.size(); ++i) ema_archive.write(std::to_string(i), state.ema_weights[i]);
+  archive.write("ema", ema_archive);
+  archive.write("ema_count", c10::IValue(static_cast<int64_t>(state.ema_weights.size())));
   archive.write("model", model_archive);
   archive.write("optimizer", opt_archive);
   archive.write("best", best_archive);
@@ -107,6 +112,12 @@ void load_state(const std::filesystem::path& path, torch::nn::Sequential& net, t
     archive.read("best", best_archive);
     state.best_weights.assign(static_cast<std::size_t>(value.toInt()), torch::Tensor());
     for (std::size_t i = 0; i < state.best_weights.size(); ++i) best_archive.read(std::to_string(i), state.best_weights[i]);
+    torch::serialize::InputArchive ema_archive;
+    state.ema_weights.clear();
+    if (archive.try_read("ema_count", value) && archive.try_read("ema", ema_archive)) {  // absent before --ema
+      state.ema_weights.assign(static_cast<std::size_t>(value.toInt()), torch::Tensor());
+      for (std::size_t i = 0; i < state.ema_weights.size(); ++i) ema_archive.read(std::to_string(i), state.ema_weights[i]);
+    }
     torch::Tensor order;
     archive.read("order", order);
     state.order.assign(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());

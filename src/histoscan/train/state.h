@@ -29,6 +29,8 @@ struct LoopState {
   bool finished = false;
   std::vector<EpochRecord> history;
   std::vector<torch::Tensor> best_weights;  // parameters then buffers of the best epoch
+  std::vector<torch::Tensor> ema_weights;   // --ema: the averaged parameters then buffers
+  std::int64_t ema_updates = 0;
 };
 
 // Writes net, optimizer, loop state, `rng` and LibTorch's CPU generator to `path` atomically.

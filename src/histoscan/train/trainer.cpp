@@ -41,6 +41,10 @@ void validate(const TrainConfig& c) {
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
   if (c.optimizer != "adam" && c.optimizer != "sgd") throw InputError("--optimizer " + c.optimizer + ": expected adam or sgd");
   if (!(c.momentum >= 0 && c.momentum < 1)) throw InputError("--momentum " + format_number(c.momentum) + " must be from 0 to below 1");
+  if (c.schedule != "plateau" && c.schedule != "cosine") throw InputError("--schedule " + c.schedule + ": expected plateau or cosine");
+  if (!(c.warmup_epochs >= 0 && c.warmup_epochs < c.epochs))
+    throw InputError("--warmup-epochs " + format_number(c.warmup_epochs) + " must be from 0 to below --epochs");
+  if (!(c.ema >= 0 && c.ema < 1)) throw InputError("--ema " + format_number(c.ema) + " must be 0 (off) or a decay below 1, e.g. 0.999");
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
     throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
   recipe_config(c.recipe);                      // an unknown recipe,
@@ -149,11 +153,13 @@ class Loop {
     labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
     if (device_.is_cuda()) to_gpu();
     state_.lr = config.lr;
+    if (config.ema > 0) state_.ema_weights = snapshot(net_);
     meta_["model"] = config.model;
     meta_["model_options"] = config.model_options;
     meta_["preprocessing"] = {{"input", "RGB uint8 96x96 scaled to [0,1]"}, {"standardize", "per-image"}};
     meta_["threshold"] = 0.5;
     meta_["precision"] = config.amp ? "bfloat16 autocast" : "float32";
+    if (config.ema > 0) meta_["weights"] = "exponential moving average, decay " + format_number(config.ema);
     meta_["versions"] = model::version_info();
     if (group_) {
       meta_["distributed"] = {{"world_size", group_->size()}, {"backend", "gloo"}};
@@ -174,17 +180,21 @@ class Loop {
         throw InputError("--resume " + run_dir_.string() + ": this run finished (" + std::to_string(state_.history.size()) +
                          " epochs); nothing to resume");
       set_lr(*opt_, state_.lr);
+      if (config_.ema > 0 && state_.ema_weights.size() != net_->parameters().size() + net_->buffers().size())
+        throw InputError((run_dir_ / "resume.pt").string() + " holds no weight average for --ema; start a new run instead of --resume");
       log::info("resuming at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) + " of " +
                 std::to_string(steps_));
     }
     for (; state_.epoch <= config_.epochs; ++state_.epoch) {
       auto t0 = std::chrono::steady_clock::now();
       train_steps();
-      EpochRecord r = validate(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      use_averaged_weights();
+      EpochRecord r = validate(train_s);
       const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       state_.wall_seconds += wall;
       state_.longest_epoch_seconds = std::max(state_.longest_epoch_seconds, wall);
-      bool stop = end_epoch(r);
+      bool stop = end_epoch(r);  // back on the raw weights from its save of resume.pt on
       state_.step = 0;
       if (stop) break;
     }
@@ -219,6 +229,7 @@ class Loop {
     for (; state_.step < steps_; ++state_.step) {
       if (group_ ? stop : g_stop.load()) stop_here();
       int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
+      if (config_.schedule == "cosine") set_lr(*opt_, state_.lr = scheduled_lr());
       if (!group_) {
         auto [logits, y] = forward_rows(perm, start, 0, b, b);
         auto loss = torch::binary_cross_entropy_with_logits(logits, y);
@@ -226,6 +237,7 @@ class Loop {
         loss.backward();
         opt_->step();
         torch::NoGradGuard no_grad;
+        update_average();
         auto correct = ((logits >= 0).to(torch::kFloat32) == y).sum();
         if (pending_n_ == 0) pending_first_ = state_.step;
         pending_.select(0, pending_n_++).copy_(torch::stack({loss.detach().to(torch::kFloat64), correct.to(torch::kFloat64)}));
@@ -234,12 +246,51 @@ class Loop {
         double l = 0;
         int64_t correct = 0;
         std::tie(l, correct, stop) = distributed_step(perm, start, b);
+        update_average();
         count_step(state_.step, l, correct);
       }
     }
     flush_steps();
     bar.finish();
     bar_ = nullptr;
+  }
+
+  // --schedule cosine: the learning rate of the step about to run (state_.epoch, state_.step).
+  double scheduled_lr() const {
+    const double total = double(config_.epochs) * double(steps_);
+    const double t = double(state_.epoch - 1) * double(steps_) + double(state_.step);
+    const double warm = config_.warmup_epochs * double(steps_);
+    if (t < warm) return config_.lr * (t + 1) / warm;
+    return config_.lr * 0.5 * (1 + std::cos(M_PI * (t - warm) / std::max(1.0, total - warm)));
+  }
+
+  // --ema: after each step, average = decay * average + (1 - decay) * weights for the
+  // parameters; buffers (BatchNorm's statistics) are copied.
+  void update_average() {
+    if (config_.ema <= 0) return;
+    torch::NoGradGuard no_grad;
+    const double t = double(state_.ema_updates++);
+    const double decay = std::min(config_.ema, (1 + t) / (10 + t));
+    std::vector<torch::Tensor> avg, now;
+    const auto params = net_->parameters();
+    for (std::size_t k = 0; k < params.size(); ++k) avg.push_back(state_.ema_weights[k]), now.push_back(params[k].detach());
+    at::_foreach_mul_(avg, decay);
+    at::_foreach_add_(avg, now, 1 - decay);
+    std::size_t k = params.size();
+    for (const auto& b : net_->buffers()) state_.ema_weights[k++].copy_(b);
+  }
+
+  // For validation and the checkpoints of an epoch: the averaged weights in the network
+  // (with --ema), the raw ones kept aside until use_training_weights.
+  void use_averaged_weights() {
+    if (config_.ema <= 0) return;
+    raw_weights_ = snapshot(net_);
+    restore(net_, state_.ema_weights);
+  }
+  void use_training_weights() {
+    if (raw_weights_.empty()) return;
+    restore(net_, raw_weights_);
+    raw_weights_.clear();
   }
 
   // The training set on the GPU, where it fits: a step then gathers its batch there instead
@@ -422,6 +473,19 @@ class Loop {
     return r;
   }
 
+  // Reduce-LR-on-plateau, as Keras: an improvement must beat the best by min_delta.
+  void reduce_lr_on_plateau(double val_loss) {
+    if (val_loss < state_.plateau_best - config_.min_delta) {
+      state_.plateau_best = val_loss;
+      state_.since_plateau_best = 0;
+    } else if (++state_.since_plateau_best >= config_.lr_patience) {
+      state_.lr *= config_.lr_factor;
+      set_lr(*opt_, state_.lr);
+      state_.since_plateau_best = 0;
+      log::info("reducing learning rate to " + format_number(state_.lr));
+    }
+  }
+
   // Each rank scores its share of the validation set; the shares are gathered in order.
   std::vector<float> distributed_logits() {
     sync_buffers();
@@ -467,16 +531,7 @@ class Loop {
       write_history(run_dir_ / "history.csv", state_.history);
     }
 
-    // Reduce-LR-on-plateau, as Keras: an improvement must beat the best by min_delta.
-    if (r.val_loss < state_.plateau_best - config_.min_delta) {
-      state_.plateau_best = r.val_loss;
-      state_.since_plateau_best = 0;
-    } else if (++state_.since_plateau_best >= config_.lr_patience) {
-      state_.lr *= config_.lr_factor;
-      set_lr(*opt_, state_.lr);
-      state_.since_plateau_best = 0;
-      log::info("reducing learning rate to " + format_number(state_.lr));
-    }
+    if (config_.schedule == "plateau") reduce_lr_on_plateau(r.val_loss);
     bool stop = config_.early_stopping_patience > 0 && state_.since_best >= config_.early_stopping_patience;
     if (stop && epoch < config_.epochs)
       log::info("early stopping: val_loss has not improved for " + std::to_string(state_.since_best) + " epochs");
@@ -493,6 +548,7 @@ class Loop {
     next.epoch = epoch + 1;
     next.step = 0;
     next.finished = stop || epoch == config_.epochs;
+    use_training_weights();  // resume.pt holds the weights training goes on from
     if (writes_) save_state(run_dir_ / "resume.pt", net_, *opt_, next, rng_);
     return stop;
   }
@@ -523,6 +579,7 @@ class Loop {
   torch::Tensor pending_ = torch::zeros({1, 2}, torch::kFloat64);
   int64_t pending_n_ = 0, pending_first_ = 0;
   ProgressBar* bar_ = nullptr;
+  std::vector<torch::Tensor> raw_weights_;  // --ema: the training weights while the average is in the network
   LoopState state_;
 };
 

@@ -38,6 +38,15 @@ struct TrainConfig {
   // flips gave 0.788 and 0.792; --augment flips restores the notebook's recipe.
   std::string augment = "dihedral-colour";
   double max_minutes = 0;  // > 0: no epoch is started that would end past this wall-clock budget
+  // "plateau": reduce-LR-on-plateau (lr_patience, lr_factor), the notebook's; "cosine": lr rises
+  // linearly over warmup_epochs, then falls along a half cosine to 0 at the end of epoch `epochs`,
+  // set at every step.
+  std::string schedule = "plateau";
+  double warmup_epochs = 0;
+  // > 0: validation, checkpoints and the final weights use an exponential moving average of the
+  // weights after each step, decay min(ema, (1 + t) / (10 + t)) at update t (BatchNorm's
+  // statistics are the trained network's own). Training itself runs on the raw weights.
+  double ema = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation
   bool sync_bn = false;  // data-parallel: BatchNorm statistics over the global batch (dist::with_sync_batchnorm)
