@@ -217,6 +217,23 @@ TEST(Transforms, FlipsAreSeededAndOnlyFlip) {
   EXPECT_GT(changed, 0);
 }
 
+TEST(Transforms, HedJitterIsSeededKeepsColoursAtStrengthZeroAndVariesStainAmounts) {
+  torch::manual_seed(2);
+  auto x = torch::rand({6, 3, 96, 96}) * 0.8 + 0.1;  // away from 0, where -ln(RGB) is clamped
+  std::mt19937_64 a(4), b(4), c(4);
+  auto same = train::random_hed(x, a, 0.0);
+  EXPECT_LT((same - x).abs().max().item<double>(), 1e-5) << "stain matrix and its inverse recompose the image";
+  auto one = train::random_hed(x, b, 0.05), two = train::random_hed(x, c, 0.05);
+  EXPECT_TRUE(torch::equal(one, two)) << "the same seed draws the same jitter";
+  EXPECT_EQ(one.sizes(), x.sizes());
+  EXPECT_GE(one.min().item<double>(), 0.0);
+  EXPECT_LE(one.max().item<double>(), 1.0);
+  auto change = (one - x).abs().mean({1, 2, 3});
+  EXPECT_GT(change.min().item<double>(), 1e-3) << "every image's stains move";
+  EXPECT_GT((change.max() - change.min()).item<double>(), 1e-4) << "by amounts drawn per image";
+  EXPECT_TRUE(one.is_contiguous()) << "NCHW, as training runs";
+}
+
 TEST(Predict, LogitsDoNotDependOnBatchSize) {
   torch::manual_seed(2);
   auto net = model::make_model("seed-cnn");

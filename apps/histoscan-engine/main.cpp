@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "seed of the patches and the training")->capture_default_str();
   app.add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   app.add_flag("--amp", c.amp, "mixed precision (bfloat16 autocast)");
-  app.add_option("--augment", c.augment, "flips, dihedral or dihedral-colour")->capture_default_str();
+  app.add_option("--augment", c.augment, "flips, dihedral, dihedral-colour or dihedral-hed")->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "adam or sgd (with momentum 0.9)")->capture_default_str();
   app.add_option("--make-on", p.make_on,
                  "where to make the synthetic patches: cpu (the same bytes on every machine) or device (the training "

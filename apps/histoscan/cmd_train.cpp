@@ -347,7 +347,7 @@ void add_train(CLI::App& app) {
               [&c](const auto& r) { c.ema = r.ema; });
   recipe_flag(cmd->add_option("--augment", c.augment,
                               "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
-                              "dihedral-colour (and stain/colour jitter)"),
+                              "dihedral-colour (and colour jitter), dihedral-hed (and H&E stain jitter)"),
               [&c](const auto& r) { c.augment = r.augment; });
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();

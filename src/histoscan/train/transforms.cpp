@@ -82,11 +82,34 @@ torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double
   return (grey + (out - grey) * v).clamp(0.0, 1.0);
 }
 
+torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice) {
+  const int64_t n = x.size(0), total = total_rows(x, slice);
+  std::vector<float> scale(static_cast<std::size_t>(total * 3)), shift(scale.size());
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const float s = static_cast<float>(strength);
+  for (std::size_t i = 0; i < scale.size(); ++i) scale[i] = 1.0f + s * u(rng), shift[i] = s * u(rng);
+  scale.erase(scale.begin(), scale.begin() + 3 * slice.offset), scale.resize(static_cast<std::size_t>(3 * n));
+  shift.erase(shift.begin(), shift.begin() + 3 * slice.offset), shift.resize(static_cast<std::size_t>(3 * n));
+  // Rows: the optical density of pure haematoxylin, eosin and DAB in R, G, B (Ruifrok and
+  // Johnston, normalised, as scikit-image's rgb_from_hed); hed_from_rgb is its inverse.
+  static const float kRgbFromHed[9] = {0.65f, 0.70f, 0.29f, 0.07f, 0.99f, 0.11f, 0.27f, 0.57f, 0.78f};
+  auto rgb_from_hed = torch::from_blob(const_cast<float*>(kRgbFromHed), {3, 3}, torch::kFloat32);
+  rgb_from_hed = (rgb_from_hed / rgb_from_hed.norm(2, 1, /*keepdim=*/true)).to(x.device());
+  auto hed_from_rgb = torch::inverse(rgb_from_hed.cpu()).to(x.device());
+  auto a = upload(scale, {n, 1, 1, 3}, torch::kFloat32, x.device());
+  auto b = upload(shift, {n, 1, 1, 3}, torch::kFloat32, x.device());
+  auto od = -torch::log(x.permute({0, 2, 3, 1}).clamp_min(1e-6));  // N x H x W x RGB
+  auto hed = torch::matmul(od, hed_from_rgb) * a + b;
+  auto rgb = torch::exp(-torch::matmul(hed, rgb_from_hed)).clamp(0.0, 1.0);
+  return rgb.permute({0, 3, 1, 2}).contiguous();  // NCHW, as training keeps it (see train_model)
+}
+
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
   if (name == "flips") return random_flips(x, rng, slice);
   if (name == "dihedral") return random_rot90(random_flips(x, rng, slice), rng, slice);
   if (name == "dihedral-colour") return random_colour(random_rot90(random_flips(x, rng, slice), rng, slice), rng, 0.1, slice);
-  throw InputError("--augment " + name + ": expected flips, dihedral or dihedral-colour");
+  if (name == "dihedral-hed") return random_hed(random_rot90(random_flips(x, rng, slice), rng, slice), rng, 0.05, slice);
+  throw InputError("--augment " + name + ": expected flips, dihedral, dihedral-colour or dihedral-hed");
 }
 
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_nchw(u8_nhwc)); }

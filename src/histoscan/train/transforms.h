@@ -36,8 +36,15 @@ torch::Tensor random_rot90(const torch::Tensor& x, std::mt19937_64& rng, BatchSl
 // saturation scaled within [1 - 2 strength, 1 + 2 strength]; clamped to [0, 1].
 torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice = {});
 
+// Stain variation between labs in H&E's own terms (Tellez et al., 2018): each image's optical
+// density -ln(RGB) is split into haematoxylin, eosin and residual (DAB) by the stain matrix of
+// Ruifrok and Johnston (scikit-image's hed_from_rgb), each stain's amount scaled by a factor in
+// [1 - strength, 1 + strength] and shifted by up to +-strength, and the image recomposed; [0, 1].
+torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice = {});
+
 // Training augmentation by name: "flips" (the notebook's), "dihedral" (flips and 90-degree
-// rotations) or "dihedral-colour" (and colour jitter). Throws InputError for other names.
+// rotations), "dihedral-colour" (and colour jitter) or "dihedral-hed" (dihedral and H&E stain
+// jitter, random_hed with strength 0.05). Throws InputError for other names.
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
 
 // What the model sees at evaluation: to_float_nchw then standardize.
