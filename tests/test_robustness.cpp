@@ -72,19 +72,26 @@ TempDir* Robustness::dir_ = nullptr;
 
 }  // namespace
 
-TEST_F(Robustness, KilledRunResumesToTheUninterruptedWeights) {
-  fs::path run = *dir_ / "killed";
-  pid_t pid = spawn_cli(train_args(*dir_ / "data", run), *dir_ / "killed.log");
+// Starts `args` (a train command writing to run), kills it (SIGKILL) once 2 epochs are in its
+// history, resumes it, and expects it to end as the uninterrupted run `full` did.
+static void expect_killed_run_resumes_as(const std::vector<std::string>& args, const fs::path& run, const fs::path& full,
+                                         const fs::path& log) {
+  pid_t pid = spawn_cli(args, log);
   wait_for_rows(run, 2);
   kill(pid, SIGKILL);
   wait_exit(pid);
-  ASSERT_GE(history_rows(run), 2u) << read_text(*dir_ / "killed.log");
+  ASSERT_GE(history_rows(run), 2u) << read_text(log);
   auto r = run_cli("train --resume " + quote(run) + " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("resuming at epoch"), std::string::npos) << r.output;
-  EXPECT_LE(max_difference(*dir_ / "full/best.pt", run / "best.pt"), 1e-6);
-  EXPECT_LE(max_difference(*dir_ / "full/last.pt", run / "last.pt"), 1e-6);
-  EXPECT_EQ(history_numbers(*dir_ / "full"), history_numbers(run));
+  EXPECT_LE(max_difference(full / "best.pt", run / "best.pt"), 1e-6);
+  EXPECT_LE(max_difference(full / "last.pt", run / "last.pt"), 1e-6);
+  EXPECT_EQ(history_numbers(full), history_numbers(run));
+}
+
+TEST_F(Robustness, KilledRunResumesToTheUninterruptedWeights) {
+  expect_killed_run_resumes_as(train_args(*dir_ / "data", *dir_ / "killed"), *dir_ / "killed", *dir_ / "full",
+                               *dir_ / "killed.log");
 }
 
 // The cosine schedule (per step) and the weight average (--ema) are state a resumed run must
@@ -99,16 +106,7 @@ TEST_F(Robustness, KilledRunWithCosineScheduleAndEmaResumesToTheUninterruptedWei
   fs::path full = *dir_ / "cosine_full", run = *dir_ / "cosine_killed";
   pid_t pid = spawn_cli(args(full), *dir_ / "cosine_full.log");
   ASSERT_EQ(wait_exit(pid), 0) << read_text(*dir_ / "cosine_full.log");
-  pid = spawn_cli(args(run), *dir_ / "cosine_killed.log");
-  wait_for_rows(run, 2);
-  kill(pid, SIGKILL);
-  wait_exit(pid);
-  ASSERT_GE(history_rows(run), 2u) << read_text(*dir_ / "cosine_killed.log");
-  auto r = run_cli("train --resume " + quote(run) + " --no-progress");
-  ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_LE(max_difference(full / "best.pt", run / "best.pt"), 1e-6);
-  EXPECT_LE(max_difference(full / "last.pt", run / "last.pt"), 1e-6);
-  EXPECT_EQ(history_numbers(full), history_numbers(run));
+  expect_killed_run_resumes_as(args(run), run, full, *dir_ / "cosine_killed.log");
   // And the average is what was checkpointed: not the raw weights of the plain run.
   EXPECT_GT(max_difference(*dir_ / "full/last.pt", full / "last.pt"), 1e-3);
   EXPECT_EQ(model::load_checkpoint(full / "last.pt").meta["weights"], "exponential moving average, decay 0.9");
