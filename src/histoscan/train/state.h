@@ -24,7 +24,7 @@ struct LoopState {
   double best_loss = std::numeric_limits<double>::infinity();     // early stopping and best.pt
   double plateau_best = std::numeric_limits<double>::infinity();  // reduce-LR-on-plateau
   int since_best = 0, since_plateau_best = 0, best_epoch = 0;
-  double wall_seconds = 0;           // wall-clock time of the finished epochs (training, validation, saving)
+  double wall_seconds = 0;           // wall-clock time of the finished epochs (training and validation)
   double longest_epoch_seconds = 0;  // the longest of them, to judge whether another fits --max-minutes
   bool finished = false;
   std::vector<EpochRecord> history;

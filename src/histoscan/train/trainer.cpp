@@ -445,6 +445,7 @@ class Loop {
     save_state(run_dir_ / "resume.pt", net_, *opt_, state_, rng_);
     meta_["epoch"] = state_.epoch - 1;
     meta_["interrupted_at"] = {{"epoch", state_.epoch}, {"step", state_.step}};
+    use_averaged_weights();  // with --ema, last.pt holds the average, as at the end of an epoch
     model::save_checkpoint(run_dir_ / "last.pt", net_, meta_);
     throw Interrupted("training stopped at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) +
                       " of " + std::to_string(steps_) + "; continue with: histoscan train --resume " + run_dir_.string());
