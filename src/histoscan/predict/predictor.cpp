@@ -46,12 +46,7 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   for (std::size_t start = 0; start < n; start += static_cast<std::size_t>(batch)) {
     int64_t b = static_cast<int64_t>(std::min<std::size_t>(static_cast<std::size_t>(batch), n - start));
     auto rows = all.narrow(0, static_cast<int64_t>(start), b);
-    if (gpu) {
-      auto pinned = torch::empty(rows.sizes(), torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
-      pinned.copy_(rows);
-      rows = pinned.to(device, /*non_blocking=*/true);
-    }
-    auto x = train::preprocess(rows.to(device));
+    auto x = train::preprocess(gpu ? train::upload(rows, device) : rows);
     torch::Tensor logits;
     if (!tta) {
       logits = model::forward(net, x, device, amp).reshape({b});

@@ -10,6 +10,13 @@ torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc) {
   return u8_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(255.0f).contiguous(torch::MemoryFormat::ChannelsLast);
 }
 
+torch::Tensor upload(const torch::Tensor& host, c10::Device device) {
+  if (!device.is_cuda()) return host.clone();
+  auto pinned = torch::empty(host.sizes(), host.options().pinned_memory(true));
+  pinned.copy_(host);
+  return pinned.to(device, /*non_blocking=*/true);
+}
+
 torch::Tensor standardize(const torch::Tensor& x) {
   auto mean = x.mean({1, 2, 3}, /*keepdim=*/true);
   auto std = x.std({1, 2, 3}, /*unbiased=*/false, /*keepdim=*/true);
@@ -21,16 +28,10 @@ namespace {
 // Rows of the whole batch that draws are made for, and where x's rows start among them.
 int64_t total_rows(const torch::Tensor& x, BatchSlice s) { return s.total < 0 ? x.size(0) : s.total; }
 
-// A host vector's values as a tensor on `device`. To a GPU they go through page-locked memory
-// without waiting: a copy from ordinary memory would wait for all the work queued before it,
-// several times a step. (LibTorch's pinned-memory allocator keeps the block until the copy ends.)
+// A host vector's values as a tensor on `device` (train::upload).
 template <typename T>
 torch::Tensor upload(const std::vector<T>& values, c10::IntArrayRef shape, c10::ScalarType type, c10::Device device) {
-  auto host = torch::from_blob(const_cast<T*>(values.data()), shape, type);
-  if (!device.is_cuda()) return host.clone();
-  auto pinned = torch::empty(shape, torch::TensorOptions().dtype(type).pinned_memory(true));
-  pinned.copy_(host);
-  return pinned.to(device, /*non_blocking=*/true);
+  return train::upload(torch::from_blob(const_cast<T*>(values.data()), shape, type), device);
 }
 
 }  // namespace

@@ -12,6 +12,11 @@ namespace histoscan::train {
 // memory (the bytes' own order, and what oneDNN's convolutions run fastest on).
 torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc);
 
+// `host` (a CPU tensor) on `device`. To a GPU through page-locked memory without waiting: a
+// copy from ordinary memory waits for all the work queued before it. (LibTorch's pinned-memory
+// allocator keeps the block until the copy ends.) On the CPU, a copy of `host`.
+torch::Tensor upload(const torch::Tensor& host, c10::Device device);
+
 // Per-image standardization as the notebook: (x - mean) / std over each image's pixels and
 // channels (population std); an image whose std is 0 is left unchanged.
 torch::Tensor standardize(const torch::Tensor& x);
