@@ -18,9 +18,13 @@ import argparse, csv, json, os, shlex, subprocess, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def model_sizes(histoscan):
-    """{name: (parameters, GFLOP per patch)} from `histoscan models`."""
-    out = subprocess.run([histoscan, "models"], check=True, capture_output=True, text=True).stdout
+def model_sizes(histoscan, model=None, options=None):
+    """{name: (parameters, GFLOP per patch)} from `histoscan models` (one network with options)."""
+    cmd = [histoscan, "models"]
+    if model:
+        cmd += ["--model", model] + [f"--model-option={k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                     for k, v in (options or {}).items()]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     sizes = {}
     for line in out.splitlines():
         # seed-cnn  (786977 parameters, 0.1657 GFLOP per patch)  description
@@ -47,7 +51,7 @@ def run(a, flags):
     with open(os.path.join(out, "history.csv")) as f:
         history = list(csv.DictReader(f))
     best = min(history, key=lambda r: float(r["val_loss"]))  # the epoch best.pt holds
-    params, gflop = model_sizes(a.histoscan).get(config["model"], (None, None))
+    params, gflop = model_sizes(a.histoscan, config["model"], config.get("model_options")).get(config["model"], (None, None))
     row = {"name": a.name, "recipe": config.get("recipe", "default"), "flags": " ".join(flags), "model": config["model"],
            "parameters": params, "gflop_per_patch": gflop, "seed": a.seed, "threads": config["threads"],
            "minutes": round(minutes, 1), "epochs": len(history), "best_epoch": int(best["epoch"]),

@@ -233,7 +233,7 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   expect_user_error(run_cli(train + " --schedule step"), "--schedule step: expected plateau or cosine");
   expect_user_error(run_cli(train + " --warmup-epochs 20"), "--warmup-epochs 20 must be from 0 to below --epochs");
   expect_user_error(run_cli(train + " --ema 1"), "--ema 1 must be 0 (off)");
-  expect_user_error(run_cli(train + " --augment blur"), "dihedral-colour or dihedral-hed");
+  expect_user_error(run_cli(train + " --augment blur"), "steps joined by '+'");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";
   expect_user_error(run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run")), "exists; pass --overwrite");
 }

@@ -69,6 +69,53 @@ TEST(Registry, UnknownModelListsTheKnownOnes) {
   }
 }
 
+TEST(ResNet, SeesOnlyTheCentreCropAndCountsItsResidualBlocks) {
+  torch::manual_seed(4);
+  auto net = model::make_model("resnet", {{"crop", 64}});
+  net->eval();
+  auto x = torch::randn({2, 3, 96, 96});
+  auto out = net->forward(x);
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, 1}));
+  auto y = x.clone();
+  y.narrow(2, 0, 16).normal_();  // the 16-pixel border outside the centre 64 x 64
+  y.narrow(3, 80, 16).normal_();
+  EXPECT_TRUE(torch::allclose(net->forward(y), out, 0, 0)) << "pixels outside the crop change nothing";
+  y.select(2, 48).normal_();
+  EXPECT_FALSE(torch::allclose(net->forward(y), out)) << "pixels inside it do";
+  // By hand, width 32 and one block per stage on 64 x 64: the stem, then per stage a strided
+  // 3x3, a 3x3 and a strided 1x1 shortcut, then Linear(256, 1).
+  double macs = 3 * 32 * 9 * 64 * 64;
+  int64_t in = 32, side = 64;
+  for (int64_t out_c : {32, 64, 128, 256}) {
+    side /= 2;
+    macs += double(in * out_c * 9 + out_c * out_c * 9 + in * out_c) * double(side * side);
+    in = out_c;
+  }
+  macs += 256;
+  EXPECT_DOUBLE_EQ(model::flops_per_patch(net), 2 * macs);
+  auto whole = model::make_model("resnet", {{"crop", 96}, {"blocks", 2}});
+  EXPECT_GT(model::flops_per_patch(whole), 2 * 2.25 * 2 * macs * 0.9) << "a larger crop and more blocks count more";
+  EXPECT_THROW(model::make_model("resnet", {{"crop", 8}}), InputError);
+  EXPECT_THROW(model::make_model("resnet", {{"depth", 3}}), InputError);
+}
+
+TEST(ResNet, CheckpointRoundTripKeepsItsOutputs) {
+  TempDir dir;
+  torch::manual_seed(5);
+  nlohmann::json options = {{"width", 8}, {"blocks", 2}};
+  auto net = model::make_model("resnet", options);
+  net->train();
+  net->forward(torch::randn({8, 3, 96, 96}) * 2 + 1);  // BatchNorm statistics that matter
+  net->eval();
+  model::save_checkpoint(dir / "r.pt", net, {{"model", "resnet"}, {"model_options", options}});
+  auto back = model::load_checkpoint(dir / "r.pt");
+  back.net->eval();
+  model::use_channels_last(*net);
+  auto x = torch::randn({3, 3, 96, 96}).contiguous(torch::MemoryFormat::ChannelsLast);
+  EXPECT_TRUE(torch::allclose(net->forward(x), back.net->forward(x), 0, 0));
+  EXPECT_TRUE(back.net->named_buffers().contains("4.body.1.running_mean")) << "blocks' layers are named as in PyTorch";
+}
+
 TEST(Checkpoint, RoundTripGivesTheSameOutputsAndMetadata) {
   TempDir dir;
   torch::manual_seed(1);
@@ -232,6 +279,42 @@ TEST(Transforms, HedJitterIsSeededKeepsColoursAtStrengthZeroAndVariesStainAmount
   EXPECT_GT(change.min().item<double>(), 1e-3) << "every image's stains move";
   EXPECT_GT((change.max() - change.min()).item<double>(), 1e-4) << "by amounts drawn per image";
   EXPECT_TRUE(one.is_contiguous()) << "NCHW, as training runs";
+}
+
+TEST(Transforms, ShiftTranslatesEachImageByAtMostItsBound) {
+  torch::manual_seed(6);
+  auto x = torch::rand({12, 3, 40, 40});
+  std::mt19937_64 a(8), b(8);
+  auto one = train::random_shift(x, a, 4), two = train::random_shift(x, b, 4);
+  EXPECT_TRUE(torch::equal(one, two)) << "the same seed draws the same shifts";
+  EXPECT_EQ(one.sizes(), x.sizes());
+  int moved = 0;
+  for (int i = 0; i < 12; ++i) {
+    int matches = 0;
+    for (int dy = -4; dy <= 4; ++dy)
+      for (int dx = -4; dx <= 4; ++dx) {
+        // out(r, c) = x(r + dy, c + dx) wherever both lie inside the image
+        auto o = one[i].narrow(1, 4, 32).narrow(2, 4, 32);
+        auto src = x[i].narrow(1, 4 + dy, 32).narrow(2, 4 + dx, 32);
+        if (torch::equal(o, src)) ++matches, moved += (dy != 0 || dx != 0);
+      }
+    EXPECT_EQ(matches, 1) << "image " << i << " is one translate of its original";
+  }
+  EXPECT_GT(moved, 6);
+}
+
+TEST(Transforms, AugmentStepsParseAndTheOldNamesMeanTheirSteps) {
+  auto x = torch::rand({8, 3, 96, 96});
+  std::mt19937_64 a(3), b(3);
+  EXPECT_TRUE(torch::equal(train::augment(x, "dihedral-hed", a), train::augment(x, "dihedral+hed=0.05", b)));
+  std::mt19937_64 c(3), d(3);
+  EXPECT_TRUE(torch::equal(train::augment(x, "dihedral-colour", c), train::augment(x, "dihedral+colour", d)));
+  std::mt19937_64 e(3);
+  EXPECT_EQ(train::augment(x, "flips+hed=0.2+shift=8", e).sizes(), x.sizes());
+  for (const char* bad : {"blur", "shift=40", "shift=2.5", "hed=1.5", "colour=x", "dihedral+", "flips=1", "hed=0.1junk"}) {
+    std::mt19937_64 r(1);
+    EXPECT_THROW(train::augment(x, bad, r), InputError) << bad;
+  }
 }
 
 TEST(Predict, LogitsDoNotDependOnBatchSize) {

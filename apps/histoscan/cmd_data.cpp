@@ -99,10 +99,20 @@ void add_synth(CLI::App& app) {
 }
 
 void add_models(CLI::App& app) {
-  auto* cmd = app.add_subcommand("models", "list the networks --model accepts");
-  cmd->callback([] {
+  auto* cmd = app.add_subcommand("models", "list the networks --model accepts, with their sizes");
+  struct Params {
+    std::string model;
+    std::vector<std::string> options;
+  };
+  auto p = std::make_shared<Params>();
+  cmd->add_option("--model", p->model, "only this network");
+  cmd->add_option("--model-option", p->options, "KEY=VALUE for --model, as train takes it; repeatable")->needs("--model");
+  cmd->callback([p] {
+    const auto options = parse_model_options(p->options);
+    if (!p->model.empty()) model::make_model(p->model, options);  // an unknown name or option: one line
     for (const auto& m : model::list_models()) {
-      auto net = model::make_model(m.name);
+      if (!p->model.empty() && m.name != p->model) continue;
+      auto net = model::make_model(m.name, p->model.empty() ? nlohmann::json::object() : options);
       char flops[32];
       std::snprintf(flops, sizeof flops, "%.4f", model::flops_per_patch(net) / 1e9);
       std::cout << m.name << "  (" << model::count_parameters(*net) << " parameters, " << flops << " GFLOP per patch)  "

@@ -145,19 +145,6 @@ std::unique_ptr<dist::Group> join_job(TrainParams& p) {
   return group;
 }
 
-// KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.
-nlohmann::json parse_model_options(const std::vector<std::string>& items) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& item : items) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) throw InputError("--model-option " + item + ": expected KEY=VALUE, e.g. dropout=0");
-    const std::string value = item.substr(eq + 1);
-    nlohmann::json v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
-    out[item.substr(0, eq)] = (v.is_discarded() || v.is_object() || v.is_array()) ? nlohmann::json(value) : v;
-  }
-  return out;
-}
-
 void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std::function<void(bool)>& agree) {
   if (!p.model_options.empty()) p.config.model_options = parse_model_options(p.model_options);
   if (!p.resume.empty()) load_resumed_flags(p);
@@ -294,6 +281,19 @@ void run_train(TrainParams& p) {
 
 }  // namespace
 
+// KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.
+nlohmann::json parse_model_options(const std::vector<std::string>& items) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) throw InputError("--model-option " + item + ": expected KEY=VALUE, e.g. dropout=0");
+    const std::string value = item.substr(eq + 1);
+    nlohmann::json v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    out[item.substr(0, eq)] = (v.is_discarded() || v.is_object() || v.is_array()) ? nlohmann::json(value) : v;
+  }
+  return out;
+}
+
 void add_train(CLI::App& app) {
   auto p = std::make_shared<TrainParams>();
   auto& c = p->config;
@@ -347,7 +347,8 @@ void add_train(CLI::App& app) {
               [&c](const auto& r) { c.ema = r.ema; });
   recipe_flag(cmd->add_option("--augment", c.augment,
                               "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
-                              "dihedral-colour (and colour jitter), dihedral-hed (and H&E stain jitter)"),
+                              "dihedral-colour (and colour jitter), dihedral-hed (and H&E stain jitter), or steps joined by '+': "
+                              "flips, dihedral, colour[=S], hed[=S], shift[=PIXELS] (e.g. dihedral+hed=0.1+shift=16)"),
               [&c](const auto& r) { c.augment = r.augment; });
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();

@@ -1,7 +1,11 @@
 #pragma once
 // Each subcommand adds itself to the app: flags into one params struct, then one call into
 // the library. Nothing here does the work.
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace histoscan::cli {
 
@@ -16,6 +20,10 @@ void add_bench(CLI::App& app);
 void add_predict(CLI::App& app);
 void add_scan(CLI::App& app);
 void add_synth_slide(CLI::App& app);
+
+// --model-option KEY=VALUE items as a JSON object: VALUE as JSON where it is a number,
+// true/false or null, else as a string. Throws InputError for an item without KEY=.
+nlohmann::json parse_model_options(const std::vector<std::string>& items);
 
 // Sets LibTorch's intra-op threads (0: all cores) and returns the count used.
 int set_threads(int threads);

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/model/resnet.h"
 #include "histoscan/model/seed_cnn.h"
 #include "histoscan/util/error.h"
 
@@ -28,6 +29,28 @@ std::map<std::string, ModelInfo>& registry() {
                        }
                        return seed_cnn(options.value("dropout", 0.3), options.value("batchnorm", true));
                      }};
+    m["resnet"] = {"resnet",
+                   "a small residual network on the centre of the patch: centre crop 64, conv3x3 32, 4 stages of "
+                   "basic blocks (32, 64, 128, 256 channels, each halving the side), average pool, dropout 0.2, dense 1",
+                   [](const nlohmann::json& options) {
+                     ResNetOptions o;
+                     for (const auto& [key, value] : options.items()) {
+                       const bool integer = value.is_number_integer();
+                       if (key == "crop" && integer && value.get<int64_t>() >= 16 && value.get<int64_t>() <= 96)
+                         o.crop = value.get<int64_t>();
+                       else if (key == "width" && integer && value.get<int64_t>() >= 4 && value.get<int64_t>() <= 128)
+                         o.width = value.get<int64_t>();
+                       else if (key == "blocks" && integer && value.get<int64_t>() >= 1 && value.get<int64_t>() <= 4)
+                         o.blocks = value.get<int64_t>();
+                       else if (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1)
+                         o.dropout = value.get<double>();
+                       else
+                         throw InputError("model option " + key + "=" + value.dump() +
+                                          ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4) and dropout "
+                                          "(0 to below 1)");
+                     }
+                     return resnet(o);
+                   }};
     return m;
   }();
   return models;
@@ -81,23 +104,46 @@ long long count_parameters(const torch::nn::Module& net) {
   return n;
 }
 
+namespace {
+
+torch::Tensor count_macs(torch::nn::SequentialImpl& seq, const torch::Tensor& h, double& macs);
+
+// Runs the layer `it` of a Sequential on h, adding its convolutions' and linear layers'
+// multiply-accumulates to macs (inside nested Sequentials and residual blocks too).
+torch::Tensor count_macs(torch::nn::AnyModule& layer, const torch::Tensor& h, double& macs) {
+  const auto module = layer.ptr();
+  if (auto* seq = module->as<torch::nn::SequentialImpl>()) return count_macs(*seq, h, macs);
+  if (auto* block = module->as<BasicBlockImpl>()) {
+    count_macs(*block->body, h, macs);
+    if (!block->shortcut->is_empty()) count_macs(*block->shortcut, h, macs);
+    return block->forward(h);
+  }
+  auto out = layer.forward(h);
+  if (const auto* conv = module->as<torch::nn::Conv2dImpl>()) {
+    const auto& o = conv->options;
+    const auto& k = *o.kernel_size();
+    macs += double(out.numel()) * double(o.in_channels() / o.groups()) * double(k[0] * k[1]);
+  } else if (const auto* linear = module->as<torch::nn::LinearImpl>()) {
+    macs += double(linear->options.in_features()) * double(linear->options.out_features());
+  }
+  return out;
+}
+
+torch::Tensor count_macs(torch::nn::SequentialImpl& seq, const torch::Tensor& h, double& macs) {
+  auto out = h;
+  for (auto it = seq.begin(); it != seq.end(); ++it) out = count_macs(*it, out, macs);
+  return out;
+}
+
+}  // namespace
+
 double flops_per_patch(torch::nn::Sequential& net, int64_t side) {
   torch::NoGradGuard no_grad;
   const bool was_training = net->is_training();
   net->eval();
   const auto params = net->parameters();
-  auto h = torch::zeros({1, 3, side, side}, params.empty() ? torch::TensorOptions() : params.front().options());
   double macs = 0;
-  for (auto it = net->begin(); it != net->end(); ++it) {
-    h = it->forward(h);
-    if (const auto* conv = it->ptr()->as<torch::nn::Conv2dImpl>()) {
-      const auto& o = conv->options;
-      const auto& k = *o.kernel_size();
-      macs += double(h.numel()) * double(o.in_channels() / o.groups()) * double(k[0] * k[1]);
-    } else if (const auto* linear = it->ptr()->as<torch::nn::LinearImpl>()) {
-      macs += double(linear->options.in_features()) * double(linear->options.out_features());
-    }
-  }
+  count_macs(*net, torch::zeros({1, 3, side, side}, params.empty() ? torch::TensorOptions() : params.front().options()), macs);
   net->train(was_training);
   return 2.0 * macs;
 }

@@ -265,7 +265,8 @@ class Loop {
   }
 
   // --ema: after each step, average = decay * average + (1 - decay) * weights for the
-  // parameters; buffers (BatchNorm's statistics) are copied.
+  // parameters and BatchNorm's running statistics alike (statistics copied from the trained
+  // network would not match the averaged weights); integer buffers (batch counts) are copied.
   void update_average() {
     if (config_.ema <= 0) return;
     torch::NoGradGuard no_grad;
@@ -277,7 +278,13 @@ class Loop {
     at::_foreach_mul_(avg, decay);
     at::_foreach_add_(avg, now, 1 - decay);
     std::size_t k = params.size();
-    for (const auto& b : net_->buffers()) state_.ema_weights[k++].copy_(b);
+    for (const auto& b : net_->buffers()) {
+      auto& avg_b = state_.ema_weights[k++];
+      if (b.is_floating_point())
+        avg_b.mul_(decay).add_(b, 1 - decay);
+      else
+        avg_b.copy_(b);
+    }
   }
 
   // For validation and the checkpoints of an epoch: the averaged weights in the network

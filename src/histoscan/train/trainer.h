@@ -45,7 +45,7 @@ struct TrainConfig {
   double warmup_epochs = 0;
   // > 0: validation, checkpoints and the final weights use an exponential moving average of the
   // weights after each step, decay min(ema, (1 + t) / (10 + t)) at update t (BatchNorm's
-  // statistics are the trained network's own). Training itself runs on the raw weights.
+  // running statistics averaged alike). Training itself runs on the raw weights.
   double ema = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation

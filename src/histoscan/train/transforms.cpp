@@ -1,5 +1,9 @@
 #include "histoscan/train/transforms.h"
 
+#include <cmath>
+#include <limits>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "histoscan/util/error.h"
@@ -105,12 +109,86 @@ torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double st
   return rgb.permute({0, 3, 1, 2}).contiguous();  // NCHW, as training keeps it (see train_model)
 }
 
+torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t max_shift, BatchSlice slice) {
+  if (max_shift <= 0) return x;
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), total = total_rows(x, slice);
+  std::vector<int64_t> dy(static_cast<std::size_t>(total)), dx(dy.size());
+  std::uniform_int_distribution<int64_t> d(0, 2 * max_shift);
+  for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = d(rng), dx[i] = d(rng);
+  dy.erase(dy.begin(), dy.begin() + slice.offset), dy.resize(static_cast<std::size_t>(n));
+  dx.erase(dx.begin(), dx.begin() + slice.offset), dx.resize(static_cast<std::size_t>(n));
+  namespace F = torch::nn::functional;
+  auto padded = F::pad(x, F::PadFuncOptions({max_shift, max_shift, max_shift, max_shift}).mode(torch::kReflect));
+  auto rows = upload(dy, {n, 1, 1, 1}, torch::kInt64, x.device()) + torch::arange(h, x.options().dtype(torch::kInt64)).view({1, 1, h, 1});
+  auto cols = upload(dx, {n, 1, 1, 1}, torch::kInt64, x.device()) + torch::arange(w, x.options().dtype(torch::kInt64)).view({1, 1, 1, w});
+  auto out = padded.gather(2, rows.expand({n, c, h, padded.size(3)}));
+  return out.gather(3, cols.expand({n, c, h, w})).contiguous(x.suggest_memory_format());
+}
+
+namespace {
+
+// One step of an --augment list: a name and its strength (NaN: the step's default).
+struct AugmentStep {
+  std::string name;
+  double value;
+};
+
+std::vector<AugmentStep> parse_augment(const std::string& spec) {
+  const std::string usage = "--augment " + spec +
+                            ": expected flips, dihedral, dihedral-colour, dihedral-hed, or steps joined by '+' from "
+                            "flips, dihedral, colour[=S], hed[=S] (S in (0, 1)) and shift[=PIXELS] (1 to 32), e.g. "
+                            "dihedral+hed=0.1+shift=16";
+  if (spec == "dihedral-colour") return parse_augment("dihedral+colour");
+  if (spec == "dihedral-hed") return parse_augment("dihedral+hed");
+  std::vector<AugmentStep> steps;
+  std::size_t start = 0;
+  while (true) {
+    const auto end = spec.find('+', start);
+    const auto part = spec.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const auto eq = part.find('=');
+    AugmentStep step{part.substr(0, eq), std::numeric_limits<double>::quiet_NaN()};
+    if (eq != std::string::npos) {
+      const auto text = part.substr(eq + 1);
+      std::size_t used = 0;
+      try {
+        step.value = std::stod(text, &used);
+      } catch (const std::exception&) {
+        throw InputError(usage);
+      }
+      if (used != text.size()) throw InputError(usage);
+    }
+    const bool plain = std::isnan(step.value);
+    const double v = step.value;
+    bool ok = false;
+    if (step.name == "flips" || step.name == "dihedral") {
+      ok = plain;
+    } else if (step.name == "colour" || step.name == "hed") {
+      ok = plain || (v > 0 && v < 1);
+      if (plain) step.value = step.name == "colour" ? 0.1 : 0.05;
+    } else if (step.name == "shift") {
+      ok = plain || (v >= 1 && v <= 32 && v == std::floor(v));
+      if (plain) step.value = 16;
+    }
+    if (!ok) throw InputError(usage);
+    steps.push_back(step);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return steps;
+}
+
+}  // namespace
+
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
-  if (name == "flips") return random_flips(x, rng, slice);
-  if (name == "dihedral") return random_rot90(random_flips(x, rng, slice), rng, slice);
-  if (name == "dihedral-colour") return random_colour(random_rot90(random_flips(x, rng, slice), rng, slice), rng, 0.1, slice);
-  if (name == "dihedral-hed") return random_hed(random_rot90(random_flips(x, rng, slice), rng, slice), rng, 0.05, slice);
-  throw InputError("--augment " + name + ": expected flips, dihedral, dihedral-colour or dihedral-hed");
+  auto out = x;
+  for (const auto& step : parse_augment(name)) {
+    if (step.name == "flips") out = random_flips(out, rng, slice);
+    if (step.name == "dihedral") out = random_rot90(random_flips(out, rng, slice), rng, slice);
+    if (step.name == "colour") out = random_colour(out, rng, step.value, slice);
+    if (step.name == "hed") out = random_hed(out, rng, step.value, slice);
+    if (step.name == "shift") out = random_shift(out, rng, static_cast<int64_t>(step.value), slice);
+  }
+  return out;
 }
 
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_nchw(u8_nhwc)); }

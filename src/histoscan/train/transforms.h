@@ -47,9 +47,16 @@ torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double
 // [1 - strength, 1 + strength] and shifted by up to +-strength, and the image recomposed; [0, 1].
 torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice = {});
 
+// A random translation of each image by up to max_shift pixels in each direction (the border
+// filled by reflection), so a network that looks at the centre sees its cells at varying
+// places. max_shift must be below the image's side; 0 returns x.
+torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t max_shift, BatchSlice slice = {});
+
 // Training augmentation by name: "flips" (the notebook's), "dihedral" (flips and 90-degree
-// rotations), "dihedral-colour" (and colour jitter) or "dihedral-hed" (dihedral and H&E stain
-// jitter, random_hed with strength 0.05). Throws InputError for other names.
+// rotations), "dihedral-colour" (= dihedral+colour), "dihedral-hed" (= dihedral+hed), or steps
+// joined by '+', applied in that order: flips, dihedral, colour[=S] (random_colour, strength S,
+// default 0.1), hed[=S] (random_hed, default 0.05), shift[=P] (random_shift, default 16 pixels).
+// Throws InputError for anything else.
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
 
 // What the model sees at evaluation: to_float_nchw then standardize.

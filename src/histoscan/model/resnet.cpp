@@ -1,0 +1,56 @@
+#include "histoscan/model/resnet.h"
+
+#include <algorithm>
+
+#include <torch/nn.h>
+
+namespace histoscan::model {
+
+torch::Tensor CentreCropImpl::forward(const torch::Tensor& x) {
+  const int64_t h = x.size(2), w = x.size(3);
+  const int64_t sh = std::min(side_, h), sw = std::min(side_, w);
+  return x.narrow(2, (h - sh) / 2, sh).narrow(3, (w - sw) / 2, sw);
+}
+
+BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t out, int64_t stride) {
+  namespace nn = torch::nn;
+  body = register_module("body", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)),
+                                                nn::BatchNorm2d(out), nn::ReLU(),
+                                                nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)),
+                                                nn::BatchNorm2d(out)));
+  shortcut = register_module("shortcut", nn::Sequential());
+  if (in != out || stride != 1) {
+    shortcut->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
+    shortcut->push_back(nn::BatchNorm2d(out));
+  }
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  auto y = body->forward(x);
+  y = shortcut->is_empty() ? y + x : y + shortcut->forward(x);
+  return torch::relu(y);
+}
+
+torch::nn::Sequential resnet(const ResNetOptions& o) {
+  namespace nn = torch::nn;
+  nn::Sequential net;
+  net->push_back(CentreCrop(o.crop));
+  net->push_back(nn::Conv2d(nn::Conv2dOptions(3, o.width, 3).padding(1).bias(false)));
+  net->push_back(nn::BatchNorm2d(o.width));
+  net->push_back(nn::ReLU());
+  int64_t in = o.width;
+  for (int stage = 0; stage < 4; ++stage) {
+    const int64_t out = o.width << stage;
+    for (int64_t b = 0; b < o.blocks; ++b) {
+      net->push_back(BasicBlock(in, out, b == 0 ? 2 : 1));
+      in = out;
+    }
+  }
+  net->push_back(nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)));
+  net->push_back(nn::Flatten());
+  net->push_back(nn::Dropout(o.dropout));
+  net->push_back(nn::Linear(in, 1));
+  return net;
+}
+
+}  // namespace histoscan::model

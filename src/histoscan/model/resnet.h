@@ -1,0 +1,50 @@
+#pragma once
+// A small residual network for 96x96 patches, sized for a CPU's hour of training.
+//
+// PCam's label says whether the centre 32x32 pixels hold tumour; the rest of the patch is
+// context. The network first keeps the centre crop x crop pixels (CentreCrop), so every FLOP
+// goes where the label is decided, then: a 3x3 stem of `width` channels, four stages of
+// `blocks` basic residual blocks (He et al., 2016; the first of each stage halves the side and,
+// past the first stage, doubles the channels), global average pooling, dropout and one linear
+// logit. Input N x 3 x 96 x 96 (standardized), output N x 1 logits.
+#include <cstdint>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+
+namespace histoscan::model {
+
+// Keeps the centre side x side pixels of an N x C x H x W input (all of it when side is
+// at least H and W). No parameters.
+class CentreCropImpl : public torch::nn::Module {
+ public:
+  explicit CentreCropImpl(int64_t side) : side_(side) {}
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t side() const { return side_; }
+
+ private:
+  int64_t side_;
+};
+TORCH_MODULE(CentreCrop);
+
+// relu(body(x) + shortcut(x)): body is conv3x3 (stride) - BN - ReLU - conv3x3 - BN; shortcut
+// is the identity, or conv1x1 (stride) - BN where the shape changes. Parameters are named
+// body.N.* and shortcut.N.*.
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  BasicBlockImpl(int64_t in, int64_t out, int64_t stride);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Sequential body, shortcut;  // shortcut is empty for the identity
+};
+TORCH_MODULE(BasicBlock);
+
+struct ResNetOptions {
+  int64_t crop = 64;     // centre pixels kept (96: the whole patch)
+  int64_t width = 32;    // channels of the stem and first stage; doubled at each later stage
+  int64_t blocks = 1;    // basic blocks per stage
+  double dropout = 0.2;  // before the linear layer
+};
+
+torch::nn::Sequential resnet(const ResNetOptions& options = {});
+
+}  // namespace histoscan::model
