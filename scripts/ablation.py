@@ -6,6 +6,9 @@
       times it (wall clock, decoding included) and appends one JSON line to RUNS/ablation.jsonl:
       recipe, flags, network, parameters, GFLOP per patch, minutes, epochs, and the best epoch's
       (lowest val_loss: the weights best.pt holds) val AUC and accuracy.
+  scripts/ablation.py tta NAME --seed S
+      evaluates that run's best.pt and last.pt on DATA/valid with --tta (the 8 dihedral views) and
+      adds their AUC and accuracy to its row.
   scripts/ablation.py table [--markdown]
       prints every line of RUNS/ablation.jsonl as a table (the one in docs/accuracy.md).
 
@@ -56,7 +59,8 @@ def run(a, flags):
            "parameters": params, "gflop_per_patch": gflop, "seed": a.seed, "threads": config["threads"],
            "minutes": round(minutes, 1), "epochs": len(history), "best_epoch": int(best["epoch"]),
            "val_auc": float(best["val_auc"]), "val_accuracy": float(best["val_accuracy"]),
-           "last_val_auc": float(history[-1]["val_auc"]), "train_patches": config["train_patches"],
+           "last_val_auc": float(history[-1]["val_auc"]), "last_val_accuracy": float(history[-1]["val_accuracy"]),
+           "train_patches": config["train_patches"],
            "valid_patches": config["valid_patches"], "run": out,
            "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model()}
     os.makedirs(a.runs, exist_ok=True)
@@ -75,18 +79,42 @@ def cpu_model():
     return "unknown"
 
 
+def tta(a):
+    path = os.path.join(a.runs, "ablation.jsonl")
+    rows = [json.loads(line) for line in open(path) if line.strip()] if os.path.exists(path) else []
+    matches = [r for r in rows if r["name"] == a.name and r["seed"] == a.seed]
+    if not matches:
+        sys.exit(f"ablation.py: no row {a.name} with seed {a.seed} in {path}; record it with 'ablation.py run' first")
+    row = matches[-1]
+    for which in ("best", "last"):
+        out = os.path.join(row["run"], f"eval-tta-{which}")
+        cmd = [a.histoscan, "evaluate", os.path.join(row["run"], f"{which}.pt"), os.path.join(a.data, "valid"),
+               "--tta", "--out", out, "--overwrite", "--bootstrap", "0"]
+        print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
+            sys.exit("ablation.py: histoscan evaluate failed; nothing recorded")
+        metrics = json.load(open(os.path.join(out, "metrics.json")))
+        row[f"{which}_tta_auc"], row[f"{which}_tta_accuracy"] = metrics["auc"], metrics["accuracy"]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+    print(json.dumps(row))
+
+
 def table(a):
     path = os.path.join(a.runs, "ablation.jsonl")
     if not os.path.exists(path):
         sys.exit(f"ablation.py: {path} does not exist; record runs with 'ablation.py run' first")
     rows = [json.loads(line) for line in open(path) if line.strip()]
     cols = ["name", "recipe", "flags", "model", "parameters", "gflop_per_patch", "minutes", "epochs", "best_epoch",
-            "val_auc", "val_accuracy", "seed"]
+            "val_auc", "val_accuracy", "last_val_auc", "last_val_accuracy", "best_tta_auc", "best_tta_accuracy",
+            "last_tta_auc", "last_tta_accuracy", "seed"]
     print("| " + " | ".join(cols) + " |")
     print("|" + " --- |" * len(cols))
     for r in rows:
         cells = [r.get(c) for c in cols]
-        cells = [f"`{v}`" if c == "flags" and v else ("-" if v in (None, "") else f"{v:.4f}" if isinstance(v, float) and c.startswith("val") else str(v))
+        cells = [f"`{v}`" if c == "flags" and v else ("-" if v in (None, "") else f"{v:.4f}" if isinstance(v, float) and ("auc" in c or "accuracy" in c) else str(v))
                  for c, v in zip(cols, cells)]
         print("| " + " | ".join(cells) + " |")
 
@@ -98,7 +126,7 @@ def main():
         i = argv.index("--")
         argv, flags = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["run", "table"])
+    p.add_argument("what", choices=["run", "tta", "table"])
     p.add_argument("name", nargs="?")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "pcam-subset"))
@@ -109,6 +137,10 @@ def main():
         if not a.name:
             p.error("run needs a NAME for the row")
         run(a, flags)
+    elif a.what == "tta":
+        if not a.name:
+            p.error("tta needs the NAME of a row")
+        tta(a)
     else:
         table(a)
 

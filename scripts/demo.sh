@@ -12,7 +12,7 @@ echo "== synth: a small synthetic dataset in Kaggle's layout"
 "$bin" synth "$out/data" --train 2000 --test 400
 echo "== inspect"
 "$bin" inspect "$out/data"
-echo "== train (seed-cnn, 4 epochs, 25% of the patches held out for validation)"
+echo "== train (the default recipe cut to 4 epochs, 25% of the patches held out for validation)"
 "$bin" train "$out/data" --out "$out/run" --epochs 4 --threads "$threads"
 echo "== evaluate on the held-out test patches (their labels are in test_labels.csv)"
 "$bin" evaluate "$out/run/best.pt" "$out/data/test" --labels "$out/data/test_labels.csv" --out "$out/eval" --threads "$threads"

@@ -14,6 +14,8 @@
 #include "commands.h"
 #include "histoscan/data/labels_csv.h"
 #include "histoscan/dist/dist.h"
+#include "histoscan/model/precision.h"
+#include "histoscan/predict/predictor.h"
 #include "histoscan/data/sampling.h"
 #include "histoscan/data/store.h"
 #include "histoscan/train/trainer.h"
@@ -297,6 +299,7 @@ nlohmann::json parse_model_options(const std::vector<std::string>& items) {
 void add_train(CLI::App& app) {
   auto p = std::make_shared<TrainParams>();
   auto& c = p->config;
+  c = train::recipe_config("default");  // what each flag shows as its default
   auto* cmd = app.add_subcommand("train", "train a network; writes best.pt, last.pt, history.csv and config.json to --out");
   auto* data = cmd->add_option("DATA", p->data, "training patches: Kaggle folder (+ train_labels.csv), class folders 0/ 1/, or .h5");
   auto* out = cmd->add_option("-o,--out", p->out, "run folder to write");
@@ -353,7 +356,11 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_flag("--amp", c.amp, "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs)");
+  auto* amp = cmd->add_flag("--amp", c.amp,
+                            "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in "
+                            "float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs). Default recipe: on where the "
+                            "CPU has bfloat16 arithmetic and training runs on it");
+  auto* no_amp = cmd->add_flag("--no-amp", "float32 throughout, even where the default recipe would use --amp")->excludes(amp);
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
   cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");
   cmd->add_option("--dist-url", p->dist_url,
@@ -362,7 +369,10 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--sync-bn", c.sync_bn, "distributed training: BatchNorm statistics over the whole batch, all ranks (default: each rank's share, as PyTorch's DDP)");
   cmd->add_option("--dist-timeout", p->dist_timeout, "seconds a rank waits for the others before failing")->capture_default_str();
   cmd->add_flag("--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
-  cmd->callback([p, from_recipe] {
+  cmd->callback([p, from_recipe, amp, no_amp] {
+    // The default recipe's --amp: where the CPU it trains on computes in bfloat16 (AMX, AVX512-BF16).
+    if (p->resume.empty() && p->config.recipe == "default" && amp->count() == 0 && no_amp->count() == 0)
+      p->config.amp = !predict::resolve_device(p->config.device).is_cuda() && model::cpu_has_bfloat16();
     // --recipe: its value for each flag not given (a resumed run takes all from its config.json).
     if (p->config.recipe != "default") {
       const auto recipe = train::recipe_config(p->config.recipe);

@@ -56,7 +56,15 @@ void validate(const TrainConfig& c) {
 TrainConfig recipe_config(const std::string& name) {
   TrainConfig c;
   c.recipe = name;
-  if (name == "default") return c;
+  if (name == "default") {
+    c.model = "resnet";
+    c.augment = kDefaultAugment;
+    c.schedule = "cosine";
+    c.warmup_epochs = 0;
+    c.epochs = kDefaultEpochs;
+    c.early_stopping_patience = 0;  // the cosine schedule's last epochs, at the smallest steps, are its best
+    return c;
+  }
   if (name == "seed") {
     c.model = "seed-cnn";
     c.augment = "flips";
@@ -67,6 +75,9 @@ TrainConfig recipe_config(const std::string& name) {
     c.early_stopping_patience = 7;
     c.lr_patience = 3;
     c.lr_factor = 0.1;
+    c.schedule = "plateau";
+    c.warmup_epochs = 0;
+    c.ema = 0;
     return c;
   }
   std::string known;
@@ -75,7 +86,8 @@ TrainConfig recipe_config(const std::string& name) {
 }
 
 std::vector<std::pair<std::string, std::string>> list_recipes() {
-  return {{"default", "histoscan's default: seed-cnn, flips, 90-degree rotations and colour jitter, Adam 1e-3, up to 20 epochs"},
+  return {{"default", "histoscan's default: resnet on the centre 64 x 64, flips, 90-degree rotations and shifts up to 16 "
+                      "pixels, Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
           {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
 }
 
