@@ -186,7 +186,13 @@ TEST_F(Cli, RecipeSetsTheFlagsNotGivenAndIsRecorded) {
                       " --recipe seed --augment dihedral");
   ASSERT_EQ(over.code, 0) << over.output;
   EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "recipe_over/config.json"))["augment"], "dihedral");
-  EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "run/config.json"))["augment"], "dihedral-colour");
+  auto defaults = nlohmann::json::parse(read_text(*dir_ / "run/config.json"));  // no --recipe: the default recipe
+  EXPECT_EQ(defaults["recipe"], "default");
+  EXPECT_EQ(defaults["model"], "resnet");
+  EXPECT_EQ(defaults["augment"], "dihedral+shift=16");
+  EXPECT_EQ(defaults["schedule"], "cosine");
+  EXPECT_EQ(config["model"], "seed-cnn");
+  EXPECT_EQ(config["schedule"], "plateau");
 }
 
 TEST_F(Cli, CosineScheduleWarmsUpThenFallsToNearZero) {
@@ -231,7 +237,10 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   expect_user_error(run_cli(train + " --recipe nope"), "--recipe nope: expected one of default, seed");
   expect_user_error(run_cli(train + " --max-minutes -1"), "--max-minutes -1 must be 0");
   expect_user_error(run_cli(train + " --schedule step"), "--schedule step: expected plateau or cosine");
-  expect_user_error(run_cli(train + " --warmup-epochs 20"), "--warmup-epochs 20 must be from 0 to below --epochs");
+  expect_user_error(run_cli(train + " --warmup-epochs 30"), "--warmup-epochs 30 must be from 0 to below --epochs");
+  auto both = run_cli(train + " --amp --no-amp");
+  EXPECT_EQ(both.code, 2) << both.output;
+  EXPECT_NE(both.output.find("--amp excludes --no-amp"), std::string::npos) << both.output;
   expect_user_error(run_cli(train + " --ema 1"), "--ema 1 must be 0 (off)");
   expect_user_error(run_cli(train + " --augment blur"), "steps joined by '+'");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";
