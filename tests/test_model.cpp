@@ -311,7 +311,7 @@ TEST(Transforms, AugmentStepsParseAndTheOldNamesMeanTheirSteps) {
   EXPECT_TRUE(torch::equal(train::augment(x, "dihedral-colour", c), train::augment(x, "dihedral+colour", d)));
   std::mt19937_64 e(3);
   EXPECT_EQ(train::augment(x, "flips+hed=0.2+shift=8", e).sizes(), x.sizes());
-  for (const char* bad : {"blur", "shift=40", "shift=2.5", "hed=1.5", "colour=x", "dihedral+", "flips=1", "hed=0.1junk"}) {
+  for (const char* bad : {"blur", "shift=40", "shift=2.5", "hed=1.5", "colour=x", "dihedral+", "flips=1", "hed=0.1junk", "hed=nan", "shift=inf", "shift="}) {
     std::mt19937_64 r(1);
     EXPECT_THROW(train::augment(x, bad, r), InputError) << bad;
   }

@@ -1,7 +1,6 @@
 #include "histoscan/train/transforms.h"
 
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include <torch/torch.h>
@@ -127,7 +126,7 @@ torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t
 
 namespace {
 
-// One step of an --augment list: a name and its strength (NaN: the step's default).
+// One step of an --augment list: a name and its strength.
 struct AugmentStep {
   std::string name;
   double value;
@@ -146,7 +145,7 @@ std::vector<AugmentStep> parse_augment(const std::string& spec) {
     const auto end = spec.find('+', start);
     const auto part = spec.substr(start, end == std::string::npos ? std::string::npos : end - start);
     const auto eq = part.find('=');
-    AugmentStep step{part.substr(0, eq), std::numeric_limits<double>::quiet_NaN()};
+    AugmentStep step{part.substr(0, eq), 0.0};
     if (eq != std::string::npos) {
       const auto text = part.substr(eq + 1);
       std::size_t used = 0;
@@ -157,8 +156,8 @@ std::vector<AugmentStep> parse_augment(const std::string& spec) {
       }
       if (used != text.size()) throw InputError(usage);
     }
-    const bool plain = std::isnan(step.value);
-    const double v = step.value;
+    const bool plain = eq == std::string::npos;
+    const double v = step.value;  // stod reads "nan" and "inf", which every range below refuses
     bool ok = false;
     if (step.name == "flips" || step.name == "dihedral") {
       ok = plain;
