@@ -54,7 +54,8 @@ class Dist : public ::testing::Test {
   // 180 training patches in batches of 49: steps of 49, 49, 49 and 33, split 25/24 and 17/16.
   static std::vector<std::string> train_args(const fs::path& out, const std::vector<std::string>& extra) {
     std::vector<std::string> a{"train", (*dir_ / "data").string(), "--out", out.string(), "--batch", "49",
-                               "--seed", "5", "--threads", "1", "--no-progress", "--model-option", "dropout=0"};
+                               "--seed", "5", "--threads", "1", "--no-progress", "--model", "seed-cnn", "--no-amp",
+                               "--model-option", "dropout=0"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -92,7 +93,8 @@ TEST_F(Dist, TwoRanksOnLoopbackTrainAsOneProcessWithTheSameGlobalBatch) {
   // rounding of its sum decides the sign of a step of about lr (measured: Adam runs 2.8e-3
   // apart after 8 steps); SGD keeps rounding differences rounding-sized.
   auto single = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "single") +
-                              " --epochs 2 --batch 49 --seed 5 --threads 1 --no-progress --model-option dropout=0 --model-option batchnorm=false"
+                              " --epochs 2 --batch 49 --seed 5 --threads 1 --no-progress --model seed-cnn --no-amp --model-option dropout=0"
+                              " --model-option batchnorm=false"
                               " --optimizer sgd --lr 0.01");
   ASSERT_EQ(single.code, 0) << single.output;
   // HISTOSCAN_CHECK_RANKS: after every step the ranks compare weights bit for bit.
@@ -183,7 +185,7 @@ TEST_F(Dist, LaunchVariablesAreChecked) {
   r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --dist-timeout 0");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("--dist-timeout 0 must be a positive number"), std::string::npos) << r.output;
-  r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --model-option dropuot=0");
+  r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --model seed-cnn --model-option dropuot=0");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("model option dropuot=0: seed-cnn takes dropout"), std::string::npos) << r.output;
 }

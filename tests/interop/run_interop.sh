@@ -11,6 +11,7 @@ python=/usr/bin/python3
 "$python" -c 'import torch, h5py' 2>/dev/null || { echo "skipped: Debian's python3-torch and python3-h5py are needed"; exit 77; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$bin" train "$data/pcam-subset/train" --per-class 300 --epochs 2 --batch 16 --valid "$x" --out "$work/run" --no-progress
+"$bin" train "$data/pcam-subset/train" --per-class 300 --epochs 2 --batch 16 --valid "$x" --out "$work/run" --no-progress \
+  --model seed-cnn  # PyTorch's side defines seed-cnn
 "$bin" evaluate "$work/run/best.pt" "$x" --out "$work/eval" >/dev/null
 "$python" "$src/tests/interop/check_pytorch_interop.py" "$work/run/best.pt" "$work/eval/predictions.csv" "$x" "$peer"
