@@ -108,16 +108,19 @@ void add_models(CLI::App& app) {
   cmd->add_option("--model", p->model, "only this network");
   cmd->add_option("--model-option", p->options, "KEY=VALUE for --model, as train takes it; repeatable")->needs("--model");
   cmd->callback([p] {
-    const auto options = parse_model_options(p->options);
-    if (!p->model.empty()) model::make_model(p->model, options);  // an unknown name or option: one line
-    for (const auto& m : model::list_models()) {
-      if (!p->model.empty() && m.name != p->model) continue;
-      auto net = model::make_model(m.name, p->model.empty() ? nlohmann::json::object() : options);
+    auto print = [](const model::ModelInfo& m, torch::nn::Sequential net) {
       char flops[32];
       std::snprintf(flops, sizeof flops, "%.4f", model::flops_per_patch(net) / 1e9);
       std::cout << m.name << "  (" << model::count_parameters(*net) << " parameters, " << flops << " GFLOP per patch)  "
                 << m.description << '\n';
+    };
+    if (p->model.empty()) {
+      for (const auto& m : model::list_models()) print(m, model::make_model(m.name));
+      return;
     }
+    auto net = model::make_model(p->model, parse_model_options(p->options));  // an unknown name or option: one line
+    for (const auto& m : model::list_models())
+      if (m.name == p->model) print(m, net);
   });
 }
 

@@ -108,7 +108,7 @@ namespace {
 
 torch::Tensor count_macs(torch::nn::SequentialImpl& seq, const torch::Tensor& h, double& macs);
 
-// Runs the layer `it` of a Sequential on h, adding its convolutions' and linear layers'
+// Runs `layer` (an entry of a Sequential) on h, adding its convolutions' and linear layers'
 // multiply-accumulates to macs (inside nested Sequentials and residual blocks too).
 torch::Tensor count_macs(torch::nn::AnyModule& layer, const torch::Tensor& h, double& macs) {
   const auto module = layer.ptr();
