@@ -13,6 +13,10 @@
 #      to 1024 (a per-step cost shrinks per patch as the batch grows, the GPU's work does not),
 #      and the notebook's flips against the default augmentation.
 #
+#   6. with STEPS naming "layout": training on PATCHES patches in NCHW against channels-last (what
+#      --memory-format auto picks on a GPU), float32 and --amp, and the default recipe's resnet;
+#      "profile": bench/gpu_step_profile.py, a training step's CUDA kernels by layout and precision.
+#
 #   scripts/engine_gpu_check.sh OUTDIR      (STEPS: default "curves speed peer", any of those
 #                                            and sweep; PREFIX: extra CMake prefixes; PEER: the peer's .py;
 #                                            PATCHES: default 220025, Kaggle's training set;
@@ -70,6 +74,17 @@ if [[ $STEPS == *" speed "* ]]; then
   one speed-cuda-amp "${speed[@]}" --amp
   one speed-cuda-sgd "${speed[@]}" --optimizer sgd
 fi
+if [[ $STEPS == *" profile "* && -n "${PEER:-}" ]]; then
+  echo "== a training step by layout and precision (bench/gpu_step_profile.py)"
+  "$PY" bench/gpu_step_profile.py --peer "$PEER" >"$OUTDIR/step-profile.json" 2>"$OUTDIR/step-profile.txt"
+  cat "$OUTDIR/step-profile.txt"
+fi
+if [[ $STEPS == *" layout "* ]]; then
+  layout=(--patches "$PATCHES" --valid 8192 --epochs 2 --device cuda --make-on device --predict-batch 1024)
+  one layout-nchw "${layout[@]}" --memory-format nchw
+  one layout-cl "${layout[@]}" --memory-format channels-last
+  one layout-cl-amp "${layout[@]}" --memory-format channels-last --amp
+fi
 if [[ $STEPS == *" sweep "* ]]; then
   sweep=(--patches 65536 --valid 4096 --epochs 2 --device cuda --make-on device --predict-batch 1024)
   for b in 128 256 512 1024; do one "sweep-b$b" "${sweep[@]}" --batch "$b"; done
@@ -80,5 +95,9 @@ if [[ $STEPS == *" peer "* && -n "${PEER:-}" ]]; then
   echo "== peer (bench/torch_peer_gpu.py), float32 and --amp, $PEER_PATCHES patches"
   "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PEER_PATCHES" --epochs 2 | tee "$OUTDIR/peer-cuda.json"
   "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PEER_PATCHES" --epochs 2 --amp | tee "$OUTDIR/peer-cuda-amp.json"
+fi
+if [[ $STEPS == *" layout "* ]]; then
+  one layout-resnet-amp "${layout[@]}" --model resnet --augment dihedral+shift=16 --amp
+  one layout-resnet "${layout[@]}" --model resnet --augment dihedral+shift=16
 fi
 echo "total $((SECONDS - start)) s"

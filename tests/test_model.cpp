@@ -489,6 +489,39 @@ TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
   for (const auto& p : ckpt.net->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat32);
 }
 
+// --memory-format channels-last (what "auto" picks on a GPU) trains the same network on the
+// same batches; only the layout, and so the order of sums, differs.
+TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
+  auto train = synth_store(64, 100), valid = synth_store(32, 500);
+  train::TrainConfig c;
+  c.epochs = 2;
+  c.batch = 16;
+  c.augment = "dihedral+shift=8";
+  c.early_stopping_patience = 0;
+  c.progress = false;
+  c.device = "cpu";
+  TempDir nchw_dir, cl_dir;
+  auto nchw = train::train_model(train, valid, c, nchw_dir.path(), {});
+  c.memory_format = "channels-last";
+  auto cl = train::train_model(train, valid, c, cl_dir.path(), {});
+  ASSERT_EQ(cl.history.size(), 2u);
+  for (std::size_t e = 0; e < 2; ++e) {
+    EXPECT_NEAR(cl.history[e].loss, nchw.history[e].loss, 0.1) << "epoch " << e + 1;
+    EXPECT_NEAR(cl.history[e].val_loss, nchw.history[e].val_loss, 0.05) << "epoch " << e + 1;
+  }
+  EXPECT_LT(cl.history[1].loss, cl.history[0].loss - 0.2);
+  auto a = model::load_checkpoint(nchw_dir / "last.pt"), b = model::load_checkpoint(cl_dir / "last.pt");
+  auto pa = a.net->named_parameters(), pb = b.net->named_parameters();
+  EXPECT_LT((pa["0.weight"] - pb["0.weight"]).abs().max().item<double>(), 0.05) << "the same start, the same steps";
+  c.memory_format = "nhwc";
+  try {
+    train::validate(c);
+    ADD_FAILURE() << "--memory-format nhwc was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--memory-format nhwc: expected auto, nchw or channels-last"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Synthetic, PatchesAreRepeatableBalancedAndTheClassesDifferInTheCentre) {
   auto a = train::synthetic_patches(64, 5), b = train::synthetic_patches(64, 5), c = train::synthetic_patches(64, 6);
   ASSERT_EQ(a.size(), 64u);

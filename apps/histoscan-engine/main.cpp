@@ -60,7 +60,7 @@ void run(Params& p) {
   const double make_s = seconds_since(t0);
   log::info("made " + std::to_string(p.patches) + " training and " + std::to_string(p.valid) + " validation patches on " +
             make_device.str() + " in " + format_number(make_s) + " s; training " + c.model + " on " + c.device + " (" +
-            (c.amp ? "bfloat16 autocast" : "float32") + ", CPU threads: " + std::to_string(threads) + ")");
+            (c.amp ? "bfloat16 autocast" : "float32") + ", memory format " + c.memory_format + ", CPU threads: " + std::to_string(threads) + ")");
   fs::create_directories(p.out);
   auto result = train::train_model(train_set, valid_set, c, p.out, {{"data", "synthetic"}});
 
@@ -102,6 +102,7 @@ void run(Params& p) {
                         {"augment", c.augment},
                         {"made_on", make_device.str()},
                         {"precision", c.amp ? "bfloat16 autocast" : "float32"},
+                        {"memory_format", c.memory_format},
                         {"model", c.model},
                         {"threads", threads},
                         {"patches", p.patches},
@@ -136,6 +137,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "seed of the patches and the training")->capture_default_str();
   app.add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   app.add_flag("--amp", c.amp, "mixed precision (bfloat16 autocast)");
+  app.add_option("--memory-format", c.memory_format,
+                 "layout while training: auto (channels-last on a GPU, NCHW on the CPU), nchw or channels-last")
+      ->capture_default_str();
   app.add_option("--augment", c.augment, "flips, dihedral, dihedral-colour or dihedral-hed")->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "adam or sgd (with momentum 0.9)")->capture_default_str();
   app.add_option("--make-on", p.make_on,

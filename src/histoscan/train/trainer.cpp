@@ -45,6 +45,8 @@ void validate(const TrainConfig& c) {
   if (!(c.warmup_epochs >= 0 && c.warmup_epochs < c.epochs))
     throw InputError("--warmup-epochs " + format_number(c.warmup_epochs) + " must be from 0 to below --epochs");
   if (!(c.ema >= 0 && c.ema < 1)) throw InputError("--ema " + format_number(c.ema) + " must be 0 (off) or a decay below 1, e.g. 0.999");
+  if (c.memory_format != "auto" && c.memory_format != "nchw" && c.memory_format != "channels-last")
+    throw InputError("--memory-format " + c.memory_format + ": expected auto, nchw or channels-last");
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
     throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
   recipe_config(c.recipe);                      // an unknown recipe,
@@ -150,12 +152,14 @@ class Loop {
     torch::manual_seed(config.seed);
     net_ = model::make_model(config.model, config.model_options);
     if (group_ && config.sync_bn) net_ = dist::with_sync_batchnorm(net_, *group_);
-    // Training stays in NCHW memory: in LibTorch 1.13 on CPU, BatchNorm's channels-last
-    // kernel sums 96x96 maps less exactly (2e-4 against float64 where NCHW is within 1e-6),
-    // and seed-cnn at initialisation amplifies that into gradients 93% off float64's
-    // (NCHW float32: 0.7% off). Inference, where BatchNorm uses stored statistics, runs
-    // channels-last (same probabilities within 1e-7, faster).
+    // On the CPU training stays in NCHW memory (--memory-format auto): in LibTorch 1.13,
+    // BatchNorm's channels-last kernel sums 96x96 maps less exactly (2e-4 against float64
+    // where NCHW is within 1e-6), and seed-cnn at initialisation amplifies that into
+    // gradients 93% off float64's (NCHW float32: 0.7% off). Inference, where BatchNorm uses
+    // stored statistics, runs channels-last (same probabilities within 1e-7, faster). On a
+    // GPU training runs channels-last: cuDNN's NHWC kernels, and tensor cores under --amp.
     net_->to(device_);
+    if (channels_last_) model::use_channels_last(*net_);
     model::warn_if_amp_is_slow(device_, config.amp);
     if (config.optimizer == "sgd")
       opt_ = std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
@@ -365,8 +369,10 @@ class Loop {
   std::pair<torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset, int64_t share,
                                                        int64_t b) {
     auto idx = perm.narrow(0, start + offset, share);
-    auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(), config_.augment, rng_,
-                                 BatchSlice{offset, b}));
+    const auto layout = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+    auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(layout), config_.augment,
+                                 rng_, BatchSlice{offset, b}))
+                 .contiguous(layout);
     auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
     return {model::forward(net_, x, device_, config_.amp).reshape({share}), y};
   }
@@ -589,6 +595,7 @@ class Loop {
   bool check_ranks_ = std::getenv("HISTOSCAN_CHECK_RANKS") != nullptr;
   std::mt19937_64 rng_;
   c10::Device device_;
+  bool channels_last_ = config_.memory_format == "channels-last" || (config_.memory_format == "auto" && device_.is_cuda());
   int64_t n_, steps_;
   std::vector<float> label_values_;
   torch::nn::Sequential net_{nullptr};

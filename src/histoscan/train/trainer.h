@@ -49,6 +49,10 @@ struct TrainConfig {
   double ema = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation
+  // The layout of activations and convolution weights while training: "nchw", "channels-last",
+  // or "auto": channels-last on a GPU (cuDNN's NHWC kernels, tensor cores under --amp), NCHW
+  // on the CPU (see Loop: LibTorch 1.13's channels-last BatchNorm sums less exactly there).
+  std::string memory_format = "auto";
   bool sync_bn = false;  // data-parallel: BatchNorm statistics over the global batch (dist::with_sync_batchnorm)
   bool progress = true;
 };
