@@ -242,6 +242,7 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   EXPECT_EQ(both.code, 2) << both.output;
   EXPECT_NE(both.output.find("--amp excludes --no-amp"), std::string::npos) << both.output;
   expect_user_error(run_cli(train + " --ema 1"), "--ema 1 must be 0 (off)");
+  expect_user_error(run_cli(train + " --memory-format nhwc"), "--memory-format nhwc: expected auto, nchw or channels-last");
   expect_user_error(run_cli(train + " --augment blur"), "steps joined by '+'");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";
   expect_user_error(run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run")), "exists; pass --overwrite");

@@ -76,6 +76,7 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"augment", c.augment},
           {"sync_bn", c.sync_bn},
           {"amp", c.amp},
+          {"memory_format", c.memory_format},
           {"recipe", c.recipe},
           {"schedule", c.schedule},
           {"warmup_epochs", c.warmup_epochs},
@@ -118,6 +119,7 @@ void load_resumed_flags(TrainParams& p) {
     k.augment = c.at("augment");
     k.sync_bn = c.value("sync_bn", false);
     k.amp = c.value("amp", false);
+    k.memory_format = c.value("memory_format", "auto");
     k.recipe = c.value("recipe", "default");
     k.max_minutes = c.value("max_minutes", 0.0);
     k.schedule = c.value("schedule", "plateau");
@@ -361,6 +363,9 @@ void add_train(CLI::App& app) {
                             "float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs). Default recipe: on where the "
                             "CPU has bfloat16 arithmetic and training runs on it");
   auto* no_amp = cmd->add_flag("--no-amp", "float32 throughout, even where the default recipe would use --amp")->excludes(amp);
+  cmd->add_option("--memory-format", c.memory_format,
+                  "layout while training: auto (channels-last on a GPU, NCHW on the CPU), nchw or channels-last")
+      ->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
   cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");
   cmd->add_option("--dist-url", p->dist_url,
