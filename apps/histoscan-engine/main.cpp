@@ -122,6 +122,9 @@ int main(int argc, char** argv) {
   CLI::App app{"histoscan-engine: train and apply histoscan's networks on synthetic patches (no files) to check and time "
                "a machine, a GPU or a LibTorch build"};
   app.set_version_flag("--version", std::string("histoscan-engine ") + HISTOSCAN_VERSION);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("histoscan-engine: error: ") + e.what() + " (see --help)\n";
+  });
   Params p;
   auto& c = p.config;
   c.epochs = 3;

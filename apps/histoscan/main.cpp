@@ -13,6 +13,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // -q/-v work after the subcommand too
   app.set_version_flag("--version", std::string("histoscan ") + HISTOSCAN_VERSION);
+  // CLI11's own parse errors (an unknown flag, flags that exclude each other, a bad number):
+  // one line with the prefix of every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("histoscan: error: ") + e.what() + " (see --help)\n";
+  });
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "only warnings and errors on stderr");
   app.add_flag("-v,--verbose", verbose, "debug messages on stderr");
