@@ -97,7 +97,7 @@ if [[ $STEPS == *" peer "* && -n "${PEER:-}" ]]; then
   "$PY" bench/torch_peer_gpu.py --peer "$PEER" --patches "$PEER_PATCHES" --epochs 2 --amp | tee "$OUTDIR/peer-cuda-amp.json"
 fi
 if [[ $STEPS == *" layout "* ]]; then
-  one layout-resnet-amp "${layout[@]}" --model resnet --augment dihedral+shift=16 --amp
-  one layout-resnet "${layout[@]}" --model resnet --augment dihedral+shift=16
+  one layout-resnet-amp "${layout[@]}" --model resnet --augment dihedral+hed=0.1+shift=16 --amp
+  one layout-resnet "${layout[@]}" --model resnet --augment dihedral+hed=0.1+shift=16
 fi
 echo "total $((SECONDS - start)) s"

@@ -189,7 +189,7 @@ TEST_F(Cli, RecipeSetsTheFlagsNotGivenAndIsRecorded) {
   auto defaults = nlohmann::json::parse(read_text(*dir_ / "run/config.json"));  // no --recipe: the default recipe
   EXPECT_EQ(defaults["recipe"], "default");
   EXPECT_EQ(defaults["model"], "resnet");
-  EXPECT_EQ(defaults["augment"], "dihedral+shift=16");
+  EXPECT_EQ(defaults["augment"], "dihedral+hed=0.1+shift=16");
   EXPECT_EQ(defaults["schedule"], "cosine");
   EXPECT_EQ(config["model"], "seed-cnn");
   EXPECT_EQ(config["schedule"], "plateau");

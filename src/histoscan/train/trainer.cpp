@@ -88,8 +88,8 @@ TrainConfig recipe_config(const std::string& name) {
 }
 
 std::vector<std::pair<std::string, std::string>> list_recipes() {
-  return {{"default", "histoscan's default: resnet on the centre 64 x 64, flips, 90-degree rotations and shifts up to 16 "
-                      "pixels, Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
+  return {{"default", std::string("histoscan's default: resnet on the centre 64 x 64, --augment ") + kDefaultAugment +
+                          ", Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
           {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
 }
 

@@ -61,7 +61,7 @@ struct TrainConfig {
 void validate(const TrainConfig& config);
 
 // The default recipe's augmentation and epochs (see recipe_config and docs/accuracy.md).
-inline constexpr const char* kDefaultAugment = "dihedral+shift=16";
+inline constexpr const char* kDefaultAugment = "dihedral+hed=0.1+shift=16";
 inline constexpr int kDefaultEpochs = 30;
 
 // A named recipe's settings (--recipe NAME; flags given with it override them). TrainConfig{}
