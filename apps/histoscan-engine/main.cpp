@@ -143,7 +143,9 @@ int main(int argc, char** argv) {
   app.add_option("--memory-format", c.memory_format,
                  "layout while training: auto (channels-last on a GPU, NCHW on the CPU), nchw or channels-last")
       ->capture_default_str();
-  app.add_option("--augment", c.augment, "flips, dihedral, dihedral-colour or dihedral-hed")->capture_default_str();
+  app.add_option("--augment", c.augment,
+                 "flips, dihedral, or steps joined by '+' (flips, dihedral, colour[=S], hed[=S], shift[=PIXELS]), as in "
+                 "histoscan train")->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "adam or sgd (with momentum 0.9)")->capture_default_str();
   app.add_option("--make-on", p.make_on,
                  "where to make the synthetic patches: cpu (the same bytes on every machine) or device (the training "
