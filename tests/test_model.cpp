@@ -463,15 +463,21 @@ TEST(Amp, InferenceInBfloat16ScoresAsFloat32WithinAHundredth) {
   for (int i = 0; i < 16; ++i) EXPECT_NEAR(on_the_fly[i], f32[i], 0.01);
 }
 
-TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
-  auto train = synth_store(64, 100), valid = synth_store(32, 500);
+// Two quiet CPU epochs at batch 16 of 64 patches: the runs that compare two ways of training.
+train::TrainConfig two_epoch_config(const std::string& augment) {
   train::TrainConfig c;
   c.epochs = 2;
   c.batch = 16;
-  c.augment = "flips";
+  c.augment = augment;
   c.early_stopping_patience = 0;
   c.progress = false;
   c.device = "cpu";
+  return c;
+}
+
+TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
+  auto train = synth_store(64, 100), valid = synth_store(32, 500);
+  auto c = two_epoch_config("flips");
   TempDir plain_dir, amp_dir;
   auto plain = train::train_model(train, valid, c, plain_dir.path(), {});
   c.amp = true;
@@ -493,13 +499,7 @@ TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
 // same batches; only the layout, and so the order of sums, differs.
 TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
   auto train = synth_store(64, 100), valid = synth_store(32, 500);
-  train::TrainConfig c;
-  c.epochs = 2;
-  c.batch = 16;
-  c.augment = "dihedral+shift=8";
-  c.early_stopping_patience = 0;
-  c.progress = false;
-  c.device = "cpu";
+  auto c = two_epoch_config("dihedral+shift=8");
   TempDir nchw_dir, cl_dir;
   auto nchw = train::train_model(train, valid, c, nchw_dir.path(), {});
   c.memory_format = "channels-last";
