@@ -116,6 +116,28 @@ TEST(ResNet, CheckpointRoundTripKeepsItsOutputs) {
   EXPECT_TRUE(back.net->named_buffers().contains("4.body.1.running_mean")) << "blocks' layers are named as in PyTorch";
 }
 
+TEST(ResNet, ChannelInputNormIgnoresEachChannelsGainAndOffsetAndSurvivesACheckpoint) {
+  TempDir dir;
+  torch::manual_seed(6);
+  nlohmann::json options = {{"width", 8}, {"input_norm", "channel"}};
+  auto net = model::make_model("resnet", options);
+  net->eval();
+  auto x = torch::rand({4, 3, 96, 96});
+  // A stain that darkens red, lifts blue and scales green differently in every image.
+  auto gain = torch::rand({4, 3, 1, 1}) + 0.5, offset = torch::rand({4, 3, 1, 1}) - 0.5;
+  auto stained = x * gain + offset;
+  auto out = net->forward(x);
+  EXPECT_TRUE(torch::allclose(net->forward(stained), out, 1e-4, 1e-4)) << "a per-channel affine change is invisible";
+  auto plain = model::make_model("resnet", {{"width", 8}});
+  plain->eval();
+  EXPECT_FALSE(torch::allclose(plain->forward(stained), plain->forward(x), 1e-4, 1e-4)) << "to the default network it is not";
+  model::save_checkpoint(dir / "c.pt", net, {{"model", "resnet"}, {"model_options", options}});
+  auto back = model::load_checkpoint(dir / "c.pt");
+  back.net->eval();
+  EXPECT_TRUE(torch::allclose(back.net->forward(stained), out, 1e-4, 1e-4)) << "the checkpoint keeps the layer";
+  EXPECT_THROW(model::make_model("resnet", {{"input_norm", "slide"}}), InputError);
+}
+
 TEST(Checkpoint, RoundTripGivesTheSameOutputsAndMetadata) {
   TempDir dir;
   torch::manual_seed(1);

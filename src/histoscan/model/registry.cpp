@@ -44,10 +44,12 @@ std::map<std::string, ModelInfo>& registry() {
                          o.blocks = value.get<int64_t>();
                        else if (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1)
                          o.dropout = value.get<double>();
+                       else if (key == "input_norm" && value.is_string() && (value == "image" || value == "channel"))
+                         o.input_norm = value.get<std::string>();
                        else
                          throw InputError("model option " + key + "=" + value.dump() +
-                                          ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4) and dropout "
-                                          "(0 to below 1)");
+                                          ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4), dropout "
+                                          "(0 to below 1) and input_norm (image or channel)");
                      }
                      return resnet(o);
                    }};

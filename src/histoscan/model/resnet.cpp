@@ -34,6 +34,7 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
 torch::nn::Sequential resnet(const ResNetOptions& o) {
   namespace nn = torch::nn;
   nn::Sequential net;
+  if (o.input_norm == "channel") net->push_back(nn::InstanceNorm2d(nn::InstanceNorm2dOptions(3).affine(false).track_running_stats(false)));
   net->push_back(CentreCrop(o.crop));
   net->push_back(nn::Conv2d(nn::Conv2dOptions(3, o.width, 3).padding(1).bias(false)));
   net->push_back(nn::BatchNorm2d(o.width));

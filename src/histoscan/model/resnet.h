@@ -6,8 +6,12 @@
 // goes where the label is decided, then: a 3x3 stem of `width` channels, four stages of
 // `blocks` basic residual blocks (He et al., 2016; the first of each stage halves the side and,
 // past the first stage, doubles the channels), global average pooling, dropout and one linear
-// logit. Input N x 3 x 96 x 96 (standardized), output N x 1 logits.
+// logit. Input N x 3 x 96 x 96 (standardized), output N x 1 logits. With input_norm "channel" a
+// first layer standardizes each image's R, G and B apart (InstanceNorm2d without parameters,
+// over the whole 96 x 96 before the crop): a patch whose stain shifts or scales a channel looks
+// the same to the rest of the network, in training and in every use of the checkpoint.
 #include <cstdint>
+#include <string>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -43,6 +47,9 @@ struct ResNetOptions {
   int64_t width = 32;    // channels of the stem and first stage; doubled at each later stage
   int64_t blocks = 1;    // basic blocks per stage
   double dropout = 0.2;  // before the linear layer
+  // "image": the input as preprocessed (each image standardized over all its channels);
+  // "channel": each channel of each image standardized again apart (see above).
+  std::string input_norm = "image";
 };
 
 torch::nn::Sequential resnet(const ResNetOptions& options = {});
