@@ -515,9 +515,13 @@ TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
   auto ckpt = model::load_checkpoint(amp_dir / "best.pt");
   EXPECT_EQ(ckpt.meta.value("precision", ""), "bfloat16 autocast");
   for (const auto& p : ckpt.net->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat32);
+  // --memory-format auto: channels-last under amp on the CPU (faster, and its error is
+  // bfloat16's), NCHW in float32 (exact sums).
+  EXPECT_EQ(ckpt.meta.value("memory_format", ""), "channels-last");
+  EXPECT_EQ(model::load_checkpoint(plain_dir / "best.pt").meta.value("memory_format", ""), "nchw");
 }
 
-// --memory-format channels-last (what "auto" picks on a GPU) trains the same network on the
+// --memory-format channels-last (what "auto" picks on a GPU and under --amp) trains the same network on the
 // same batches; only the layout, and so the order of sums, differs.
 TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
   auto train = synth_store(64, 100), valid = synth_store(32, 500);

@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   app.add_flag("--amp", c.amp, "mixed precision (bfloat16 autocast)");
   app.add_option("--memory-format", c.memory_format,
-                 "layout while training: auto (channels-last on a GPU, NCHW on the CPU), nchw or channels-last")
+                 "layout while training: auto (channels-last on a GPU and under --amp, NCHW for float32 on the CPU), nchw or "
+                  "channels-last")
       ->capture_default_str();
   app.add_option("--augment", c.augment,
                  "flips, dihedral, or steps joined by '+' (flips, dihedral, colour[=S], hed[=S], shift[=PIXELS]), as in "

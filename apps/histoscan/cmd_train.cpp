@@ -364,7 +364,8 @@ void add_train(CLI::App& app) {
                             "CPU has bfloat16 arithmetic and training runs on it");
   auto* no_amp = cmd->add_flag("--no-amp", "float32 throughout, even where the default recipe would use --amp")->excludes(amp);
   cmd->add_option("--memory-format", c.memory_format,
-                  "layout while training: auto (channels-last on a GPU, NCHW on the CPU), nchw or channels-last")
+                  "layout while training: auto (channels-last on a GPU and under --amp, NCHW for float32 on the CPU), nchw or "
+                  "channels-last")
       ->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
   cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");

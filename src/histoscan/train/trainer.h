@@ -50,8 +50,10 @@ struct TrainConfig {
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation
   // The layout of activations and convolution weights while training: "nchw", "channels-last",
-  // or "auto": channels-last on a GPU (cuDNN's NHWC kernels, tensor cores under --amp), NCHW
-  // on the CPU (see Loop: LibTorch 1.13's channels-last BatchNorm sums less exactly there).
+  // or "auto": channels-last on a GPU (cuDNN's NHWC kernels, tensor cores under --amp) and under
+  // amp on the CPU (oneDNN's NHWC kernels, about 1.3x faster there); NCHW for float32 on the CPU,
+  // where LibTorch 1.13's channels-last BatchNorm sums less exactly (docs/performance.md: its
+  // gradients' error is far below bfloat16's, but far above float32 NCHW's).
   std::string memory_format = "auto";
   bool sync_bn = false;  // data-parallel: BatchNorm statistics over the global batch (dist::with_sync_batchnorm)
   bool progress = true;
