@@ -30,6 +30,7 @@
 #include "histoscan/scan/scanner.h"
 #include "histoscan/slide/test_slide.h"
 #include "histoscan/train/adam.h"
+#include "histoscan/train/trainer.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -76,12 +77,17 @@ double matmul_gflops(int runs) {
   return 2.0 * double(n) * double(n) * double(n) / s / 1e9;
 }
 
-// amp: the forward pass under bfloat16 autocast, as train --amp runs it.
+// amp: the forward pass under bfloat16 autocast, in the layout train --amp runs it in.
 double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, c10::Device device, bool amp) {
   torch::manual_seed(1);
   auto net = model::make_model("seed-cnn");
   net->train();
   net->to(device);
+  train::TrainConfig config;
+  config.amp = amp;
+  const auto layout = train::trains_channels_last(config, device.is_cuda()) ? torch::MemoryFormat::ChannelsLast
+                                                                           : torch::MemoryFormat::Contiguous;
+  if (layout == torch::MemoryFormat::ChannelsLast) model::use_channels_last(*net);
   train::MultiTensorAdam opt(net->parameters(), torch::optim::AdamOptions(1e-3));  // as train_model
   const int64_t n = static_cast<int64_t>(store.size()), batch = 128;
   auto images = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
@@ -90,7 +96,7 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
   std::mt19937_64 rng(1);
   auto step = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
-    auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(), rng));
+    auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(layout), rng));
     auto logits = model::forward(net, x, device, amp).reshape({batch});
     auto loss = torch::binary_cross_entropy_with_logits(logits, labels.index_select(0, idx.to(device)));
     opt.zero_grad();

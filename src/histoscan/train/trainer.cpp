@@ -32,6 +32,10 @@
 
 namespace histoscan::train {
 
+bool trains_channels_last(const TrainConfig& config, bool cuda) {
+  return config.memory_format == "channels-last" || (config.memory_format == "auto" && (cuda || config.amp));
+}
+
 void validate(const TrainConfig& c) {
   if (c.batch < 1) throw InputError("--batch " + std::to_string(c.batch) + " must be at least 1");
   if (c.epochs < 1) throw InputError("--epochs " + std::to_string(c.epochs) + " must be at least 1");
@@ -599,7 +603,7 @@ class Loop {
   bool check_ranks_ = std::getenv("HISTOSCAN_CHECK_RANKS") != nullptr;
   std::mt19937_64 rng_;
   c10::Device device_;
-  bool channels_last_ = config_.memory_format == "channels-last" || (config_.memory_format == "auto" && (device_.is_cuda() || config_.amp));
+  bool channels_last_ = trains_channels_last(config_, device_.is_cuda());
   int64_t n_, steps_;
   std::vector<float> label_values_;
   torch::nn::Sequential net_{nullptr};

@@ -62,6 +62,10 @@ struct TrainConfig {
 // Throws InputError naming the flag when a value is out of range.
 void validate(const TrainConfig& config);
 
+// Whether training with `config` on a GPU (cuda) or the CPU runs channels-last (memory_format,
+// "auto" resolved as TrainConfig says).
+bool trains_channels_last(const TrainConfig& config, bool cuda);
+
 // The default recipe's augmentation and epochs (see recipe_config and docs/accuracy.md).
 inline constexpr const char* kDefaultAugment = "dihedral+hed=0.1+shift=16";
 inline constexpr int kDefaultEpochs = 30;
