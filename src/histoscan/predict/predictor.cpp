@@ -43,8 +43,11 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   const bool gpu = device.is_cuda();
   torch::Tensor gpu_out;
   if (gpu) gpu_out = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  for (std::size_t start = 0; start < n; start += static_cast<std::size_t>(batch)) {
-    int64_t b = static_cast<int64_t>(std::min<std::size_t>(static_cast<std::size_t>(batch), n - start));
+  // On the CPU at most kCpuInferenceRows at a time: each layer's activations then stay in
+  // cache between the convolution, ReLU and BatchNorm passes over them.
+  const auto step = static_cast<std::size_t>(gpu ? batch : std::min(batch, kCpuInferenceRows));
+  for (std::size_t start = 0; start < n; start += step) {
+    int64_t b = static_cast<int64_t>(std::min(step, n - start));
     auto rows = all.narrow(0, static_cast<int64_t>(start), b);
     auto x = train::preprocess(gpu ? train::upload(rows, device) : rows);
     torch::Tensor logits;

@@ -24,8 +24,14 @@ c10::Device resolve_device(const std::string& name);
 // (model::to_bfloat16_for_inference; a warning where the CPU lacks bfloat16 arithmetic).
 c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& device, bool amp);
 
+// Rows the network scores at a time on the CPU, whatever the batch: seed-cnn's activations
+// (16 channels of 96 x 96 a patch) are streamed through memory three times per layer
+// (convolution, ReLU, BatchNorm), and in batches of 256 the memory is the bottleneck: batch 16
+// scored 2.6x as many patches a second as 256 (docs/performance.md, "Inference rows").
+inline constexpr int kCpuInferenceRows = 16;
+
 // Logits of n patches (27,648 RGB bytes each, contiguous at pixels), in eval mode without
-// autograd, `batch` at a time. The network must already be on `device`. With amp, through
+// autograd, `batch` at a time (on the CPU, kCpuInferenceRows at a time). The network must already be on `device`. With amp, through
 // model::forward (bfloat16 but for the last layer; prepare_inference may have converted the
 // network). Logits are float32. With tta, each
 // patch is scored in its 8 dihedral views (4 rotations, each also mirrored: tissue has no
