@@ -77,14 +77,15 @@ double matmul_gflops(int runs) {
   return 2.0 * double(n) * double(n) * double(n) / s / 1e9;
 }
 
-// amp: the forward pass under bfloat16 autocast, in the layout train --amp runs it in.
-double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, c10::Device device, bool amp) {
+// Training steps as train runs them with `config`'s amp and memory_format (bfloat16 autocast
+// around the forward pass; the layout train::trains_channels_last picks).
+double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, c10::Device device,
+                          const train::TrainConfig& config) {
+  const bool amp = config.amp;
   torch::manual_seed(1);
   auto net = model::make_model("seed-cnn");
   net->train();
   net->to(device);
-  train::TrainConfig config;
-  config.amp = amp;
   const auto layout = train::trains_channels_last(config, device.is_cuda()) ? torch::MemoryFormat::ChannelsLast
                                                                            : torch::MemoryFormat::Contiguous;
   if (layout == torch::MemoryFormat::ChannelsLast) model::use_channels_last(*net);
@@ -338,9 +339,16 @@ nlohmann::json run_bench(const BenchOptions& o) {
   }
 
   log::info("bench: training steps (batch 128, flips and standardization)");
-  double train_rate = train_images_per_s(store, o, device, false);
+  train::TrainConfig float32;  // --memory-format auto: NCHW on the CPU
+  double train_rate = train_images_per_s(store, o, device, float32);
   log::info("bench: training steps under --amp (bfloat16 autocast)");
-  double train_amp_rate = train_images_per_s(store, o, device, true);
+  auto amp = float32;
+  amp.amp = true;
+  double train_amp_rate = train_images_per_s(store, o, device, amp);
+  log::info("bench: training steps in float32, --memory-format channels-last");
+  auto channels_last = float32;
+  channels_last.memory_format = "channels-last";
+  double train_cl_rate = train_images_per_s(store, o, device, channels_last);
 
   log::info("bench: data-parallel training, 1 and 2 processes of one thread (Gloo on loopback)");
   data::write_packed(store, tmp / "bench.h5");
@@ -367,6 +375,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
   // The peer column of the first is histoscan's float32 training; the peer has no --amp.
   results.push_back(row("training --amp vs float32", "images/s", train_amp_rate, train_rate));
   results.push_back(row("training --amp vs peer --preload", "images/s", train_amp_rate, peer_train_preload));
+  // Float32 in channels-last memory: on the CPU not the default (its BatchNorm sums less
+  // exactly, docs/performance.md), so a row of its own.
+  results.push_back(row("training --memory-format channels-last vs peer --preload", "images/s", train_cl_rate,
+                        peer_train_preload));
   // The peer column holds one process of one thread: the ratio is the speed-up of 2 ranks.
   results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", rank2, rank1));
   results.push_back(row("train, 2 ranks: scaling efficiency", "%", 100.0 * rank2 / (2.0 * rank1)));
