@@ -356,7 +356,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   double rank2 = dist_train_rate(o.exe, tmp / "bench.h5", tmp, 2, o.runs);
 
   double peer_train = -1, peer_train_preload = -1, peer_predict = -1, peer_predict_preload = -1;
-  bool peer = !o.peer.empty() && fs::exists(o.peer) && std::system("/usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null") == 0;
+  bool peer = !o.peer.empty() && fs::exists(o.peer) && std::system("/usr/bin/python3 -c 'import torch, torchvision, PIL' 2>/dev/null") == 0;
   if (peer) {
     log::info("bench: the PyTorch peer (this takes a while)");
     // Two epochs so the peer's first, slower step weighs less; it reports images over seconds trained.
@@ -368,7 +368,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
     peer_predict = peer_median(o.runs, pred);
     peer_predict_preload = peer_median(o.runs, pred + " --preload");
   } else {
-    log::warn("bench: no peer rows (" + o.peer.string() + " or Debian's python3-torch/torchvision missing)");
+    log::warn("bench: no peer rows (" + o.peer.string() + " or Debian's python3-torch, python3-torchvision or python3-pil missing)");
   }
   results.push_back(row("training vs peer (DataLoader)", "images/s", train_rate, peer_train));
   results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
