@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "histoscan/eval/metrics.h"
 #include "test_util.h"
 
 using namespace histoscan::test;
@@ -19,17 +20,25 @@ bool inside(double x, double y, const nlohmann::json& rect) {
          y < rect[1].get<double>() + rect[3].get<double>();
 }
 
-// A scan of a synth-slide test slide: tiles above the threshold (after smoothing) overlap the
-// true tumour block with intersection over union >= 0.45 (calling all tissue tumour scores
-// 0.22), no glass is scored, and the GeoJSON is a FeatureCollection of closed polygons inside
-// the slide. The bound was 0.5: the same code's 3-epoch network scored at least that on one
-// machine and 0.489 on another (2026-11-27: identical training and scan with the binaries
-// before and after that day's changes), so 0.5 judged the machine's rounding, not the scan.
+// A scan of a synth-slide test slide finds the true tumour block. The network is a 3-epoch one
+// whose quality differs from machine to machine (oneDNN's rounding), so the checks are relative
+// to what chance and the network itself give, with room:
+// - ranking, which no threshold touches: the smoothed probabilities of the tiles inside the
+//   block against those outside have ROC AUC >= 0.80, the bar the network's patches pass on
+//   valid (2026-11-27: 0.853 for a network of patch AUC 0.821);
+// - the call at the saved operating point: the tiles above it overlap the block with
+//   intersection over union at least 1.5 times that of calling all tissue tumour (the
+//   tumour tiles' share of the tissue, 0.22: bound 0.33; measured 0.47 to above 0.5 on the
+//   machines so far, where a fixed bound of 0.5 failed one with 0.489);
+// - no glass is scored, and the GeoJSON is a FeatureCollection of closed polygons inside the
+//   slide.
 void expect_scan_finds_the_tumour_block(const fs::path& truth_json, const fs::path& scan) {
   auto truth = nlohmann::json::parse(read_text(truth_json));
   auto s = nlohmann::json::parse(read_text(scan / "summary.json"));
   double half = s["tile_level0_px"].get<double>() / 2, threshold = s["threshold"].get<double>();
   int tp = 0, fp = 0, fn = 0, on_glass = 0;
+  std::vector<int> in_block;
+  std::vector<double> smoothed_p;
   auto rows = lines_of(read_text(scan / "tiles.csv"));
   ASSERT_EQ(rows[0], "x,y,level,probability,smoothed");
   for (std::size_t i = 1; i < rows.size(); ++i) {
@@ -41,10 +50,15 @@ void expect_scan_finds_the_tumour_block(const fs::path& truth_json, const fs::pa
     fp += found && !tumour;
     fn += tumour && !found;
     on_glass += !inside(x + half, y + half, truth["mosaic"]);
+    in_block.push_back(tumour);
+    smoothed_p.push_back(smoothed);
   }
-  double iou = double(tp) / double(tp + fp + fn);
-  std::cout << "scan: " << rows.size() - 1 << " tiles; tumour block IoU " << iou << " (tp " << tp << ", fp " << fp << ", fn " << fn << ")\n";
-  EXPECT_GE(iou, 0.45);
+  const double iou = double(tp) / double(tp + fp + fn), all_tumour_iou = double(tp + fn) / double(in_block.size());
+  const double auc = histoscan::eval::roc_auc(in_block, smoothed_p);
+  std::cout << "scan: " << in_block.size() << " tiles; tumour block IoU " << iou << " (tp " << tp << ", fp " << fp << ", fn "
+            << fn << "; all tissue called tumour: " << all_tumour_iou << "); tile AUC " << auc << "\n";
+  EXPECT_GE(auc, 0.80);
+  EXPECT_GE(iou, 1.5 * all_tumour_iou);
   EXPECT_EQ(on_glass, 0);
   EXPECT_EQ(s["call"], "tumour");
 
