@@ -3,11 +3,15 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <set>
 #include <vector>
 
 #include <hdf5.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <tiffio.h>
 #include <unistd.h>
 
@@ -21,6 +25,7 @@
 #include "histoscan/data/store.h"
 #include "histoscan/data/synth.h"
 #include "histoscan/util/error.h"
+#include "histoscan/util/sysinfo.h"
 #include "test_util.h"
 
 using namespace histoscan;
@@ -479,4 +484,46 @@ TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {
   EXPECT_EQ(index_source(dir / "ok.h5").entries.size(), 1u);
   fs::path pcam = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
   if (!pcam.empty()) EXPECT_EQ(h5_count_patches(pcam), 256u);
+}
+
+namespace {
+
+long minor_page_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// Page faults of allocating, writing and freeing a 64 MiB block (over glibc's 32 MiB mmap
+// ceiling) for the second time.
+long faults_of_a_second_large_block() {
+  constexpr std::size_t kBytes = std::size_t{64} << 20;
+  auto use = [] {
+    auto* p = static_cast<volatile char*>(std::malloc(kBytes));
+    for (std::size_t i = 0; i < kBytes; i += 4096) p[i] = 1;
+    std::free(const_cast<char*>(p));
+  };
+  use();
+  long before = minor_page_faults();
+  use();
+  return minor_page_faults() - before;
+}
+
+}  // namespace
+
+// What the CLIs call first: a freed large block is reused, not unmapped and faulted in again
+// (16,384 faults of 4 KiB pages), so training steps do not pay the kernel for their activations.
+TEST(Memory, ReuseFreedMemoryKeepsALargeFreedBlockForTheNextAllocation) {
+#if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "glibc's allocator only";
+#else
+  long by_default = faults_of_a_second_large_block();
+  if (by_default < 8000) GTEST_SKIP() << "the kernel maps huge pages here (" << by_default << " faults by default): nothing to see";
+  histoscan::reuse_freed_memory();
+  long reusing = faults_of_a_second_large_block();
+  mallopt(M_MMAP_MAX, 65536);  // glibc's defaults again, for the tests after this one
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+  std::cout << "faults of a second 64 MiB block: " << by_default << " by default, " << reusing << " reusing\n";
+  EXPECT_LT(reusing, 1000);
+#endif
 }

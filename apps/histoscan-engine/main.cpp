@@ -22,6 +22,7 @@
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
+#include "histoscan/util/sysinfo.h"
 #include "histoscan/util/parallel.h"
 
 namespace fs = std::filesystem;
@@ -119,6 +120,7 @@ void run(Params& p) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  histoscan::reuse_freed_memory();  // before the first large allocation
   CLI::App app{"histoscan-engine: train and apply histoscan's networks on synthetic patches (no files) to check and time "
                "a machine, a GPU or a LibTorch build"};
   app.set_version_flag("--version", std::string("histoscan-engine ") + HISTOSCAN_VERSION);

@@ -7,8 +7,10 @@
 #include "histoscan/data/image_io.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
+#include "histoscan/util/sysinfo.h"
 
 int main(int argc, char** argv) {
+  histoscan::reuse_freed_memory();  // before the first large allocation
   CLI::App app{"histoscan: train, evaluate and apply CNNs that find metastatic cancer in 96x96 H&E patches"};
   app.require_subcommand(1);
   app.fallthrough();  // -q/-v work after the subcommand too
