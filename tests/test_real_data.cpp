@@ -25,7 +25,8 @@ bool inside(double x, double y, const nlohmann::json& rect) {
 // to what chance and the network itself give, with room:
 // - ranking, which no threshold touches: the smoothed probabilities of the tiles inside the
 //   block against those outside have ROC AUC >= 0.80, the bar the network's patches pass on
-//   valid (2026-11-27: 0.853 for a network of patch AUC 0.821);
+//   valid (2026-11-27: 0.935 in this test, and 0.853 for the same recipe trained on one
+//   thread, patch AUC 0.821);
 // - the call at the saved operating point: the tiles above it overlap the block with
 //   intersection over union at least 1.5 times that of calling all tissue tumour (the
 //   tumour tiles' share of the tissue, 0.22: bound 0.33; measured 0.47 to above 0.5 on the

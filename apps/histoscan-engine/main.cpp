@@ -22,8 +22,8 @@
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
-#include "histoscan/util/sysinfo.h"
 #include "histoscan/util/parallel.h"
+#include "histoscan/util/sysinfo.h"
 
 namespace fs = std::filesystem;
 using namespace histoscan;
