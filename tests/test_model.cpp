@@ -10,6 +10,7 @@
 
 #include "histoscan/data/synth.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/model/fold.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
@@ -300,7 +301,25 @@ TEST(Transforms, HedJitterIsSeededKeepsColoursAtStrengthZeroAndVariesStainAmount
   auto change = (one - x).abs().mean({1, 2, 3});
   EXPECT_GT(change.min().item<double>(), 1e-3) << "every image's stains move";
   EXPECT_GT((change.max() - change.min()).item<double>(), 1e-4) << "by amounts drawn per image";
-  EXPECT_TRUE(one.is_contiguous()) << "NCHW, as training runs";
+  EXPECT_TRUE(one.is_contiguous()) << "NCHW, as x";
+  // The stain model pixel by pixel: od = -ln(RGB), hed = od H, each stain's amount scaled and
+  // shifted by the draws (per image: scale 1 + s u, shift s u for H, E, D in turn), RGB = exp(-hed R).
+  std::mt19937_64 d(4);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> scale(18), shift(18);
+  for (int i = 0; i < 18; ++i) scale[i] = 1.0f + 0.05f * u(d), shift[i] = 0.05f * u(d);
+  auto rgb_from_hed = torch::tensor({0.65f, 0.70f, 0.29f, 0.07f, 0.99f, 0.11f, 0.27f, 0.57f, 0.78f}).view({3, 3});
+  rgb_from_hed = rgb_from_hed / rgb_from_hed.norm(2, 1, true);
+  auto hed = torch::matmul(-torch::log(x.permute({0, 2, 3, 1})), torch::inverse(rgb_from_hed)) *
+                 torch::tensor(scale).view({6, 1, 1, 3}) +
+             torch::tensor(shift).view({6, 1, 1, 3});
+  auto reference = torch::exp(-torch::matmul(hed, rgb_from_hed)).clamp(0.0, 1.0).permute({0, 3, 1, 2});
+  EXPECT_LT((one - reference).abs().max().item<double>(), 1e-5);
+  // Channels-last in, channels-last out, the same values.
+  std::mt19937_64 e(4);
+  auto cl = train::random_hed(x.contiguous(torch::MemoryFormat::ChannelsLast), e, 0.05);
+  EXPECT_TRUE(cl.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_LT((cl - one).abs().max().item<double>(), 1e-5);
 }
 
 TEST(Transforms, ShiftTranslatesEachImageByAtMostItsBound) {
@@ -561,4 +580,75 @@ TEST(Synthetic, PatchesAreRepeatableBalancedAndTheClassesDifferInTheCentre) {
   auto tumour = torch::arange(64).remainder(2).to(torch::kBool);
   EXPECT_LT(centre.index({tumour}).mean().item<double>() + 10, centre.index({~tumour}).mean().item<double>());
   EXPECT_NEAR(corner.index({tumour}).mean().item<double>(), corner.index({~tumour}).mean().item<double>(), 2.0);
+}
+
+// Folding BatchNorm for inference (model::fold_batchnorm).
+namespace {
+
+// A trained network as predict loads it: BatchNorm statistics from these patches (so every
+// BatchNorm scales and shifts), `layout` for weights and activations.
+torch::nn::Sequential net_with_statistics(const std::string& name, const data::PatchStore& store, bool channels_last) {
+  torch::manual_seed(5);
+  auto net = model::make_model(name);
+  if (channels_last) model::use_channels_last(*net);
+  torch::NoGradGuard no_grad;
+  net->train();
+  auto x = train::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8));
+  for (int i = 0; i < 30; ++i) net->forward(x);
+  net->eval();
+  return net;
+}
+
+int count_batchnorms(torch::nn::Sequential& net) {
+  int n = 0;
+  for (const auto& m : net->modules(/*include_self=*/false)) n += m->as<torch::nn::BatchNorm2d>() != nullptr;
+  return n;
+}
+
+}  // namespace
+
+TEST(Fold, FoldedBatchNormScoresAsBeforeInBothLayoutsForBothNetworks) {
+  auto store = synth_store(16, 40);
+  // seed-cnn: 13 ReLU -> BatchNorm pairs; resnet: the stem's and each block's 3 Conv -> BatchNorm.
+  for (const auto& [name, expected] : {std::pair<std::string, int>{"seed-cnn", 13}, {"resnet", 13}}) {
+    for (bool channels_last : {false, true}) {
+      SCOPED_TRACE(name + (channels_last ? " channels-last" : " NCHW"));
+      auto net = net_with_statistics(name, store, channels_last);
+      auto before = predict::predict_logits(net, store.pixels.data(), 16, 8, torch::kCPU);
+      ASSERT_EQ(count_batchnorms(net), expected);
+      auto folded = net_with_statistics(name, store, channels_last);  // the same network again
+      EXPECT_EQ(model::fold_batchnorm(folded), expected);
+      EXPECT_EQ(count_batchnorms(folded), 0);
+      auto after = predict::predict_logits(folded, store.pixels.data(), 16, 8, torch::kCPU);
+      double spread = 0;
+      for (int i = 0; i < 16; ++i) {
+        EXPECT_NEAR(after[i], before[i], 1e-4 * std::max(1.0f, std::abs(before[i]))) << "patch " << i;
+        spread = std::max(spread, double(std::abs(before[i] - before[0])));
+      }
+      EXPECT_GT(spread, 1e-3) << "the scores depend on the patch";
+      // The original network is untouched, and the folded one keeps the checkpoint's names.
+      EXPECT_EQ(count_batchnorms(net), expected);
+      auto params = folded->named_parameters();
+      EXPECT_TRUE(params.contains("0.weight") || params.contains("1.weight"));
+      if (name == "seed-cnn") {
+        EXPECT_TRUE(params.contains("48.weight")) << "the classifier's name";
+      }
+    }
+  }
+}
+
+TEST(Fold, ReluAffineIsReluThenScaleAndShiftPerChannel) {
+  torch::manual_seed(6);
+  auto scale = torch::randn({5}), shift = torch::randn({5});
+  model::ReluAffine layer(scale, shift);
+  auto x = torch::randn({3, 5, 7, 9});
+  auto expected = torch::relu(x) * scale.view({1, 5, 1, 1}) + shift.view({1, 5, 1, 1});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(layer->forward(x), expected, 1e-6, 1e-6));
+  auto cl = layer->forward(x.contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(cl.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(torch::allclose(cl, expected, 1e-6, 1e-6));
+  // A view that is neither layout goes through LibTorch's own operations.
+  EXPECT_TRUE(torch::allclose(layer->forward(x.transpose(2, 3)), expected.transpose(2, 3), 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(layer->forward(x.to(torch::kFloat64)), expected.to(torch::kFloat64), 1e-6, 1e-6));
 }

@@ -69,12 +69,28 @@ std::string cpu_model() {
   return "unknown";
 }
 
-double matmul_gflops(int runs) {
+// GFLOP/s of a float32 product of two 2048 x 2048 matrices, the median over `runs`, done two
+// ways: torch::mm, through the BLAS LibTorch links (Debian's: OpenBLAS, which falls back to its
+// SSE3 kernels on a CPU it does not recognise, as on some virtual machines), and as a 1 x 1
+// convolution of 2048 channels over 2048 pixels, through oneDNN (which detects the CPU itself
+// and runs the network's convolutions). The faster of the two is the machine's rate.
+struct MatmulRates {
+  double blas = 0, onednn = 0;
+};
+
+MatmulRates matmul_gflops(int runs) {
   const int64_t n = 2048;
+  const double flop = 2.0 * double(n) * double(n) * double(n);
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
   torch::mm(a, b);  // warm-up
-  double s = median_seconds(runs, [&] { torch::mm(a, b); });
-  return 2.0 * double(n) * double(n) * double(n) / s / 1e9;
+  MatmulRates r;
+  r.blas = flop / median_seconds(runs, [&] { torch::mm(a, b); }) / 1e9;
+  // b^T a^T as a convolution: input 1 x n x 32 x (n / 32) holds a^T's n columns as pixels.
+  auto x = a.t().contiguous().view({1, n, 32, n / 32}).contiguous(torch::MemoryFormat::ChannelsLast);
+  auto w = b.t().contiguous().view({n, n, 1, 1}).contiguous(torch::MemoryFormat::ChannelsLast);
+  torch::conv2d(x, w);  // warm-up
+  r.onednn = flop / median_seconds(runs, [&] { torch::conv2d(x, w); }) / 1e9;
+  return r;
 }
 
 // Training steps as train runs them with `config`'s amp and memory_format (bfloat16 autocast
@@ -86,8 +102,7 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
   auto net = model::make_model("seed-cnn");
   net->train();
   net->to(device);
-  const auto layout = train::trains_channels_last(config, device.is_cuda()) ? torch::MemoryFormat::ChannelsLast
-                                                                           : torch::MemoryFormat::Contiguous;
+  const auto layout = train::training_layout(config, device.is_cuda());
   if (layout == torch::MemoryFormat::ChannelsLast) model::use_channels_last(*net);
   train::MultiTensorAdam opt(net->parameters(), torch::optim::AdamOptions(1e-3));  // as train_model
   const int64_t n = static_cast<int64_t>(store.size()), batch = 128;
@@ -113,6 +128,28 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
     rates.push_back(double(o.train_steps * batch) / std::chrono::duration<double>(Clock::now() - t0).count());
   }
   return median(rates);
+}
+
+// The default recipe's input pipeline as train runs it under --amp: a batch of 128 from the
+// uint8 store to float channels-last, augmented (train::kDefaultAugment) and standardized;
+// images/s over o.train_steps batches, the median over o.runs.
+double augment_images_per_s(const data::PatchStore& store, const BenchOptions& o, c10::Device device) {
+  const int64_t n = static_cast<int64_t>(store.size()), batch = 128;
+  const auto layout = torch::MemoryFormat::ChannelsLast;
+  auto images = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
+  std::mt19937_64 rng(1);
+  auto batch_k = [&](int64_t k) {
+    auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
+    auto x = train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(layout);
+    auto out = train::standardize(train::augment(x, train::kDefaultAugment, rng)).contiguous(layout);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    return out;
+  };
+  batch_k(0);
+  double s = median_seconds(o.runs, [&] {
+    for (int k = 1; k <= o.train_steps; ++k) batch_k(k);
+  });
+  return double(o.train_steps * batch) / s;
 }
 
 // Runs the peer and returns images_per_s from the JSON on its last line, or -1 when it failed.
@@ -244,8 +281,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
   nlohmann::json results = nlohmann::json::array();
 
   log::info("bench: matrix multiply");
-  double gflops_mm = matmul_gflops(o.runs);
-  results.push_back(row("fp32 matmul 2048^3", "GFLOP/s", gflops_mm));
+  const MatmulRates mm = matmul_gflops(o.runs);
+  const double gflops_mm = std::max(mm.blas, mm.onednn);
+  results.push_back(row("fp32 matmul 2048^3, torch::mm (BLAS)", "GFLOP/s", mm.blas));
+  results.push_back(row("fp32 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn));
 
   log::info("bench: decode " + std::to_string(n) + " files into the store");
   double decode_s = median_seconds(o.runs, [&] { data::load_patches(index, rows, load); });
@@ -272,7 +311,18 @@ nlohmann::json run_bench(const BenchOptions& o) {
   double flops = seed_cnn_flops_per_patch();
   results.push_back(row("inference from memory", "images/s", infer_rate));
   results.push_back(row("inference compute", "GFLOP/s", infer_rate * flops / 1e9));
-  results.push_back(row("inference compute / matmul rate", "%", 100.0 * infer_rate * flops / 1e9 / gflops_mm));
+  results.push_back(row("inference compute / the faster matmul", "%", 100.0 * infer_rate * flops / 1e9 / gflops_mm));
+  {
+    // The peer column of this row is the same network scored with its BatchNorm layers as
+    // trained (prepare_inference without model::fold_batchnorm).
+    torch::manual_seed(1);
+    auto as_trained = model::make_model("seed-cnn");
+    as_trained->eval();
+    model::use_channels_last(*as_trained);
+    as_trained->to(device);
+    results.push_back(row("inference, BatchNorm folded vs as trained", "images/s", infer_rate,
+                          double(n) / inference_seconds(as_trained, false)));
+  }
   auto amp_net = inference_net(true);
   // The peer column of this row is histoscan's own float32 inference.
   results.push_back(row("inference --amp vs float32", "images/s", double(n) / inference_seconds(amp_net, true), infer_rate));
@@ -349,6 +399,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   auto channels_last = float32;
   channels_last.memory_format = "channels-last";
   double train_cl_rate = train_images_per_s(store, o, device, channels_last);
+  log::info(std::string("bench: the default recipe's input pipeline (") + train::kDefaultAugment + ")");
+  double augment_rate = augment_images_per_s(store, o, device);
 
   log::info("bench: data-parallel training, 1 and 2 processes of one thread (Gloo on loopback)");
   data::write_packed(store, tmp / "bench.h5");
@@ -379,6 +431,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   // exactly, docs/performance.md), so a row of its own.
   results.push_back(row("training --memory-format channels-last vs peer --preload", "images/s", train_cl_rate,
                         peer_train_preload));
+  results.push_back(row(std::string("input pipeline: ") + train::kDefaultAugment + ", standardize", "images/s", augment_rate));
   // The peer column holds one process of one thread: the ratio is the speed-up of 2 ranks.
   results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", rank2, rank1));
   results.push_back(row("train, 2 ranks: scaling efficiency", "%", 100.0 * rank2 / (2.0 * rank1)));

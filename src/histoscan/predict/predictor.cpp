@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/model/fold.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
@@ -24,6 +25,7 @@ c10::Device resolve_device(const std::string& name) {
 c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& device, bool amp) {
   c10::Device dev = resolve_device(device);
   net->to(dev);
+  model::fold_batchnorm(net);
   if (amp) {
     model::warn_if_amp_is_slow(dev, amp);
     model::to_bfloat16_for_inference(net);

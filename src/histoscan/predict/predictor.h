@@ -20,8 +20,10 @@ namespace fs = std::filesystem;
 c10::Device resolve_device(const std::string& name);
 
 // What evaluate, predict and scan do before scoring: resolves `device` (resolve_device),
-// moves `net` there and, with amp (--amp), converts it to bfloat16 for inference
-// (model::to_bfloat16_for_inference; a warning where the CPU lacks bfloat16 arithmetic).
+// moves `net` there, folds its BatchNorm layers into the layers before them
+// (model::fold_batchnorm: the same scores, one pass less over each layer's activations) and,
+// with amp (--amp), converts it to bfloat16 for inference (model::to_bfloat16_for_inference; a
+// warning where the CPU lacks bfloat16 arithmetic). The network is for inference only after.
 c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& device, bool amp);
 
 // Rows the network scores at a time on the CPU, whatever the batch: seed-cnn's activations

@@ -36,6 +36,10 @@ bool trains_channels_last(const TrainConfig& config, bool cuda) {
   return config.memory_format == "channels-last" || (config.memory_format == "auto" && (cuda || config.amp));
 }
 
+c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda) {
+  return trains_channels_last(config, cuda) ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
+}
+
 void validate(const TrainConfig& c) {
   if (c.batch < 1) throw InputError("--batch " + std::to_string(c.batch) + " must be at least 1");
   if (c.epochs < 1) throw InputError("--epochs " + std::to_string(c.epochs) + " must be at least 1");
@@ -377,7 +381,7 @@ class Loop {
   std::pair<torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset, int64_t share,
                                                        int64_t b) {
     auto idx = perm.narrow(0, start + offset, share);
-    const auto layout = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+    const auto layout = training_layout(config_, device_.is_cuda());
     auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(layout), config_.augment,
                                  rng_, BatchSlice{offset, b}))
                  .contiguous(layout);

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include <c10/core/MemoryFormat.h>
 #include <nlohmann/json.hpp>
 
 #include "histoscan/data/store.h"
@@ -65,6 +66,9 @@ void validate(const TrainConfig& config);
 // Whether training with `config` on a GPU (cuda) or the CPU runs channels-last (memory_format,
 // "auto" resolved as TrainConfig says).
 bool trains_channels_last(const TrainConfig& config, bool cuda);
+
+// The same as the layout of activations and convolution weights: ChannelsLast or Contiguous (NCHW).
+c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda);
 
 // The default recipe's augmentation and epochs (see recipe_config and docs/accuracy.md).
 inline constexpr const char* kDefaultAugment = "dihedral+hed=0.1+shift=16";

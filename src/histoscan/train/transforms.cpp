@@ -100,12 +100,24 @@ torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double st
   auto rgb_from_hed = torch::from_blob(const_cast<float*>(kRgbFromHed), {3, 3}, torch::kFloat32);
   rgb_from_hed = (rgb_from_hed / rgb_from_hed.norm(2, 1, /*keepdim=*/true)).to(x.device());
   auto hed_from_rgb = torch::inverse(rgb_from_hed.cpu()).to(x.device());
-  auto a = upload(scale, {n, 1, 1, 3}, torch::kFloat32, x.device());
-  auto b = upload(shift, {n, 1, 1, 3}, torch::kFloat32, x.device());
-  auto od = -torch::log(x.permute({0, 2, 3, 1}).clamp_min(1e-6));  // N x H x W x RGB
-  auto hed = torch::matmul(od, hed_from_rgb) * a + b;
-  auto rgb = torch::exp(-torch::matmul(hed, rgb_from_hed)).clamp(0.0, 1.0);
-  return rgb.permute({0, 3, 1, 2}).contiguous();  // NCHW, as training keeps it (see train_model)
+  // Per image the round trip is linear in optical density (od = -ln RGB): with H = hed_from_rgb,
+  // R = rgb_from_hed and the image's scales a and shifts b, od' = (od H diag(a) + b) R = od T + c
+  // with T = H diag(a) R and c = b R, so RGB' = exp(-od') = exp(ln(RGB) T - c): one 3 x 3
+  // product per pixel, in the input's own layout.
+  auto a = upload(scale, {n, 1, 3}, torch::kFloat32, x.device());
+  auto b = upload(shift, {n, 1, 3}, torch::kFloat32, x.device());
+  auto t = torch::matmul(hed_from_rgb.unsqueeze(0) * a, rgb_from_hed);  // n x 3 x 3: H diag(a) R
+  auto c = torch::matmul(b, rgb_from_hed);                               // n x 1 x 3: b R
+  auto ln = torch::log(x.clamp_min(1e-6));
+  const int64_t h = x.size(2), w = x.size(3);
+  if (x.is_contiguous(torch::MemoryFormat::ChannelsLast) && !x.is_contiguous()) {
+    // Pixels as rows of R, G, B: (ln RGB) T - c.
+    auto out = torch::baddbmm(-c, ln.permute({0, 2, 3, 1}).reshape({n, h * w, 3}), t);
+    return out.exp_().clamp_(0.0, 1.0).view({n, h, w, 3}).permute({0, 3, 1, 2});  // channels-last, as x
+  }
+  // NCHW: channels as rows, T^T (ln RGB) - c^T.
+  auto out = torch::baddbmm(-c.transpose(1, 2), t.transpose(1, 2), ln.contiguous().view({n, 3, h * w}));
+  return out.exp_().clamp_(0.0, 1.0).view({n, 3, h, w});
 }
 
 torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t max_shift, BatchSlice slice) {

@@ -45,6 +45,7 @@ torch::Tensor random_colour(const torch::Tensor& x, std::mt19937_64& rng, double
 // density -ln(RGB) is split into haematoxylin, eosin and residual (DAB) by the stain matrix of
 // Ruifrok and Johnston (scikit-image's hed_from_rgb), each stain's amount scaled by a factor in
 // [1 - strength, 1 + strength] and shifted by up to +-strength, and the image recomposed; [0, 1].
+// The result has x's layout (NCHW or channels-last).
 torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double strength, BatchSlice slice = {});
 
 // A random translation of each image by up to max_shift pixels in each direction (the border
