@@ -85,9 +85,11 @@ MatmulRates matmul_gflops(int runs) {
   torch::mm(a, b);  // warm-up
   MatmulRates r;
   r.blas = flop / median_seconds(runs, [&] { torch::mm(a, b); }) / 1e9;
-  // b^T a^T as a convolution: input 1 x n x 32 x (n / 32) holds a^T's n columns as pixels.
-  auto x = a.t().contiguous().view({1, n, 32, n / 32}).contiguous(torch::MemoryFormat::ChannelsLast);
-  auto w = b.t().contiguous().view({n, n, 1, 1}).contiguous(torch::MemoryFormat::ChannelsLast);
+  // The same product as a 1 x 1 convolution of n channels into n over n pixels, 16 images of
+  // 8 x 16 (a batch of 16 or more: LibTorch sends a 1 x 1 convolution of one image on one
+  // thread to its own im2col and the BLAS instead of oneDNN).
+  auto x = torch::randn({16, n, 8, n / 128}).contiguous(torch::MemoryFormat::ChannelsLast);
+  auto w = torch::randn({n, n, 1, 1}).contiguous(torch::MemoryFormat::ChannelsLast);
   torch::conv2d(x, w);  // warm-up
   r.onednn = flop / median_seconds(runs, [&] { torch::conv2d(x, w); }) / 1e9;
   return r;
@@ -195,7 +197,8 @@ int free_port() {
 }
 
 // Data-parallel training throughput: `ranks` processes of `histoscan train` (one thread each)
-// on loopback over Gloo, two epochs of `packed` (batch 128, the notebook's flips); images/s
+// on loopback over Gloo, two epochs of `packed` (seed-cnn in float32 as the training rows,
+// batch 128, the notebook's flips); images/s
 // of the second epoch's training time (history.csv), the median over `runs`.
 double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::path& tmp, int ranks, int runs) {
   std::vector<double> rates;
@@ -218,7 +221,7 @@ double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::pa
         }
         const std::string p = packed.string(), o = out.string();
         ::execl(exe.c_str(), exe.c_str(), "-q", "train", p.c_str(), "--valid", p.c_str(), "--out", o.c_str(), "--epochs", "2",
-                "--batch", "128", "--augment", "flips", "--threads", "1", "--no-progress", "--patience", "0", static_cast<char*>(nullptr));
+                "--batch", "128", "--model", "seed-cnn", "--no-amp", "--augment", "flips", "--threads", "1", "--no-progress", "--patience", "0", static_cast<char*>(nullptr));
         ::_exit(127);
       }
       pids.push_back(pid);

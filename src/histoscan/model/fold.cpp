@@ -6,9 +6,13 @@
 #include <utility>
 #include <vector>
 
-#include <ATen/Parallel.h>
-#include <torch/torch.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/utils.h>
 
+#include "histoscan/model/kernels.h"
 #include "histoscan/model/resnet.h"
 
 namespace histoscan::model {
@@ -16,17 +20,6 @@ namespace histoscan::model {
 namespace nn = torch::nn;
 
 namespace {
-
-// y = max(x, 0) * scale[c] + shift[c] for `rows` rows of `c` channels (channels-last order).
-void relu_affine_rows(const float* __restrict in, float* __restrict out, int64_t rows, int64_t c, const float* scale, const float* shift) {
-  for (int64_t r = 0; r < rows; ++r, in += c, out += c)
-    for (int64_t k = 0; k < c; ++k) out[k] = std::max(in[k], 0.0f) * scale[k] + shift[k];
-}
-
-// The same for `n` values of one channel (NCHW order).
-void relu_affine_plane(const float* __restrict in, float* __restrict out, int64_t n, float scale, float shift) {
-  for (int64_t i = 0; i < n; ++i) out[i] = std::max(in[i], 0.0f) * scale + shift;
-}
 
 // An eval-mode BatchNorm2d as y = x * scale + shift per channel, as LibTorch computes it:
 // scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale.
@@ -114,24 +107,7 @@ torch::Tensor ReluAffineImpl::forward(const torch::Tensor& x) {
     auto shape = std::vector<int64_t>{1, -1, 1, 1};
     return torch::addcmul(shift.view(shape).to(x.scalar_type()), torch::relu(x), scale.view(shape).to(x.scalar_type()));
   }
-  auto y = torch::empty_like(x);  // keeps x's layout
-  const float* in = x.data_ptr<float>();
-  float* out = y.data_ptr<float>();
-  const float* a = scale.data_ptr<float>();
-  const float* b = shift.data_ptr<float>();
-  const int64_t c = x.size(1), plane = x.size(2) * x.size(3);
-  if (channels_last) {
-    // Rows of c channels, a few thousand values per task.
-    const int64_t rows = x.size(0) * plane, grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(c, 1));
-    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      relu_affine_rows(in + begin * c, out + begin * c, end - begin, c, a, b);
-    });
-  } else {
-    at::parallel_for(0, x.size(0) * c, std::max<int64_t>(1, 8192 / std::max<int64_t>(plane, 1)), [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) relu_affine_plane(in + p * plane, out + p * plane, plane, a[p % c], b[p % c]);
-    });
-  }
-  return y;
+  return relu_affine(x, scale, shift);
 }
 
 int fold_batchnorm(nn::Sequential& net) {

@@ -4,6 +4,8 @@
 
 #include <torch/nn.h>
 
+#include "histoscan/model/dropout.h"
+
 namespace histoscan::model {
 
 torch::Tensor CentreCropImpl::forward(const torch::Tensor& x) {
@@ -49,7 +51,7 @@ torch::nn::Sequential resnet(const ResNetOptions& o) {
   }
   net->push_back(nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)));
   net->push_back(nn::Flatten());
-  net->push_back(nn::Dropout(o.dropout));
+  net->push_back(Dropout(o.dropout));
   net->push_back(nn::Linear(in, 1));
   return net;
 }

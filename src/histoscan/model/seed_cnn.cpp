@@ -2,6 +2,8 @@
 
 #include <torch/nn.h>
 
+#include "histoscan/model/dropout.h"
+
 namespace histoscan::model {
 
 torch::nn::Sequential seed_cnn(double dropout, bool batchnorm) {
@@ -15,7 +17,7 @@ torch::nn::Sequential seed_cnn(double dropout, bool batchnorm) {
       if (batchnorm) net->push_back(nn::BatchNorm2d(f));
       in = f;
     }
-    net->push_back(nn::Dropout(dropout));
+    net->push_back(Dropout(dropout));
     net->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(3)));
   }
   net->push_back(nn::Conv2d(nn::Conv2dOptions(128, 256, 3).padding(1)));

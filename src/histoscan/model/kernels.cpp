@@ -1,0 +1,117 @@
+#include "histoscan/model/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
+namespace histoscan::model {
+
+namespace {
+
+// Each loop is built for AVX-512, AVX2 and the baseline, the best picked at load time:
+// histoscan's own code is compiled for the baseline x86-64 (SSE2), where relu_affine ran 2.2x
+// slower.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HISTOSCAN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HISTOSCAN_VECTOR_CLONES
+#endif
+
+// y = max(x, 0) * scale[c] + shift[c] for `rows` rows of `c` channels (channels-last order).
+HISTOSCAN_VECTOR_CLONES void relu_affine_rows(const float* __restrict in, float* __restrict out, int64_t rows, int64_t c,
+                                              const float* scale, const float* shift) {
+  for (int64_t r = 0; r < rows; ++r, in += c, out += c)
+    for (int64_t k = 0; k < c; ++k) out[k] = std::max(in[k], 0.0f) * scale[k] + shift[k];
+}
+
+// The same for `n` values of one channel (NCHW order).
+HISTOSCAN_VECTOR_CLONES void relu_affine_plane(const float* __restrict in, float* __restrict out, int64_t n, float scale,
+                                               float shift) {
+  for (int64_t i = 0; i < n; ++i) out[i] = std::max(in[i], 0.0f) * scale + shift;
+}
+
+// SplitMix64 (Steele, Lea and Flood, 2014): a bijective mix of a 64-bit counter.
+inline uint64_t splitmix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+
+// The mask's element of NCHW index i: value where the high 32 bits of
+// splitmix64(seed + i * golden) fall below threshold, else 0.
+inline float mask_value(uint64_t seed, uint64_t i, uint64_t threshold, float value) {
+  return (splitmix64(seed + i * kGolden) >> 32) < threshold ? value : 0.0f;
+}
+
+// Elements [begin, end) of an NCHW-contiguous mask.
+HISTOSCAN_VECTOR_CLONES void mask_nchw(float* __restrict out, int64_t begin, int64_t end, uint64_t seed, uint64_t threshold,
+                                       float value) {
+  for (int64_t i = begin; i < end; ++i) out[i] = mask_value(seed, static_cast<uint64_t>(i), threshold, value);
+}
+
+// Rows [begin, end) of a channels-last mask, rows of c channels, hw pixels an image: row r is
+// pixel r % hw of image r / hw, and its channel k has NCHW index (image * c + k) * hw + pixel.
+HISTOSCAN_VECTOR_CLONES void mask_channels_last(float* __restrict out, int64_t begin, int64_t end, int64_t c, int64_t hw,
+                                                uint64_t seed, uint64_t threshold, float value) {
+  for (int64_t r = begin; r < end; ++r) {
+    const auto base = static_cast<uint64_t>((r / hw) * c * hw + r % hw);
+    float* row = out + r * c;
+    for (int64_t k = 0; k < c; ++k) row[k] = mask_value(seed, base + static_cast<uint64_t>(k * hw), threshold, value);
+  }
+}
+
+}  // namespace
+
+torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift) {
+  auto y = torch::empty_like(x);  // keeps x's layout
+  const float* in = x.data_ptr<float>();
+  float* out = y.data_ptr<float>();
+  const float* a = scale.data_ptr<float>();
+  const float* b = shift.data_ptr<float>();
+  const int64_t c = x.size(1), plane = x.size(2) * x.size(3);
+  if (x.is_contiguous(torch::MemoryFormat::ChannelsLast)) {
+    const int64_t rows = x.size(0) * plane;
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1)), [&](int64_t begin, int64_t end) {
+      relu_affine_rows(in + begin * c, out + begin * c, end - begin, c, a, b);
+    });
+  } else {
+    at::parallel_for(0, x.size(0) * c, std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) relu_affine_plane(in + p * plane, out + p * plane, plane, a[p % c], b[p % c]);
+    });
+  }
+  return y;
+}
+
+torch::Tensor bernoulli_mask(const torch::Tensor& like, double keep) {
+  auto mask = torch::empty_like(like, torch::TensorOptions().dtype(torch::kFloat32), like.suggest_memory_format());
+  uint64_t seed = 0;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = gen.get<at::CPUGeneratorImpl>()->random64();
+  }
+  // keep * 2^32, so P(draw < threshold) = keep to within 2^-32.
+  const uint64_t threshold = static_cast<uint64_t>(std::llround(std::ldexp(keep, 32)));
+  const float value = static_cast<float>(1.0 / keep);
+  float* out = mask.data_ptr<float>();
+  if (like.dim() == 4 && mask.is_contiguous(torch::MemoryFormat::ChannelsLast) && !mask.is_contiguous()) {
+    const int64_t c = like.size(1), hw = like.size(2) * like.size(3);
+    at::parallel_for(0, like.size(0) * hw, std::max<int64_t>(1, 32768 / std::max<int64_t>(c, 1)), [&](int64_t begin, int64_t end) {
+      mask_channels_last(out, begin, end, c, hw, seed, threshold, value);
+    });
+  } else {
+    mask = mask.contiguous();
+    out = mask.data_ptr<float>();
+    at::parallel_for(0, mask.numel(), 32768, [&](int64_t begin, int64_t end) { mask_nchw(out, begin, end, seed, threshold, value); });
+  }
+  return mask;
+}
+
+}  // namespace histoscan::model
