@@ -380,7 +380,11 @@ nlohmann::json run_bench(const BenchOptions& o) {
     auto t_write = std::chrono::steady_clock::now();
     slide::write_test_slide(tmp / "huge.tif", &index, huge);
     double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
-    model::save_checkpoint(tmp / "bench.pt", net, {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
+    // The bench's network as trained: `net` itself is folded for inference, which no checkpoint holds.
+    torch::manual_seed(1);
+    auto as_trained = model::make_model("seed-cnn");
+    model::save_checkpoint(tmp / "bench.pt", as_trained,
+                           {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
     std::string cmd = o.exe.string() + " -q scan " + (tmp / "bench.pt").string() + " " + (tmp / "huge.tif").string() + " --out " +
                       (tmp / "huge-scan").string() + " --no-progress --threads " + std::to_string(threads);
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);

@@ -27,8 +27,9 @@ c10::Device resolve_device(const std::string& name);
 c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& device, bool amp);
 
 // Rows the network scores at a time on the CPU, whatever the batch: seed-cnn's activations
-// (16 channels of 96 x 96 a patch) are passed over three times per layer (convolution, ReLU,
-// BatchNorm), and in batches of 256 they stream from memory each time; 16 rows stay in cache.
+// (16 channels of 96 x 96 a patch) are passed over twice per layer (the convolution, then ReLU
+// and the folded BatchNorm in one pass), and in batches of 256 they stream from memory each
+// time; 16 rows stay in cache.
 // The bench's inference from memory ran 1.68x as fast (docs/performance.md, "Inference 16 rows
 // at a time on the CPU").
 inline constexpr int kCpuInferenceRows = 16;
