@@ -6,6 +6,9 @@
       times it (wall clock, decoding included) and appends one JSON line to RUNS/ablation.jsonl:
       recipe, flags, network, parameters, GFLOP per patch, minutes, epochs, and the best epoch's
       (lowest val_loss: the weights best.pt holds) val AUC and accuracy.
+  scripts/ablation.py run NAME --seed S --resume
+      continues that run where it was interrupted (its resume.pt) and then records its row as
+      above, marked resumed (its minutes are this call's only).
   scripts/ablation.py tta NAME --seed S
       evaluates that run's best.pt and last.pt on DATA/valid with --tta (the 8 dihedral views) and
       adds their AUC and accuracy to its row.
@@ -42,8 +45,21 @@ def model_sizes(histoscan, model=None, options=None):
 
 def run(a, flags):
     out = os.path.join(a.runs, f"{a.name}-s{a.seed}")
-    cmd = [a.histoscan, "train", os.path.join(a.data, "train"), "--valid", os.path.join(a.data, "valid"),
-           "--seed", str(a.seed), "--out", out, "--overwrite", "--no-progress"] + flags
+    flags_file = os.path.join(out, "ablation-flags.json")
+    if a.resume:
+        # The interrupted run's own flags (config.json holds its settings; this file, the flags as given).
+        if flags:
+            sys.exit("ablation.py: --resume takes no flags after '--': the run continues with its own")
+        if not os.path.exists(os.path.join(out, "resume.pt")):
+            sys.exit(f"ablation.py: {out}/resume.pt does not exist; nothing to resume")
+        flags = json.load(open(flags_file)) if os.path.exists(flags_file) else []
+        cmd = [a.histoscan, "train", "--resume", out, "--no-progress"]
+    else:
+        cmd = [a.histoscan, "train", os.path.join(a.data, "train"), "--valid", os.path.join(a.data, "valid"),
+               "--seed", str(a.seed), "--out", out, "--overwrite", "--no-progress"] + flags
+        os.makedirs(out, exist_ok=True)
+        with open(flags_file, "w") as f:
+            json.dump(flags, f)
     print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
     t0 = time.time()
     rc = subprocess.run(cmd).returncode
@@ -57,7 +73,7 @@ def run(a, flags):
     params, gflop = model_sizes(a.histoscan, config["model"], config.get("model_options")).get(config["model"], (None, None))
     row = {"name": a.name, "recipe": config.get("recipe", "default"), "flags": " ".join(flags), "model": config["model"],
            "parameters": params, "gflop_per_patch": gflop, "seed": a.seed, "threads": config["threads"],
-           "minutes": round(minutes, 1), "epochs": len(history), "best_epoch": int(best["epoch"]),
+           "minutes": round(minutes, 1), "resumed": bool(a.resume), "epochs": len(history), "best_epoch": int(best["epoch"]),
            "val_auc": float(best["val_auc"]), "val_accuracy": float(best["val_accuracy"]),
            "last_val_auc": float(history[-1]["val_auc"]), "last_val_accuracy": float(history[-1]["val_accuracy"]),
            "train_patches": config["train_patches"],
@@ -129,6 +145,8 @@ def main():
     p.add_argument("what", choices=["run", "tta", "table"])
     p.add_argument("name", nargs="?")
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--resume", action="store_true",
+                   help="run: continue the interrupted run NAME-sSEED from its resume.pt (minutes: this call's only)")
     p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "pcam-subset"))
     p.add_argument("--runs", default=os.path.join(ROOT, "build", "ablation"))
     p.add_argument("--histoscan", default=os.path.join(ROOT, "build", "histoscan"))
