@@ -297,9 +297,14 @@ nlohmann::json run_bench(const BenchOptions& o) {
   log::info("bench: inference from memory");
   // seed-cnn as evaluate, predict and scan run it (with amp: all but the last layer in
   // bfloat16), and the median time to score the store with it after one warm-up batch.
-  auto inference_net = [&](bool amp) {
+  // The bench's seed-cnn as trained: the same weights every call (scored folded, unfolded and
+  // saved for the big slide's child scan below).
+  auto bench_seed_cnn = [] {
     torch::manual_seed(1);
-    auto net = model::make_model("seed-cnn");
+    return model::make_model("seed-cnn");
+  };
+  auto inference_net = [&](bool amp) {
+    auto net = bench_seed_cnn();
     net->eval();
     model::use_channels_last(*net);
     predict::prepare_inference(net, device.str(), amp);
@@ -318,8 +323,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   {
     // The peer column of this row is the same network scored with its BatchNorm layers as
     // trained (prepare_inference without model::fold_batchnorm).
-    torch::manual_seed(1);
-    auto as_trained = model::make_model("seed-cnn");
+    auto as_trained = bench_seed_cnn();
     as_trained->eval();
     model::use_channels_last(*as_trained);
     as_trained->to(device);
@@ -380,10 +384,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
     auto t_write = std::chrono::steady_clock::now();
     slide::write_test_slide(tmp / "huge.tif", &index, huge);
     double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
-    // The bench's network as trained: `net` itself is folded for inference, which no checkpoint holds.
-    torch::manual_seed(1);
-    auto as_trained = model::make_model("seed-cnn");
-    model::save_checkpoint(tmp / "bench.pt", as_trained,
+    // The network as trained: `net` itself is folded for inference, which no checkpoint holds.
+    model::save_checkpoint(tmp / "bench.pt", bench_seed_cnn(),
                            {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
     std::string cmd = o.exe.string() + " -q scan " + (tmp / "bench.pt").string() + " " + (tmp / "huge.tif").string() + " --out " +
                       (tmp / "huge-scan").string() + " --no-progress --threads " + std::to_string(threads);
