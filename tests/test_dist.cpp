@@ -2,10 +2,6 @@
 // would start them, against one process with the same global batch.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -23,19 +19,6 @@ using histoscan::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::vector<std::string> rank_env(int rank, int port) {
   return {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(rank), "LOCAL_WORLD_SIZE=2",
@@ -63,7 +46,7 @@ class Dist : public ::testing::Test {
   // Rank 0 and rank 1 at once; their exit codes.
   static std::pair<int, int> run_two(const std::vector<std::string>& args0, const std::vector<std::string>& args1,
                                      const fs::path& log0, const fs::path& log1) {
-    int port = free_port();
+    int port = dist::free_loopback_port();
     pid_t a = test::spawn_cli(args0, log0, rank_env(0, port));
     pid_t b = test::spawn_cli(args1, log1, rank_env(1, port));
     int ca = test::wait_exit(a), cb = test::wait_exit(b);
@@ -161,7 +144,7 @@ TEST_F(Dist, ARankThatFailsOrDiesEndsTheJobWithAMessage) {
       << test::read_text(*dir_ / "f0.log");
 
   // Rank 1 is killed while training: rank 0 fails with a message, well within --dist-timeout.
-  int port = free_port();
+  int port = dist::free_loopback_port();
   auto args = train_args(*dir_ / "killed", {"--epochs", "50", "--dist-timeout", "60"});
   pid_t a = test::spawn_cli(args, *dir_ / "k0.log", rank_env(0, port));
   pid_t b = test::spawn_cli(args, *dir_ / "k1.log", rank_env(1, port));

@@ -11,10 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +20,7 @@
 
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
+#include "histoscan/dist/dist.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
@@ -140,10 +138,11 @@ double augment_images_per_s(const data::PatchStore& store, const BenchOptions& o
   const auto layout = torch::MemoryFormat::ChannelsLast;
   auto images = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {n, 96, 96, 3}, torch::kUInt8);
   std::mt19937_64 rng(1);
+  const train::Augmentation augment(train::kDefaultAugment);
   auto batch_k = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
     auto x = train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(layout);
-    auto out = train::standardize(train::augment(x, train::kDefaultAugment, rng)).contiguous(layout);
+    auto out = train::standardize(augment(x, rng)).contiguous(layout);
     if (device.is_cuda()) torch::cuda::synchronize();
     return out;
   };
@@ -182,20 +181,6 @@ double peer_median(int runs, const std::string& args) {
   return median(v);
 }
 
-// A port nobody listens on now: the kernel's pick for a socket bound to port 0.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    throw std::runtime_error("bench: no free port on 127.0.0.1");
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Data-parallel training throughput: `ranks` processes of `histoscan train` (one thread each)
 // on loopback over Gloo, two epochs of `packed` (seed-cnn in float32 as the training rows,
 // batch 128, the notebook's flips); images/s
@@ -205,7 +190,7 @@ double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::pa
   for (int r = 0; r < runs; ++r) {
     const fs::path out = tmp / ("ranks" + std::to_string(ranks) + "-" + std::to_string(r));
     const fs::path log = tmp / ("ranks" + std::to_string(ranks) + "-" + std::to_string(r) + ".log");
-    const std::string port = std::to_string(free_port());
+    const std::string port = std::to_string(dist::free_loopback_port());
     std::vector<pid_t> pids;
     for (int k = 0; k < ranks; ++k) {
       pid_t pid = ::fork();

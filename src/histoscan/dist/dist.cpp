@@ -3,6 +3,11 @@
 #include <chrono>
 #include <cstdlib>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <torch/torch.h>
 
 // Gloo's own headers come with Debian's LibTorch (libgloo-dev) but not with a PyTorch wheel,
@@ -95,6 +100,19 @@ std::pair<std::size_t, std::size_t> shard(std::size_t n, int rank, int world) {
   const std::size_t base = n / w, extra = n % w;
   const std::size_t begin = r * base + std::min(r, extra);
   return {begin, begin + base + (r < extra ? 1 : 0)};
+}
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw std::runtime_error("no free TCP port on 127.0.0.1");
+  return ntohs(addr.sin_port);
 }
 
 #if HISTOSCAN_HAVE_GLOO

@@ -68,4 +68,9 @@ class Group {
 // the first n % world ranks one row more.
 std::pair<std::size_t, std::size_t> shard(std::size_t n, int rank, int world);
 
+// A TCP port on 127.0.0.1 that nobody listens on now: the kernel's pick for a socket bound to
+// port 0, for a job on this machine (the bench's and the tests' 2-rank runs). Throws
+// std::runtime_error when the kernel gives none.
+int free_loopback_port();
+
 }  // namespace histoscan::dist

@@ -59,8 +59,7 @@ void validate(const TrainConfig& c) {
     throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
   recipe_config(c.recipe);                      // an unknown recipe,
   model::make_model(c.model, c.model_options);  // or network, fails here, before any data is read
-  std::mt19937_64 rng(0);
-  augment(torch::zeros({1, 3, 96, 96}), c.augment, rng);  // and so does an unknown augmentation
+  (void)Augmentation(c.augment);                // and so does an unknown augmentation
 }
 
 TrainConfig recipe_config(const std::string& name) {
@@ -382,8 +381,8 @@ class Loop {
                                                        int64_t b) {
     auto idx = perm.narrow(0, start + offset, share);
     const auto layout = training_layout(config_, device_.is_cuda());
-    auto x = standardize(augment(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(layout), config_.augment,
-                                 rng_, BatchSlice{offset, b}))
+    auto x = standardize(augment_(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(layout), rng_,
+                                  BatchSlice{offset, b}))
                  .contiguous(layout);
     auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
     return {model::forward(net_, x, device_, config_.amp).reshape({share}), y};
@@ -592,6 +591,7 @@ class Loop {
   }
 
   const TrainConfig& config_;
+  Augmentation augment_{config_.augment};
   fs::path run_dir_;
   nlohmann::json meta_;
   const data::PatchStore& valid_;

@@ -138,26 +138,22 @@ torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t
 
 namespace {
 
-// One step of an --augment list: a name and its strength.
-struct AugmentStep {
-  std::string name;
-  double value;
-};
-
-std::vector<AugmentStep> parse_augment(const std::string& spec) {
+// An --augment list's steps: each a name and its strength.
+template <class Step>
+std::vector<Step> parse_augment(const std::string& spec) {
   const std::string usage = "--augment " + spec +
                             ": expected flips, dihedral, dihedral-colour, dihedral-hed, or steps joined by '+' from "
                             "flips, dihedral, colour[=S], hed[=S] (S in (0, 1)) and shift[=PIXELS] (1 to 32), e.g. "
                             "dihedral+hed=0.1+shift=16";
-  if (spec == "dihedral-colour") return parse_augment("dihedral+colour");
-  if (spec == "dihedral-hed") return parse_augment("dihedral+hed");
-  std::vector<AugmentStep> steps;
+  if (spec == "dihedral-colour") return parse_augment<Step>("dihedral+colour");
+  if (spec == "dihedral-hed") return parse_augment<Step>("dihedral+hed");
+  std::vector<Step> steps;
   std::size_t start = 0;
   while (true) {
     const auto end = spec.find('+', start);
     const auto part = spec.substr(start, end == std::string::npos ? std::string::npos : end - start);
     const auto eq = part.find('=');
-    AugmentStep step{part.substr(0, eq), 0.0};
+    Step step{part.substr(0, eq), 0.0};
     if (eq != std::string::npos) {
       const auto text = part.substr(eq + 1);
       std::size_t used = 0;
@@ -190,9 +186,11 @@ std::vector<AugmentStep> parse_augment(const std::string& spec) {
 
 }  // namespace
 
-torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
+Augmentation::Augmentation(const std::string& spec) : steps_(parse_augment<Step>(spec)) {}
+
+torch::Tensor Augmentation::operator()(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice) const {
   auto out = x;
-  for (const auto& step : parse_augment(name)) {
+  for (const auto& step : steps_) {
     if (step.name == "flips") out = random_flips(out, rng, slice);
     if (step.name == "dihedral") out = random_rot90(random_flips(out, rng, slice), rng, slice);
     if (step.name == "colour") out = random_colour(out, rng, step.value, slice);
@@ -200,6 +198,10 @@ torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19
     if (step.name == "shift") out = random_shift(out, rng, static_cast<int64_t>(step.value), slice);
   }
   return out;
+}
+
+torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
+  return Augmentation(name)(x, rng, slice);
 }
 
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_nchw(u8_nhwc)); }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -58,6 +59,20 @@ torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t
 // joined by '+', applied in that order: flips, dihedral, colour[=S] (random_colour, strength S,
 // default 0.1), hed[=S] (random_hed, default 0.05), shift[=P] (random_shift, default 16 pixels).
 // Throws InputError for anything else.
+class Augmentation {
+ public:
+  explicit Augmentation(const std::string& spec);  // parsed once, here
+  torch::Tensor operator()(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice = {}) const;
+
+ private:
+  struct Step {
+    std::string name;
+    double value;
+  };
+  std::vector<Step> steps_;
+};
+
+// Augmentation(name)(x, rng, slice): for one batch.
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
 
 // What the model sees at evaluation: to_float_nchw then standardize.
