@@ -41,7 +41,7 @@ void add_evaluate(CLI::App& app) {
   add_cutoff_flags(cmd, p->cutoff);
   cmd->add_flag("--save-threshold", p->save_threshold, "write the chosen cut-off into each checkpoint (predict --binary uses it)");
   cmd->add_flag("--tta", p->tta, "score each patch in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", p->amp, "score in bfloat16 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs; probabilities within about 0.01)");
+  cmd->add_flag("--amp", p->amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_option("--batch", p->batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();

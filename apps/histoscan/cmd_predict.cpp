@@ -29,7 +29,7 @@ void add_predict(CLI::App& app) {
   cmd->add_flag("--resize", p->stream.decode.resize, "resize images that are not 96x96 instead of refusing them");
   cmd->add_flag("--skip-bad", p->stream.skip_bad, "leave out unreadable images, listed in OUT.skipped.csv");
   cmd->add_flag("--tta", p->stream.tta, "score each patch in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", p->stream.amp, "score in bfloat16 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs; probabilities within about 0.01)");
+  cmd->add_flag("--amp", p->stream.amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_flag("--binary", p->binary, "write 0/1 labels at the checkpoint's threshold (see evaluate --save-threshold)");
   cmd->add_flag("--overwrite", p->overwrite, "replace --out if it exists");
   cmd->callback([p] {

@@ -46,7 +46,7 @@ void add_scan(CLI::App& app) {
   cmd->add_option("--threads", p->threads, "CPU threads for the network (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--tta", p->scan.tta, "score each tile in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", p->scan.amp, "score in bfloat16 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs; probabilities within about 0.01)");
+  cmd->add_flag("--amp", p->scan.amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_flag("--no-progress", p->no_progress, "no progress bar");
   cmd->add_flag("--overwrite", p->scan.overwrite, "write into an existing, non-empty --out");
   cmd->callback([p] {

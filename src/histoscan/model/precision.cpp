@@ -76,7 +76,7 @@ void to_bfloat16_for_inference(torch::nn::Sequential& net) {
   for (auto it = net->begin(); it != last; ++it) it->ptr()->to(torch::kBFloat16);
 }
 
-bool cpu_has_bfloat16() {
+bool cpu_has_any_flag(std::initializer_list<const char*> flags) {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
   while (std::getline(f, line)) {
@@ -84,16 +84,23 @@ bool cpu_has_bfloat16() {
     std::istringstream words(line);
     std::string w;
     while (words >> w)
-      if (w == "avx512_bf16" || w == "amx_bf16") return true;
+      for (const char* flag : flags)
+        if (w == flag) return true;
     return false;
   }
   return false;
 }
 
-void warn_if_amp_is_slow(c10::Device device, bool amp) {
-  if (amp && device.is_cpu() && !cpu_has_bfloat16())
+bool cpu_has_bfloat16() { return cpu_has_any_flag({"avx512_bf16", "amx_bf16"}); }
+
+void warn_if_amp_is_slow(c10::Device device, bool amp, bool scoring) {
+  if (!amp || !device.is_cpu()) return;
+  if (!cpu_has_bfloat16())
     log::warn_once("amp-without-bfloat16", "--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
               "than float32 here; leave --amp out");
+  else if (scoring && !cpu_has_any_flag({"amx_bf16"}))
+    log::warn_once("amp-scoring-without-amx", "--amp: this CPU has AVX512-BF16 but no AMX, where scoring in bfloat16 measured about half "
+              "float32's speed; leave --amp out unless `histoscan bench` (its row 'inference --amp vs float32') says otherwise here");
 }
 
 }  // namespace histoscan::model

@@ -4,6 +4,8 @@
 // bfloat16 rather than float16: it has float32's exponent range, so gradients need no loss
 // scaling (LibTorch 1.13's C++ API has no GradScaler), and it runs on this project's CPUs
 // (oneDNN with AVX512-BF16 and AMX) as on CUDA cards from Ampere on.
+#include <initializer_list>
+
 #include <c10/core/Device.h>
 #include <torch/nn/modules/container/sequential.h>
 
@@ -36,12 +38,17 @@ torch::Tensor forward(torch::nn::Sequential& net, const torch::Tensor& x, c10::D
 // The float32 weights are gone: never call this on a network still being trained.
 void to_bfloat16_for_inference(torch::nn::Sequential& net);
 
+// True when /proc/cpuinfo's flags name any of `flags`.
+bool cpu_has_any_flag(std::initializer_list<const char*> flags);
+
 // True when the CPU has bfloat16 arithmetic (avx512_bf16 or amx_bf16 in /proc/cpuinfo);
 // without it, --amp on CPU is emulated and slower than float32.
 bool cpu_has_bfloat16();
 
 // Logs a warning, once per process, when --amp is asked for on a CPU without bfloat16
-// arithmetic (training and then scoring both ask).
-void warn_if_amp_is_slow(c10::Device device, bool amp);
+// arithmetic (training and then scoring both ask). With `scoring`, also on a CPU that has
+// AVX512-BF16 but no AMX: there oneDNN's bfloat16 inference measured 0.49x float32's speed
+// (docs/performance.md) while training under --amp gained 1.14x.
+void warn_if_amp_is_slow(c10::Device device, bool amp, bool scoring = false);
 
 }  // namespace histoscan::model

@@ -27,7 +27,7 @@ c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& dev
   net->to(dev);
   model::fold_batchnorm(net);
   if (amp) {
-    model::warn_if_amp_is_slow(dev, amp);
+    model::warn_if_amp_is_slow(dev, amp, /*scoring=*/true);
     model::to_bfloat16_for_inference(net);
   }
   return dev;
