@@ -12,6 +12,7 @@
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/dropout.h"
 #include "histoscan/model/fold.h"
+#include "histoscan/model/kernels.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
@@ -654,6 +655,12 @@ TEST(Fold, ReluAffineIsReluThenScaleAndShiftPerChannel) {
   // A view that is neither layout goes through LibTorch's own operations.
   EXPECT_TRUE(torch::allclose(layer->forward(x.transpose(2, 3)), expected.transpose(2, 3), 1e-6, 1e-6));
   EXPECT_TRUE(torch::allclose(layer->forward(x.to(torch::kFloat64)), expected.to(torch::kFloat64), 1e-6, 1e-6));
+  // The kernel itself refuses what it cannot read as NCHW or channels-last, or scales that do
+  // not match the channels, rather than reading past them.
+  EXPECT_THROW(model::relu_affine(x.transpose(2, 3), scale, shift), c10::Error);
+  EXPECT_THROW(model::relu_affine(x, scale.narrow(0, 0, 4), shift), c10::Error);
+  EXPECT_THROW(model::relu_affine(x.to(torch::kFloat64), scale, shift), c10::Error);
+  EXPECT_TRUE(torch::allclose(model::relu_affine(x, scale, shift), expected, 1e-6, 1e-6));
 }
 
 TEST(Dropout, KeepsOneMinusPScalesTheKeptAndRepeatsWithTheSeedOnAnyThreadCountAndLayout) {

@@ -70,6 +70,12 @@ HISTOSCAN_VECTOR_CLONES void mask_channels_last(float* __restrict out, int64_t b
 }  // namespace
 
 torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
+                  (x.is_contiguous() || x.is_contiguous(torch::MemoryFormat::ChannelsLast)),
+              "relu_affine: expects a float32 CPU tensor N x C x H x W, contiguous in NCHW or channels-last");
+  for (const auto* t : {&scale, &shift})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == torch::kFloat32 && t->is_contiguous() && t->numel() == x.size(1),
+                "relu_affine: scale and shift must be ", x.size(1), " contiguous float32 CPU values, one per channel");
   auto y = torch::empty_like(x);  // keeps x's layout
   const float* in = x.data_ptr<float>();
   float* out = y.data_ptr<float>();

@@ -115,7 +115,7 @@ void write_history(const fs::path& path, const std::vector<EpochRecord>& history
     f << "epoch,loss,accuracy,val_loss,val_accuracy,val_auc,lr,seconds\n";
     char buf[256];
     for (const auto& r : history) {
-      std::snprintf(buf, sizeof buf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.2f\n", r.epoch, r.loss, r.accuracy, r.val_loss,
+      std::snprintf(buf, sizeof buf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", r.epoch, r.loss, r.accuracy, r.val_loss,
                     r.val_accuracy, r.val_auc, r.lr, r.seconds);
       f << buf;
     }
