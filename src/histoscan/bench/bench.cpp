@@ -295,9 +295,9 @@ nlohmann::json run_bench(const BenchOptions& o) {
     predict::prepare_inference(net, device.str(), amp);
     return net;
   };
-  auto inference_seconds = [&](torch::nn::Sequential& net, bool amp) {
-    predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, amp);
-    return median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device, false, amp); });
+  auto inference_seconds = [&](torch::nn::Sequential& net, bool amp, int cpu_rows = predict::kCpuInferenceRows) {
+    predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, amp, cpu_rows);
+    return median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device, false, amp, cpu_rows); });
   };
   auto net = inference_net(false);  // float32, also for the predict and scan rows below
   double infer_rate = double(n) / inference_seconds(net, false);
@@ -314,6 +314,13 @@ nlohmann::json run_bench(const BenchOptions& o) {
     as_trained->to(device);
     results.push_back(row("inference, BatchNorm folded vs as trained", "images/s", infer_rate,
                           double(n) / inference_seconds(as_trained, false)));
+  }
+  if (!device.is_cuda()) {
+    // The peer column of these rows is the same network scored kCpuInferenceRows (16) rows at
+    // a time, as evaluate, predict and scan score on the CPU.
+    for (int rows : {8, 32, 64})
+      results.push_back(row("inference " + std::to_string(rows) + " rows at a time vs 16", "images/s",
+                            double(n) / inference_seconds(net, false, rows), infer_rate));
   }
   auto amp_net = inference_net(true);
   // The peer column of this row is histoscan's own float32 inference.

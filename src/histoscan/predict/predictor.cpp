@@ -34,7 +34,7 @@ c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& dev
 }
 
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device, bool tta, bool amp) {
+                                  c10::Device device, bool tta, bool amp, int cpu_rows) {
   net->eval();
   c10::InferenceMode guard;
   std::vector<float> out(n);
@@ -45,9 +45,9 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   const bool gpu = device.is_cuda();
   torch::Tensor gpu_out;
   if (gpu) gpu_out = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  // On the CPU at most kCpuInferenceRows at a time: each layer's activations then stay in
-  // cache between the convolution, ReLU and BatchNorm passes over them.
-  const auto step = static_cast<std::size_t>(gpu ? batch : std::min(batch, kCpuInferenceRows));
+  // On the CPU at most cpu_rows (kCpuInferenceRows) at a time: each layer's activations then
+  // stay in cache between the convolution, ReLU and BatchNorm passes over them.
+  const auto step = static_cast<std::size_t>(gpu ? batch : std::max(1, std::min(batch, cpu_rows)));
   for (std::size_t start = 0; start < n; start += step) {
     int64_t b = static_cast<int64_t>(std::min(step, n - start));
     auto rows = all.narrow(0, static_cast<int64_t>(start), b);

@@ -35,13 +35,13 @@ c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& dev
 inline constexpr int kCpuInferenceRows = 16;
 
 // Logits of n patches (27,648 RGB bytes each, contiguous at pixels), in eval mode without
-// autograd, `batch` at a time (on the CPU, kCpuInferenceRows at a time). The network must
+// autograd, `batch` at a time (on the CPU, at most cpu_rows at a time). The network must
 // already be on `device`. With amp, through model::forward (bfloat16 but for the last layer;
 // prepare_inference may have converted the network). Logits are float32. With tta, each
 // patch is scored in its 8 dihedral views (4 rotations, each also mirrored: tissue has no
 // up or left) and the logit of their mean probability is returned; 8 times the work.
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device, bool tta = false, bool amp = false);
+                                  c10::Device device, bool tta = false, bool amp = false, int cpu_rows = kCpuInferenceRows);
 
 // 1 / (1 + exp(-logit)) of each.
 std::vector<double> sigmoid(const std::vector<float>& logits);
