@@ -1,6 +1,7 @@
 #include "histoscan/model/precision.h"
 
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 
@@ -76,6 +77,9 @@ void to_bfloat16_for_inference(torch::nn::Sequential& net) {
   for (auto it = net->begin(); it != last; ++it) it->ptr()->to(torch::kBFloat16);
 }
 
+namespace {
+
+// True when /proc/cpuinfo's flags name any of `flags`.
 bool cpu_has_any_flag(std::initializer_list<const char*> flags) {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -90,6 +94,8 @@ bool cpu_has_any_flag(std::initializer_list<const char*> flags) {
   }
   return false;
 }
+
+}  // namespace
 
 bool cpu_has_bfloat16() { return cpu_has_any_flag({"avx512_bf16", "amx_bf16"}); }
 

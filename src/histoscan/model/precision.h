@@ -4,8 +4,6 @@
 // bfloat16 rather than float16: it has float32's exponent range, so gradients need no loss
 // scaling (LibTorch 1.13's C++ API has no GradScaler), and it runs on this project's CPUs
 // (oneDNN with AVX512-BF16 and AMX) as on CUDA cards from Ampere on.
-#include <initializer_list>
-
 #include <c10/core/Device.h>
 #include <torch/nn/modules/container/sequential.h>
 
@@ -37,9 +35,6 @@ torch::Tensor forward(torch::nn::Sequential& net, const torch::Tensor& x, c10::D
 // last to bfloat16 in place (memory layout kept), so forward() with amp casts no weights.
 // The float32 weights are gone: never call this on a network still being trained.
 void to_bfloat16_for_inference(torch::nn::Sequential& net);
-
-// True when /proc/cpuinfo's flags name any of `flags`.
-bool cpu_has_any_flag(std::initializer_list<const char*> flags);
 
 // True when the CPU has bfloat16 arithmetic (avx512_bf16 or amx_bf16 in /proc/cpuinfo);
 // without it, --amp on CPU is emulated and slower than float32.

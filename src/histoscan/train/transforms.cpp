@@ -136,17 +136,14 @@ torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t
   return out.gather(3, cols.expand({n, c, h, w})).contiguous(x.suggest_memory_format());
 }
 
-namespace {
-
 // An --augment list's steps: each a name and its strength.
-template <class Step>
-std::vector<Step> parse_augment(const std::string& spec) {
+std::vector<Augmentation::Step> Augmentation::parse(const std::string& spec) {
   const std::string usage = "--augment " + spec +
                             ": expected flips, dihedral, dihedral-colour, dihedral-hed, or steps joined by '+' from "
                             "flips, dihedral, colour[=S], hed[=S] (S in (0, 1)) and shift[=PIXELS] (1 to 32), e.g. "
                             "dihedral+hed=0.1+shift=16";
-  if (spec == "dihedral-colour") return parse_augment<Step>("dihedral+colour");
-  if (spec == "dihedral-hed") return parse_augment<Step>("dihedral+hed");
+  if (spec == "dihedral-colour") return parse("dihedral+colour");
+  if (spec == "dihedral-hed") return parse("dihedral+hed");
   std::vector<Step> steps;
   std::size_t start = 0;
   while (true) {
@@ -184,9 +181,7 @@ std::vector<Step> parse_augment(const std::string& spec) {
   return steps;
 }
 
-}  // namespace
-
-Augmentation::Augmentation(const std::string& spec) : steps_(parse_augment<Step>(spec)) {}
+Augmentation::Augmentation(const std::string& spec) : steps_(parse(spec)) {}
 
 torch::Tensor Augmentation::operator()(const torch::Tensor& x, std::mt19937_64& rng, BatchSlice slice) const {
   auto out = x;

@@ -69,6 +69,7 @@ class Augmentation {
     std::string name;
     double value;
   };
+  static std::vector<Step> parse(const std::string& spec);
   std::vector<Step> steps_;
 };
 
