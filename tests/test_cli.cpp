@@ -143,6 +143,20 @@ TEST_F(Cli, SeveralCheckpointsAreComparedInOneTable) {
   EXPECT_TRUE(fs::exists(out / "run-last/metrics.json"));
 }
 
+TEST_F(Cli, ModelsListsEachNetworkWithItsSizeAndTheOptionsAsked) {
+  auto all = run_cli("models");
+  ASSERT_EQ(all.code, 0) << all.output;
+  EXPECT_NE(all.output.find("seed-cnn  (786977 parameters, "), std::string::npos) << all.output;
+  EXPECT_NE(all.output.find("resnet  (1227745 parameters, 0.1350 GFLOP per patch)"), std::string::npos) << all.output;
+  // A wider crop costs more arithmetic with the same parameters, and the line says which sizes these are.
+  auto crop = run_cli("models --model resnet --model-option crop=80");
+  ASSERT_EQ(crop.code, 0) << crop.output;
+  EXPECT_NE(crop.output.find("resnet  (1227745 parameters, 0.2109 GFLOP per patch)"), std::string::npos) << crop.output;
+  EXPECT_NE(crop.output.find("[defaults; the sizes are with crop=80]"), std::string::npos) << crop.output;
+  EXPECT_EQ(crop.output.find("seed-cnn"), std::string::npos) << crop.output;
+  expect_user_error(run_cli("models --model resnet --model-option crop=200"), "crop (16 to 96)");
+}
+
 TEST_F(Cli, PredictWritesOneSortedRowPerImage) {
   fs::path out = *dir_ / "submission.csv";
   auto r = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));

@@ -108,19 +108,27 @@ void add_models(CLI::App& app) {
   cmd->add_option("--model", p->model, "only this network");
   cmd->add_option("--model-option", p->options, "KEY=VALUE for --model, as train takes it; repeatable")->needs("--model");
   cmd->callback([p] {
-    auto print = [](const model::ModelInfo& m, torch::nn::Sequential net) {
+    // The description is the network's defaults; with --model-option the sizes are the
+    // options' and the line says which.
+    auto print = [](const model::ModelInfo& m, torch::nn::Sequential net, const std::vector<std::string>& options) {
       char flops[32];
       std::snprintf(flops, sizeof flops, "%.4f", model::flops_per_patch(net) / 1e9);
       std::cout << m.name << "  (" << model::count_parameters(*net) << " parameters, " << flops << " GFLOP per patch)  "
-                << m.description << '\n';
+                << m.description;
+      if (!options.empty()) {
+        std::cout << " [defaults; the sizes are with";
+        for (const auto& o : options) std::cout << ' ' << o;
+        std::cout << ']';
+      }
+      std::cout << '\n';
     };
     if (p->model.empty()) {
-      for (const auto& m : model::list_models()) print(m, model::make_model(m.name));
+      for (const auto& m : model::list_models()) print(m, model::make_model(m.name), {});
       return;
     }
     auto net = model::make_model(p->model, parse_model_options(p->options));  // an unknown name or option: one line
     for (const auto& m : model::list_models())
-      if (m.name == p->model) print(m, net);
+      if (m.name == p->model) print(m, net, p->options);
   });
 }
 
