@@ -12,6 +12,11 @@
   scripts/ablation.py tta NAME --seed S
       evaluates that run's best.pt and last.pt on DATA/valid with --tta (the 8 dihedral views) and
       adds their AUC and accuracy to its row.
+  scripts/ablation.py ensemble RUN RUN... [--which best|last]
+      averages the --tta probabilities that `tta` wrote for each RUN (a folder NAME-sS in RUNS,
+      e.g. ep40-s13) patch by patch and prints each run's and the average's val AUC and accuracy
+      (cut-off 0.5): what an ensemble of those trained networks would score, and how closely each
+      two runs' probabilities correlate. Trains nothing.
   scripts/ablation.py table [--markdown]
       prints every line of RUNS/ablation.jsonl as a table (the one in docs/accuracy.md).
 
@@ -118,6 +123,58 @@ def tta(a):
     print(json.dumps(row))
 
 
+def auc(labels, probs):
+    """Area under the ROC curve: the Mann-Whitney statistic, ties counted as half."""
+    order = sorted(range(len(probs)), key=lambda i: probs[i])
+    ranks = [0.0] * len(probs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and probs[order[j + 1]] == probs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1  # the average rank of a run of ties
+        i = j + 1
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        sys.exit("ablation.py: AUC needs both classes among the patches")
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y == 1)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def ensemble(a, runs):
+    members = {}
+    for run_name in runs:
+        path = os.path.join(a.runs, run_name, f"eval-tta-{a.which}", "predictions.csv")
+        if not os.path.exists(path):
+            sys.exit(f"ablation.py: {path} does not exist; run 'ablation.py tta NAME --seed S' for {run_name} first")
+        with open(path) as f:
+            members[run_name] = {r["id"]: (int(r["label"]), float(r["probability"])) for r in csv.DictReader(f)}
+    ids = sorted(next(iter(members.values())))
+    for run_name, m in members.items():
+        if sorted(m) != ids:
+            sys.exit(f"ablation.py: {run_name}'s predictions cover other patches than {runs[0]}'s; evaluate both on the same data")
+    labels = [members[runs[0]][i][0] for i in ids]
+
+    def report(name, probs):
+        accuracy = sum((p >= 0.5) == (y == 1) for p, y in zip(probs, labels)) / len(labels)
+        print(f"{name:40s} AUC {auc(labels, probs):.4f}  accuracy {accuracy:.4f}")
+
+    for run_name, m in members.items():
+        report(f"{run_name} ({a.which}, --tta)", [m[i][1] for i in ids])
+    report(f"average of {len(runs)}", [sum(m[i][1] for m in members.values()) / len(runs) for i in ids])
+    for x, y in ((x, y) for k, x in enumerate(runs) for y in runs[k + 1:]):
+        print(f"correlation of {x}'s and {y}'s probabilities: {correlation([members[x][i][1] for i in ids], [members[y][i][1] for i in ids]):.3f}")
+
+
+def correlation(a, b):
+    """Pearson's r of two equally long lists."""
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((u - mean_a) * (v - mean_b) for u, v in zip(a, b))
+    return cov / (sum((u - mean_a) ** 2 for u in a) * sum((v - mean_b) ** 2 for v in b)) ** 0.5
+
+
 def table(a):
     path = os.path.join(a.runs, "ablation.jsonl")
     if not os.path.exists(path):
@@ -142,8 +199,9 @@ def main():
         i = argv.index("--")
         argv, flags = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["run", "tta", "table"])
-    p.add_argument("name", nargs="?")
+    p.add_argument("what", choices=["run", "tta", "ensemble", "table"])
+    p.add_argument("names", nargs="*", metavar="name")
+    p.add_argument("--which", choices=["best", "last"], default="best", help="ensemble: each run's best.pt or last.pt")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--resume", action="store_true",
                    help="run: continue the interrupted run NAME-sSEED from its resume.pt (minutes: this call's only)")
@@ -151,6 +209,13 @@ def main():
     p.add_argument("--runs", default=os.path.join(ROOT, "build", "ablation"))
     p.add_argument("--histoscan", default=os.path.join(ROOT, "build", "histoscan"))
     a = p.parse_args(argv)
+    if a.what == "ensemble":
+        if len(a.names) < 2:
+            p.error("ensemble needs two or more runs (folders NAME-sS in RUNS)")
+        return ensemble(a, a.names)
+    if len(a.names) > 1:
+        p.error(f"{a.what} takes one NAME")
+    a.name = a.names[0] if a.names else None
     if a.what == "run":
         if not a.name:
             p.error("run needs a NAME for the row")
