@@ -16,7 +16,8 @@
       averages the --tta probabilities that `tta` wrote for each RUN (a folder NAME-sS in RUNS,
       e.g. ep40-s13) patch by patch and prints each run's and the average's val AUC and accuracy
       (cut-off 0.5): what an ensemble of those trained networks would score, and how closely each
-      two runs' probabilities correlate. Trains nothing.
+      two runs' probabilities correlate (scored by `histoscan metrics`, files in RUNS/ensemble).
+      Trains nothing.
   scripts/ablation.py table [--markdown]
       prints every line of RUNS/ablation.jsonl as a table (the one in docs/accuracy.md).
 
@@ -123,26 +124,6 @@ def tta(a):
     print(json.dumps(row))
 
 
-def auc(labels, probs):
-    """Area under the ROC curve: the Mann-Whitney statistic, ties counted as half."""
-    order = sorted(range(len(probs)), key=lambda i: probs[i])
-    ranks = [0.0] * len(probs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and probs[order[j + 1]] == probs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # the average rank of a run of ties
-        i = j + 1
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        sys.exit("ablation.py: AUC needs both classes among the patches")
-    rank_sum = sum(r for r, y in zip(ranks, labels) if y == 1)
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
 def ensemble(a, runs):
     members = {}
     for run_name in runs:
@@ -156,16 +137,28 @@ def ensemble(a, runs):
         if sorted(m) != ids:
             sys.exit(f"ablation.py: {run_name}'s predictions cover other patches than {runs[0]}'s; evaluate both on the same data")
     labels = [members[runs[0]][i][0] for i in ids]
+    probs = {run_name: [m[i][1] for i in ids] for run_name, m in members.items()}
+    average = [sum(p[k] for p in probs.values()) / len(runs) for k in range(len(ids))]
 
-    def report(name, probs):
-        accuracy = sum((p >= 0.5) == (y == 1) for p, y in zip(probs, labels)) / len(labels)
-        print(f"{name:40s} AUC {auc(labels, probs):.4f}  accuracy {accuracy:.4f}")
+    def report(name, predictions):
+        # histoscan metrics scores a predictions CSV as evaluate does (AUC, accuracy at 0.5).
+        out = os.path.join(a.runs, "ensemble", name)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "predictions.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "label", "probability"])
+            w.writerows(zip(ids, labels, predictions))
+        cmd = [a.histoscan, "metrics", os.path.join(out, "predictions.csv"), "--bootstrap", "0", "--out", out, "--overwrite"]
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
+            sys.exit("ablation.py: histoscan metrics failed")
+        metrics = json.load(open(os.path.join(out, "metrics.json")))
+        print(f"{name:40s} AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}")
 
-    for run_name, m in members.items():
-        report(f"{run_name} ({a.which}, --tta)", [m[i][1] for i in ids])
-    report(f"average of {len(runs)}", [sum(m[i][1] for m in members.values()) / len(runs) for i in ids])
+    for run_name in runs:
+        report(f"{run_name}-{a.which}-tta", probs[run_name])
+    report("average-" + "+".join(runs), average)
     for x, y in ((x, y) for k, x in enumerate(runs) for y in runs[k + 1:]):
-        print(f"correlation of {x}'s and {y}'s probabilities: {correlation([members[x][i][1] for i in ids], [members[y][i][1] for i in ids]):.3f}")
+        print(f"correlation of {x}'s and {y}'s probabilities: {correlation(probs[x], probs[y]):.3f}")
 
 
 def correlation(a, b):
