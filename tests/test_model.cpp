@@ -571,6 +571,32 @@ TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
   }
 }
 
+// LibTorch 1.13's CPU gradient of a strided 1x1 convolution on fewer than 16 channels, in
+// channels-last memory, writes past its workspace (resnet width=8 crashed training under --amp).
+// Such a network trains in NCHW on the CPU, and asking for channels-last is refused up front.
+TEST(MemoryFormat, NarrowStridedShortcutsTrainInNchwOnTheCpu) {
+  auto narrow = model::make_model("resnet", {{"width", 8}});
+  EXPECT_TRUE(model::has_unsafe_channels_last_gradient(*narrow)) << "its shortcuts are 1x1, stride 2, on 8 channels";
+  auto wide = model::make_model("resnet", {{"width", 16}}), cnn = model::make_model("seed-cnn");
+  EXPECT_FALSE(model::has_unsafe_channels_last_gradient(*wide));
+  EXPECT_FALSE(model::has_unsafe_channels_last_gradient(*cnn));
+  train::TrainConfig c = train::recipe_config("default");
+  c.amp = true;  // --memory-format auto: channels-last under amp
+  EXPECT_TRUE(train::trains_channels_last(c, /*cuda=*/false));
+  c.model_options["width"] = 8;
+  EXPECT_FALSE(train::trains_channels_last(c, /*cuda=*/false));
+  EXPECT_TRUE(train::trains_channels_last(c, /*cuda=*/true)) << "cuDNN has no such fault";
+  c.memory_format = "channels-last";
+  c.device = "cpu";
+  try {
+    train::validate(c);
+    ADD_FAILURE() << "--memory-format channels-last was accepted for width 8 on the CPU";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--memory-format channels-last: this network has a strided 1x1"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Synthetic, PatchesAreRepeatableBalancedAndTheClassesDifferInTheCentre) {
   auto a = train::synthetic_patches(64, 5), b = train::synthetic_patches(64, 5), c = train::synthetic_patches(64, 6);
   ASSERT_EQ(a.size(), 64u);

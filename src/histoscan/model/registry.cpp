@@ -99,6 +99,17 @@ void use_channels_last(torch::nn::Module& net) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
 }
 
+bool has_unsafe_channels_last_gradient(torch::nn::Module& net) {
+  for (const auto& m : net.modules(/*include_self=*/false))
+    if (const auto* conv = m->as<torch::nn::Conv2d>()) {
+      const auto& o = conv->options;
+      const bool one_by_one = (*o.kernel_size())[0] == 1 && (*o.kernel_size())[1] == 1;
+      const bool strided = (*o.stride())[0] > 1 || (*o.stride())[1] > 1;
+      if (one_by_one && strided && o.in_channels() < 16) return true;
+    }
+  return false;
+}
+
 long long count_parameters(const torch::nn::Module& net) {
   long long n = 0;
   for (const auto& p : net.parameters())

@@ -31,6 +31,13 @@ std::vector<ModelInfo> list_models();
 // about twice as fast on CPU; values and names are unchanged. Call after loading weights.
 void use_channels_last(torch::nn::Module& net);
 
+// Whether `net` holds a 1x1 convolution of stride above 1 with fewer than 16 input channels
+// (resnet with width below 16). On the CPU, LibTorch 1.13's oneDNN computes such a layer's
+// weight gradient in channels-last memory past the end of its workspace (oneDNN issue 6035:
+// nhwc, input channels below its block of 16): the heap is corrupted and training crashes a
+// few steps later. Such a network trains in NCHW memory on the CPU (train::trains_channels_last).
+bool has_unsafe_channels_last_gradient(torch::nn::Module& net);
+
 // FLOP of one forward pass on a side x side patch: 2 x the multiply-accumulates of its
 // convolutions (each output element times its kernel's taps and input channels, so a 3x3 on a
 // 1x1 map counts as the dense kernel computes it) and linear layers, found by running the

@@ -33,7 +33,10 @@
 namespace histoscan::train {
 
 bool trains_channels_last(const TrainConfig& config, bool cuda) {
-  return config.memory_format == "channels-last" || (config.memory_format == "auto" && (cuda || config.amp));
+  const bool wanted = config.memory_format == "channels-last" || (config.memory_format == "auto" && (cuda || config.amp));
+  if (!wanted || cuda) return wanted;
+  auto net = model::make_model(config.model, config.model_options);
+  return !model::has_unsafe_channels_last_gradient(*net);  // NCHW where LibTorch's CPU gradient is unsafe
 }
 
 c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda) {
@@ -58,7 +61,12 @@ void validate(const TrainConfig& c) {
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
     throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
   recipe_config(c.recipe);                      // an unknown recipe,
-  model::make_model(c.model, c.model_options);  // or network, fails here, before any data is read
+  auto net = model::make_model(c.model, c.model_options);  // or network, fails here, before any data is read
+  if (c.memory_format == "channels-last" && !predict::resolve_device(c.device).is_cuda() &&
+      model::has_unsafe_channels_last_gradient(*net))
+    throw InputError("--memory-format channels-last: this network has a strided 1x1 convolution on fewer than 16 "
+                     "channels, whose CPU gradient in channels-last memory corrupts memory in LibTorch 1.13; use "
+                     "--memory-format auto or nchw, or a width of at least 16");
   (void)Augmentation(c.augment);                // and so does an unknown augmentation
 }
 
@@ -380,7 +388,7 @@ class Loop {
   std::pair<torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset, int64_t share,
                                                        int64_t b) {
     auto idx = perm.narrow(0, start + offset, share);
-    const auto layout = training_layout(config_, device_.is_cuda());
+    const auto layout = channels_last_ ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
     auto x = standardize(augment_(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(layout), rng_,
                                   BatchSlice{offset, b}))
                  .contiguous(layout);
