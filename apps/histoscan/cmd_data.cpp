@@ -11,6 +11,7 @@
 #include "histoscan/data/store.h"
 #include "histoscan/data/synth.h"
 #include "histoscan/model/registry.h"
+#include "histoscan/train/trainer.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/log.h"
 #include "histoscan/util/parallel.h"
@@ -124,6 +125,14 @@ void add_models(CLI::App& app) {
     };
     if (p->model.empty()) {
       for (const auto& m : model::list_models()) print(m, model::make_model(m.name), {});
+      // What each recipe trains, since a recipe may change a network's defaults.
+      for (const auto& [name, description] : train::list_recipes()) {
+        const auto r = train::recipe_config(name);
+        std::cout << "--recipe " << name << " trains " << r.model;
+        std::string with;
+        for (const auto& [key, value] : r.model_options.items()) with += (with.empty() ? " with " : ", ") + key + "=" + value.dump();
+        std::cout << with << '\n';
+      }
       return;
     }
     auto net = model::make_model(p->model, parse_model_options(p->options));  // an unknown name or option: one line

@@ -150,7 +150,9 @@ std::unique_ptr<dist::Group> join_job(TrainParams& p) {
 }
 
 void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std::function<void(bool)>& agree) {
-  if (!p.model_options.empty()) p.config.model_options = parse_model_options(p.model_options);
+  // --model-option KEY=VALUE over the recipe's options for this network (set in add_train).
+  const nlohmann::json given = parse_model_options(p.model_options);  // kept: items() refers to it
+  for (const auto& [key, value] : given.items()) p.config.model_options[key] = value;
   if (!p.resume.empty()) load_resumed_flags(p);
   else if (p.data.empty() || p.out.empty()) throw InputError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)");
   train::validate(p.config);
@@ -368,7 +370,8 @@ void add_train(CLI::App& app) {
                   "channels-last")
       ->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
-  cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false); repeatable");
+  cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false), over the recipe's own "
+                  "(default recipe: resnet crop=" + std::to_string(train::kDefaultCrop) + "); repeatable");
   cmd->add_option("--dist-url", p->dist_url,
                   "distributed training: tcp://HOST:PORT of rank 0 or file:///PATH (RANK and WORLD_SIZE from the "
                   "environment); default: torchrun's MASTER_ADDR/MASTER_PORT when RANK and WORLD_SIZE are set");
@@ -385,6 +388,8 @@ void add_train(CLI::App& app) {
       for (const auto& [option, take] : from_recipe)
         if (option->count() == 0) take(recipe);
     }
+    // The recipe's model options where it trains the recipe's network (default: resnet crop=80).
+    p->config.model_options = train::recipe_model_options(p->config.recipe, p->config.model);
     run_train(*p);
   });
 }

@@ -75,6 +75,7 @@ TrainConfig recipe_config(const std::string& name) {
   c.recipe = name;
   if (name == "default") {
     c.model = "resnet";
+    c.model_options = {{"crop", kDefaultCrop}};
     c.augment = kDefaultAugment;
     c.schedule = "cosine";
     c.warmup_epochs = 0;
@@ -102,8 +103,15 @@ TrainConfig recipe_config(const std::string& name) {
   throw InputError("--recipe " + name + ": expected one of " + known);
 }
 
+nlohmann::json recipe_model_options(const std::string& recipe, const std::string& model) {
+  auto c = recipe_config(recipe);
+  return c.model == model ? c.model_options : nlohmann::json::object();
+}
+
 std::vector<std::pair<std::string, std::string>> list_recipes() {
-  return {{"default", std::string("histoscan's default: resnet on the centre 64 x 64, --augment ") + kDefaultAugment +
+  return {{"default", "histoscan's default: resnet on the centre " + std::to_string(kDefaultCrop) + " x " +
+                          std::to_string(kDefaultCrop) + " (--model-option crop=" + std::to_string(kDefaultCrop) +
+                          "), --augment " + kDefaultAugment +
                           ", Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
           {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
 }

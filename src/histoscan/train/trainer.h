@@ -71,20 +71,28 @@ bool trains_channels_last(const TrainConfig& config, bool cuda);
 // The same as the layout of activations and convolution weights: ChannelsLast or Contiguous (NCHW).
 c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda);
 
-// The default recipe's augmentation and epochs (see recipe_config and docs/accuracy.md).
+// The default recipe's centre crop, augmentation and epochs (see recipe_config and
+// docs/accuracy.md). The crop is the recipe's, not resnet's own default (64): a checkpoint
+// records the options it was trained with, and older ones that record none stay at 64.
+inline constexpr int kDefaultCrop = 80;
 inline constexpr const char* kDefaultAugment = "dihedral+hed=0.1+shift=16";
 inline constexpr int kDefaultEpochs = 30;
 
 // A named recipe's settings (--recipe NAME; flags given with it override them). TrainConfig{}
 // itself holds the notebook's network and schedule with rotations and colour jitter.
-//   "default": histoscan's default recipe (what `histoscan train` runs): resnet (centre crop 64),
-//              augment kDefaultAugment, Adam 1e-3 on a cosine schedule over kDefaultEpochs epochs,
+//   "default": histoscan's default recipe (what `histoscan train` runs): resnet with model
+//              option crop=kDefaultCrop, augment kDefaultAugment, Adam 1e-3 on a cosine schedule over kDefaultEpochs epochs,
 //              no early stopping;
 //   "seed":    the notebook's recipe as ../shared/peers/torch_seed_recipe.py runs it: seed-cnn,
 //              random flips only, Adam 1e-3, batch 128, reduce-LR-on-plateau (3, 0.1), early
 //              stopping (7), up to 20 epochs.
+// A recipe's model options apply to its own network only (see recipe_model_options).
 // Throws InputError listing the names for another name.
 TrainConfig recipe_config(const std::string& name);
+
+// The model options a run starts from before its --model-option flags are merged over them:
+// the recipe's where `model` is the recipe's network, none for another network.
+nlohmann::json recipe_model_options(const std::string& recipe, const std::string& model);
 
 // Each recipe's name and a one-line description.
 std::vector<std::pair<std::string, std::string>> list_recipes();
