@@ -18,8 +18,8 @@
       (cut-off 0.5): what an ensemble of those trained networks would score, and how closely each
       two runs' probabilities correlate (scored by `histoscan metrics`, files in RUNS/ensemble).
       Trains nothing.
-  scripts/ablation.py table [--markdown]
-      prints every line of RUNS/ablation.jsonl as a table (the one in docs/accuracy.md).
+  scripts/ablation.py table
+      prints every line of RUNS/ablation.jsonl as a Markdown table (the one in docs/accuracy.md).
 
 DATA: --data (default ../shared/data/pcam-subset beside the repository); RUNS: --runs (default
 build/ablation); the binary: --histoscan (default build/histoscan). Nothing is written outside
