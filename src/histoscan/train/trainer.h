@@ -82,8 +82,8 @@ inline constexpr int kDefaultEpochs = 30;
 // A named recipe's settings (--recipe NAME; flags given with it override them). TrainConfig{}
 // itself holds the notebook's network and schedule with rotations and colour jitter.
 //   "default": histoscan's default recipe (what `histoscan train` runs): resnet with model
-//              option crop=kDefaultCrop, augment kDefaultAugment, Adam 1e-3 on a cosine schedule over kDefaultEpochs epochs,
-//              no early stopping;
+//              option crop=kDefaultCrop, augment kDefaultAugment, Adam 1e-3 on a cosine
+//              schedule over kDefaultEpochs epochs, no early stopping;
 //   "seed":    the notebook's recipe as ../shared/peers/torch_seed_recipe.py runs it: seed-cnn,
 //              random flips only, Adam 1e-3, batch 128, reduce-LR-on-plateau (3, 0.1), early
 //              stopping (7), up to 20 epochs.
