@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <ostream>
 #include <random>
@@ -35,8 +36,20 @@ namespace histoscan::train {
 bool trains_channels_last(const TrainConfig& config, bool cuda) {
   const bool wanted = config.memory_format == "channels-last" || (config.memory_format == "auto" && (cuda || config.amp));
   if (!wanted || cuda) return wanted;
-  auto net = model::make_model(config.model, config.model_options);
-  return !model::has_unsafe_channels_last_gradient(*net);  // NCHW where LibTorch's CPU gradient is unsafe
+  // The network is built only to be inspected; its initialisation's draws are given back, so
+  // asking never moves a run's random numbers.
+  auto gen = at::detail::getDefaultCPUGenerator();
+  torch::Tensor drawn_from;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    drawn_from = gen.get_state();
+  }
+  const bool unsafe = model::has_unsafe_channels_last_gradient(*model::make_model(config.model, config.model_options));
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(drawn_from);
+  }
+  return !unsafe;  // NCHW where LibTorch's CPU gradient is unsafe
 }
 
 c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda) {

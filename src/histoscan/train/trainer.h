@@ -66,7 +66,7 @@ void validate(const TrainConfig& config);
 // Whether training with `config` on a GPU (cuda) or the CPU runs channels-last (memory_format,
 // "auto" resolved as TrainConfig says). Never on the CPU for a network LibTorch cannot train
 // there in channels-last memory (model::has_unsafe_channels_last_gradient); to know, it builds
-// the network, which draws from LibTorch's generator: call it before seeding (Loop does).
+// the network once, leaving LibTorch's generator as it found it.
 bool trains_channels_last(const TrainConfig& config, bool cuda);
 
 // The same as the layout of activations and convolution weights: ChannelsLast or Contiguous (NCHW).
