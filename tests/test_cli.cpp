@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -372,4 +373,108 @@ TEST_F(Cli, ScanAnswersBadSlidesLevelsAndBlankGlass) {
   EXPECT_EQ(s["call"], "no tumour");
   EXPECT_EQ(nlohmann::json::parse(read_text(dir / "g/tumour.geojson"))["features"].size(), 0u);
   EXPECT_TRUE(fs::exists(dir / "g/heatmap.png"));
+}
+
+namespace {
+
+// The cohort.csv rows without their seconds column (the 9th), which differs between runs.
+std::vector<std::string> cohort_rows(const fs::path& csv) {
+  std::vector<std::string> rows;
+  for (const auto& line : lines_of(read_text(csv))) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    if (cells.size() > 8) cells[8] = "";
+    std::string joined;
+    for (const auto& c : cells) joined += c + ",";
+    rows.push_back(joined);
+  }
+  return rows;
+}
+
+}  // namespace
+
+// A cohort: a manifest of slides with labels, among them an unreadable file, one cut short and
+// one without tissue. Every bad slide is a row of failures.csv; the good ones are scanned, the
+// exit code says some failed (3); a re-run skips what is done; `metrics` reads cohort.csv.
+TEST_F(Cli, ScanCohortRecordsFailuresResumesAndReportsPerSlide) {
+  TempDir dir;
+  std::string manifest = "slide,label\n";
+  for (int i = 0; i < 3; ++i) {
+    std::string name = "s" + std::to_string(i) + ".tif";
+    auto r = run_cli("synth-slide " + quote(dir / name) + " --cols 6 --rows 5 --tumour 2,1,3,3" +
+                     " --seed " + std::to_string(i + 1));
+    ASSERT_EQ(r.code, 0) << r.output;
+    manifest += name + "," + (i == 1 ? "normal" : "tumour") + "\n";
+  }
+  write_text(dir / "notes.svs", "not a slide");
+  fs::copy_file(dir / "s0.tif", dir / "cut.tif");
+  fs::resize_file(dir / "cut.tif", fs::file_size(dir / "s0.tif") / 3);
+  cv::imwrite((dir / "glass.png").string(), cv::Mat(480, 640, CV_8UC3, cv::Scalar(242, 242, 242)));
+  manifest += "notes.svs,0\ncut.tif,1\nglass.png,\n";
+  write_text(dir / "manifest.csv", manifest);
+  std::string model = quote(*dir_ / "run/best.pt");
+  std::string cmd = "scan " + model + " " + quote(dir / "manifest.csv") + " --out " + quote(dir / "cohort") + " --threads 2 --no-progress";
+  auto r = run_cli(cmd);
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("cohort of 6 slides: 3 scanned, 3 failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("histoscan: 3 of 6 slides failed; see "), std::string::npos) << r.output;
+
+  auto rows = cohort_rows(dir / "cohort/cohort.csv");
+  ASSERT_EQ(rows.size(), 7u);
+  EXPECT_EQ(rows[0], "slide,status,call,top_k_mean,max_probability,tumour_mm2,tissue_mm2,tiles_scored,,label,");
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(rows[i].substr(0, 6), "s" + std::to_string(i - 1) + ",ok,") << rows[i];
+  EXPECT_EQ(rows[4], "notes,failed,,,,,,,,0,");
+  EXPECT_EQ(lines_of(read_text(dir / "cohort/cohort.csv"))[6], "glass,failed,,,,,,,,") << "no label";
+  auto failures = read_text(dir / "cohort/failures.csv");
+  EXPECT_NE(failures.find("notes.svs: not a slide or image"), std::string::npos) << failures;
+  EXPECT_NE(failures.find("cut,"), std::string::npos) << failures;
+  EXPECT_NE(failures.find("records no microns per pixel"), std::string::npos) << failures;
+  for (const char* f : {"heatmap.png", "tissue.png", "tiles.csv", "tumour.geojson", "summary.json", "status.json"})
+    EXPECT_TRUE(fs::exists(dir / "cohort/slides/s1" / f)) << f;
+  EXPECT_FALSE(fs::exists(dir / "cohort/slides/cut/summary.json")) << "a failed slide keeps no half set of outputs";
+  EXPECT_TRUE(fs::exists(dir / "cohort/metrics/metrics.json"));
+  EXPECT_TRUE(fs::exists(dir / "cohort/cohort.html"));
+
+  // Fixed, the glass gets its resolution and still fails (no tissue); the rest is skipped.
+  write_text(dir / "manifest.csv", "slide,label,mpp\ns0.tif,1,\ns1.tif,0,\ns2.tif,1,\nglass.png,,0.5\n");
+  r = run_cli(cmd);
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("skipped 3 done before"), std::string::npos) << r.output;
+  EXPECT_NE(read_text(dir / "cohort/failures.csv").find("no tissue found"), std::string::npos);
+  auto again = cohort_rows(dir / "cohort/cohort.csv");
+  ASSERT_EQ(again.size(), 5u);
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(again[i], rows[i]);
+
+  // Slide-level metrics from the table, as from any predictions CSV.
+  r = run_cli("metrics " + quote(dir / "cohort/cohort.csv") + " --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto m = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(m["n"], 3);
+  EXPECT_EQ(m["positives"], 2);
+
+  // Other settings are refused until --rescan; a folder of slides is a cohort too.
+  expect_user_error(run_cli(cmd + " --stride 48"), "other settings (stride was 32, now 48)");
+  fs::create_directories(dir / "folder");
+  fs::copy_file(dir / "s1.tif", dir / "folder/s1.tif");
+  r = run_cli("scan " + model + " " + quote(dir / "folder") + " --out " + quote(dir / "f") + " --threads 2 --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(lines_of(read_text(dir / "f/cohort.csv")).size(), 2u);
+  EXPECT_EQ(lines_of(read_text(dir / "f/failures.csv")).size(), 1u);
+}
+
+TEST_F(Cli, ScanCohortRefusesBadManifestsWritingNothing) {
+  TempDir dir;
+  auto r = run_cli("synth-slide " + quote(dir / "a.tif") + " --cols 4 --rows 4 --tumour 1,1,2,2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::string model = quote(*dir_ / "run/best.pt");
+  auto refused = [&](const std::string& text, const std::string& fragment) {
+    write_text(dir / "m.csv", text);
+    expect_user_error(run_cli("scan " + model + " " + quote(dir / "m.csv") + " --out " + quote(dir / "out")), fragment);
+    EXPECT_FALSE(fs::exists(dir / "out")) << text;
+  };
+  refused("file,label\na.tif,0\n", "no 'slide' column");
+  refused("slide,label\na.tif,suspicious\n", "m.csv line 2: label 'suspicious'");
+  refused("slide\na.tif\na.tif\n", "m.csv line 3: slide");
+  refused("slide\nb.tif\n", "m.csv line 2: slide b.tif does not exist");
 }

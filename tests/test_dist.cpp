@@ -239,3 +239,43 @@ TEST(SyncBatchNorm, TwoRanksComputeWhatBatchNormComputesOnTheWholeBatch) {
   for (std::size_t i = 0; i < pw.size(); ++i)
     EXPECT_LT((pw[i].grad() - grads[0][i] - grads[1][i]).abs().max().item<double>(), 1e-4 * (1 + pw[i].grad().abs().max().item<double>())) << "parameter " << i;
 }
+
+// A cohort across 2 ranks on loopback: each takes the next slide from the store's counter, and
+// rank 0's cohort.csv is the one a single process writes (but for each slide's seconds).
+TEST_F(Dist, TwoRanksScanACohortAsOneProcess) {
+  auto r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "scanmodel") +
+                         " --epochs 1 --batch 32 --seed 5 --threads 1 --no-progress --model seed-cnn --no-amp");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const fs::path slides = *dir_ / "slides";
+  fs::create_directories(slides);
+  for (int i = 0; i < 6; ++i) {
+    r = test::run_cli("synth-slide " + test::quote(slides / ("s" + std::to_string(i) + ".tif")) + " --cols " + std::to_string(4 + i) +
+                      " --rows 4 --tumour 1,1,2,2 --seed " + std::to_string(i + 1));
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  auto args = [&](const fs::path& out) {
+    return std::vector<std::string>{"scan", (*dir_ / "scanmodel/best.pt").string(), slides.string(), "--out", out.string(),
+                                    "--threads", "1", "--no-progress"};
+  };
+  ASSERT_EQ(test::wait_exit(test::spawn_cli(args(*dir_ / "cohort1"), *dir_ / "c1.log")), 0) << test::read_text(*dir_ / "c1.log");
+  auto [c0, c1] = run_two(args(*dir_ / "cohort2"), args(*dir_ / "cohort2"), *dir_ / "c20.log", *dir_ / "c21.log");
+  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "c20.log");
+  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "c21.log");
+  auto without_seconds = [](const fs::path& csv) {
+    std::vector<std::string> rows;
+    for (const auto& line : test::lines_of(test::read_text(csv))) rows.push_back(line.substr(0, line.rfind(',')));
+    return rows;
+  };
+  auto one = without_seconds(*dir_ / "cohort1/cohort.csv"), two = without_seconds(*dir_ / "cohort2/cohort.csv");
+  ASSERT_EQ(one.size(), 7u);
+  EXPECT_EQ(one, two);
+  // Both ranks scanned: each says how many it took, and together they took all six.
+  std::string log0 = test::read_text(*dir_ / "c20.log"), log1 = test::read_text(*dir_ / "c21.log");
+  auto taken = [](const std::string& log) {
+    auto at = log.find(": scanned ");
+    return at == std::string::npos ? -1 : std::stoi(log.substr(at + 10));
+  };
+  EXPECT_GE(taken(log0), 1) << log0;
+  EXPECT_GE(taken(log1), 1) << log1;
+  EXPECT_EQ(taken(log0) + taken(log1), 6) << log0 << log1;
+}

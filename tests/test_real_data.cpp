@@ -6,9 +6,13 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "cli_util.h"
+#include "histoscan/data/source.h"
 #include "histoscan/eval/metrics.h"
+#include "histoscan/slide/scan_plan.h"
+#include "histoscan/slide/test_slide.h"
 #include "test_util.h"
 
 using namespace histoscan::test;
@@ -171,4 +175,64 @@ TEST(RealData, TrainAndEvaluateReadPcamHdf5AndPackRoundTrips) {
   auto j = nlohmann::json::parse(inspect.output.substr(inspect.output.find('{')));
   EXPECT_EQ(j["classes"]["0"], 10);
   EXPECT_EQ(j["classes"]["1"], 5);
+}
+
+// The cohort issue's tissue check, on slides of real PCam patches from valid (the issue's
+// set-up: a mosaic at 0.972 µm/px, tiles of 96 at stride 96 on level 0). Truth for each tile:
+// the share of its level-0 pixels with HSV saturation above 20. Of the tiles at least half
+// tissue, at least 95% are scored; of the tiles with no tissue pixel, under 20% — on a slide
+// that is mostly tissue and on one that is mostly glass.
+TEST(RealData, TissueMaskScoresPaleTissueAndLeavesGlassOnMostlyTissueAndMostlyGlassSlides) {
+  fs::path valid = shared_data("pcam-subset/valid");
+  if (valid.empty()) GTEST_SKIP() << "no ../shared/data/pcam-subset";
+  TempDir dir;
+  auto index = histoscan::data::index_source(valid.string());
+  for (bool mostly_glass : {false, true}) {
+    histoscan::slide::TestSlideSpec spec;
+    spec.slide_mpp = 0.972;
+    spec.seed = 7;
+    if (mostly_glass) spec.width = spec.height = 96 * 60;
+    const fs::path path = dir / (mostly_glass ? "glass.tif" : "tissue.tif");
+    histoscan::slide::write_test_slide(path, &index, spec);
+    histoscan::slide::ScanOptions o;
+    o.stride = 96;
+    o.progress = false;
+    // The shares of half-tissue and of glass tiles that a plan with options `o` scores.
+    auto coverage = [&](const histoscan::slide::ScanOptions& o, double* threshold) {
+      auto plan = histoscan::slide::plan_scan(path, o);
+      EXPECT_EQ(plan.read.level, 0);
+      *threshold = plan.tissue.threshold;
+      std::vector<char> scored(std::size_t(plan.grid.nx) * plan.grid.ny, 0);
+      for (const auto& block : plan.blocks)
+        for (auto c : block) scored[c] = 1;
+      std::size_t half = 0, half_scored = 0, glass = 0, glass_scored = 0;
+      for (int j = 0; j < plan.grid.ny; ++j)
+        for (int i = 0; i < plan.grid.nx; ++i) {
+          cv::Mat tile = plan.slide.read(0, plan.grid.x0(i), plan.grid.y0(j), 96, 96), hsv, channels[3];
+          cv::cvtColor(tile, hsv, cv::COLOR_RGB2HSV);
+          cv::split(hsv, channels);
+          double tissue = cv::countNonZero(channels[1] > 20) / (96.0 * 96.0);
+          const bool s = scored[std::size_t(j) * plan.grid.nx + i];
+          if (tissue >= 0.5) half += 1, half_scored += s;
+          if (tissue == 0) glass += 1, glass_scored += s;
+        }
+      return std::make_pair(double(half_scored) / double(half), double(glass_scored) / double(glass));
+    };
+    double threshold = 0, otsu = 0;
+    auto [kept, on_glass] = coverage(o, &threshold);
+    // For the record, Otsu's threshold on the same thumbnail (the mask before this one).
+    {
+      auto plan = histoscan::slide::plan_scan(path, o);
+      cv::Mat hsv, channels[3], blurred, ignored;
+      cv::cvtColor(plan.thumb, hsv, cv::COLOR_RGB2HSV);
+      cv::split(hsv, channels);
+      cv::GaussianBlur(channels[1], blurred, cv::Size(5, 5), 0);
+      o.tissue_threshold = std::max(20.0, cv::threshold(blurred, ignored, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU));
+    }
+    auto [otsu_kept, otsu_glass] = coverage(o, &otsu);
+    std::cout << path.filename() << ": saturation threshold " << threshold << ": " << kept << " of half-tissue tiles scored, "
+              << on_glass << " of glass tiles; Otsu's (" << otsu << "): " << otsu_kept << " and " << otsu_glass << "\n";
+    EXPECT_GE(kept, 0.95) << path;
+    EXPECT_LT(on_glass, 0.20) << path;
+  }
 }

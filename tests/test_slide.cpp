@@ -3,12 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "histoscan/cohort/cohort.h"
 #include "histoscan/slide/scan_map.h"
+#include "histoscan/slide/scan_plan.h"
 #include "histoscan/slide/slide.h"
 #include "histoscan/slide/test_slide.h"
 #include "histoscan/util/error.h"
@@ -226,4 +232,211 @@ TEST(Slide, LargeSlidesAreWrittenTileByTile) {
   // The tissue sits in the middle of the canvas.
   cv::Rect box = cv::boundingRect(tissue.mask);
   EXPECT_NEAR(box.x + box.width / 2.0, thumb.cols / 2.0, 5);
+}
+
+// A mostly-tissue thumbnail: pale tissue (saturation about 35) over most of it, dense tissue in
+// a corner, a thin margin of glass. Otsu's threshold falls between pale and dense and dropped
+// the pale part; the threshold from the glass keeps it.
+TEST(Slide, TissueMaskKeepsPaleTissueOnAMostlyTissueSlide) {
+  cv::Mat thumb(200, 300, CV_8UC3, cv::Scalar(243, 243, 245));          // glass
+  thumb(cv::Rect(10, 10, 280, 180)).setTo(cv::Scalar(236, 214, 226));  // pale pink: saturation about 24
+  thumb(cv::Rect(10, 10, 60, 60)).setTo(cv::Scalar(150, 60, 140));     // dense: about 150
+  auto t = slide::find_tissue(thumb);
+  EXPECT_LE(t.background, 5);
+  EXPECT_EQ(t.threshold, 20);
+  EXPECT_EQ(t.mask.at<std::uint8_t>(150, 200), 255) << "pale tissue is tissue";
+  EXPECT_EQ(t.mask.at<std::uint8_t>(3, 3), 0) << "glass is not";
+  EXPECT_NEAR(double(t.pixels), 280.0 * 180.0, 280.0 * 180.0 * 0.03);
+  // A tinted glass (saturation about 30) moves the threshold up with it.
+  cv::Mat tinted(200, 300, CV_8UC3, cv::Scalar(215, 235, 245));
+  tinted(cv::Rect(100, 50, 100, 100)).setTo(cv::Scalar(200, 120, 190));
+  auto u = slide::find_tissue(tinted);
+  EXPECT_GT(u.threshold, u.background);
+  EXPECT_EQ(u.mask.at<std::uint8_t>(10, 10), 0) << "tinted glass is not tissue";
+  EXPECT_EQ(u.mask.at<std::uint8_t>(100, 150), 255);
+  // --tissue-threshold sets it.
+  auto fixed = slide::find_tissue(thumb, 20, 100);
+  EXPECT_EQ(fixed.threshold, 100);
+  EXPECT_EQ(fixed.rule, "--tissue-threshold");
+  EXPECT_EQ(fixed.mask.at<std::uint8_t>(150, 200), 0);
+  EXPECT_EQ(fixed.mask.at<std::uint8_t>(40, 40), 255);
+}
+
+namespace {
+
+// A cohort of `n` test slides s0..s(n-1) in dir/in, and a manifest naming them with labels.
+std::vector<std::string> write_cohort_inputs(const fs::path& dir, int n) {
+  fs::create_directories(dir / "in");
+  slide::TestSlideSpec spec;
+  spec.cols = spec.rows = 4;
+  spec.tumour = cv::Rect(1, 1, 2, 2);
+  std::string manifest = "slide,label\n";
+  for (int i = 0; i < n; ++i) {
+    spec.seed = static_cast<std::uint64_t>(i + 1);
+    slide::write_test_slide(dir / "in" / ("s" + std::to_string(i) + ".tif"), nullptr, spec);
+    manifest += "s" + std::to_string(i) + ".tif," + (i % 2 ? "tumour" : "normal") + "\n";
+  }
+  write_text(dir / "in/manifest.csv", manifest);
+  return {(dir / "in/manifest.csv").string()};
+}
+
+// A scan without a network: the plan stage for real, each tile's probability from its
+// position, and the real outputs. Slides named in `fail` throw.
+struct FakeScan {
+  std::set<std::string> fail;
+  int calls = 0;
+  nlohmann::json operator()(const cohort::SlideEntry& s, const fs::path& dir) {
+    ++calls;
+    if (fail.count(s.name)) throw InputError(s.path.string() + ": cannot read this slide");
+    slide::ScanOptions o;
+    o.require_tissue = o.require_mpp = true;
+    auto plan = slide::plan_scan(s.path, o);
+    for (const auto& block : plan.blocks)
+      for (auto c : block) plan.grid.probability[c] = s.label == 1 ? 0.9f : 0.1f;
+    return slide::write_scan_outputs(dir, plan, o, plan.tiles, 0.1);
+  }
+};
+
+std::vector<std::string> csv_without_seconds(const fs::path& csv) {
+  std::vector<std::string> rows;
+  for (auto line : lines_of(read_text(csv))) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    if (cells.size() > 8) cells[8] = "";
+    std::string joined;
+    for (const auto& c : cells) joined += c + ",";
+    rows.push_back(joined);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST(Cohort, ManifestsFoldersAndFilesBecomeSlidesWithLabels) {
+  TempDir dir;
+  write_cohort_inputs(dir.path(), 2);
+  write_text(dir / "in/m2.csv", "Slide,label,mpp\ns0.tif,0,0.5\n");  // header names are matched exactly
+  auto slides = cohort::collect_slides({(dir / "in/manifest.csv").string()});
+  ASSERT_EQ(slides.size(), 2u);
+  EXPECT_EQ(slides[0].name, "s0");
+  EXPECT_EQ(slides[0].label, 0);
+  EXPECT_EQ(slides[1].label, 1);
+  EXPECT_EQ(slides[1].path, dir / "in/s1.tif") << "paths are relative to the manifest's folder";
+  auto folder = cohort::collect_slides({(dir / "in").string()});
+  ASSERT_EQ(folder.size(), 2u) << "the folder's slides, not its CSV";
+  EXPECT_EQ(folder[1].label, -1);
+  EXPECT_TRUE(cohort::is_single_slide({(dir / "in/s0.tif").string()}));
+  EXPECT_FALSE(cohort::is_single_slide({(dir / "in").string()}));
+  EXPECT_FALSE(cohort::is_single_slide({(dir / "in/manifest.csv").string()}));
+  EXPECT_EQ(cohort::parse_label("Tumor"), 1);
+  EXPECT_EQ(cohort::parse_label("NORMAL"), 0);
+  EXPECT_EQ(cohort::parse_label(""), -1);
+  EXPECT_FALSE(cohort::parse_label("2").has_value());
+}
+
+TEST(Cohort, BadManifestsNameTheirLine) {
+  TempDir dir;
+  write_cohort_inputs(dir.path(), 2);
+  auto error = [&](const std::string& text) {
+    write_text(dir / "in/bad.csv", text);
+    return error_of([&] { cohort::collect_slides({(dir / "in/bad.csv").string()}); });
+  };
+  EXPECT_NE(error("path,label\ns0.tif,0\n").find("no 'slide' column"), std::string::npos);
+  EXPECT_NE(error("slide,label\ns0.tif,0\ns1.tif,maybe\n").find("bad.csv line 3: label 'maybe'"), std::string::npos);
+  EXPECT_NE(error("slide,label\ns0.tif,0\ns0.tif,1\n").find("bad.csv line 3: slide"), std::string::npos);
+  EXPECT_NE(error("slide,label\ns0.tif,0\ns0.tif,1\n").find("named twice"), std::string::npos);
+  EXPECT_NE(error("slide\nmissing.svs\n").find("bad.csv line 2: slide missing.svs does not exist"), std::string::npos);
+  EXPECT_NE(error("slide,mpp\ns0.tif,-1\n").find("line 2: mpp '-1'"), std::string::npos);
+  EXPECT_NE(error("slide\n").find("no slides"), std::string::npos);
+  fs::create_directories(dir / "other");
+  fs::copy_file(dir / "in/s0.tif", dir / "other/s0.tif");
+  EXPECT_NE(error_of([&] { cohort::collect_slides({(dir / "in/s0.tif").string(), (dir / "other/s0.tif").string()}); })
+                .find("have the same name 's0'"),
+            std::string::npos);
+}
+
+TEST(Cohort, FailuresAreRowsResumeSkipsDoneSlidesAndTheTableHasSlideMetrics) {
+  TempDir dir;
+  auto inputs = write_cohort_inputs(dir.path(), 4);
+  auto slides = cohort::collect_slides(inputs);
+  const fs::path out = dir / "out";
+  nlohmann::json settings = {{"stride", 32}};
+  cohort::prepare_cohort_dir(out, settings, false, false);
+  FakeScan scan;
+  scan.fail = {"s2"};
+  std::size_t i = 0;
+  auto t = cohort::scan_slides(out, slides, std::ref(scan), [&] { return i++; }, false);
+  EXPECT_EQ(t.scanned, 3u);
+  EXPECT_EQ(t.failed, 1u);
+  auto o = cohort::write_cohort_outputs(out, slides, 0.5);
+  EXPECT_EQ(o.ok, 3u);
+  EXPECT_EQ(o.failed, 1u);
+  EXPECT_EQ(o.tumour, 2u);
+  EXPECT_TRUE(o.metrics);
+  auto rows = lines_of(read_text(out / "cohort.csv"));
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[0], "slide,status,call,top_k_mean,max_probability,tumour_mm2,tissue_mm2,tiles_scored,seconds,label");
+  EXPECT_EQ(rows[1].substr(0, 22), "s0,ok,no tumour,0.1000");
+  EXPECT_EQ(rows[2].substr(0, 19), "s1,ok,tumour,0.9000");
+  EXPECT_EQ(rows[3], "s2,failed,,,,,,,,0");
+  auto failures = lines_of(read_text(out / "failures.csv"));
+  ASSERT_EQ(failures.size(), 2u);
+  EXPECT_NE(failures[1].find("s2,"), std::string::npos);
+  EXPECT_NE(failures[1].find("cannot read this slide"), std::string::npos);
+  for (const auto& f : slide::scan_output_files()) {
+    EXPECT_TRUE(fs::exists(out / "slides/s0" / f)) << f;
+    EXPECT_FALSE(fs::exists(out / "slides/s2" / f)) << "a failed slide keeps no outputs: " << f;
+  }
+  auto m = nlohmann::json::parse(read_text(out / "metrics/metrics.json"));
+  EXPECT_EQ(m["n"], 3);
+  EXPECT_EQ(m["auc"], 1.0);
+  EXPECT_TRUE(fs::exists(out / "metrics/roc.png"));
+  std::string html = read_text(out / "cohort.html");
+  EXPECT_LT(html.find(">s1<"), html.find(">s0<")) << "most likely tumour first";
+  EXPECT_NE(html.find("id=\"failures\""), std::string::npos);
+
+  // A re-run scans only what is not done: the failed slide, now readable.
+  const auto before = csv_without_seconds(out / "cohort.csv");
+  cohort::prepare_cohort_dir(out, settings, false, false);
+  scan.fail.clear();
+  scan.calls = 0;
+  i = 0;
+  t = cohort::scan_slides(out, slides, std::ref(scan), [&] { return i++; }, false);
+  EXPECT_EQ(scan.calls, 1);
+  EXPECT_EQ(t.skipped, 3u);
+  o = cohort::write_cohort_outputs(out, slides, 0.5);
+  EXPECT_EQ(o.failed, 0u);
+  EXPECT_EQ(lines_of(read_text(out / "failures.csv")).size(), 1u);
+  auto after = csv_without_seconds(out / "cohort.csv");
+  EXPECT_EQ(after[1], before[1]);
+  EXPECT_EQ(after[3].substr(0, 6), "s2,ok,");
+  // --rescan scans them all; other settings without it are refused.
+  i = 0;
+  scan.calls = 0;
+  cohort::scan_slides(out, slides, std::ref(scan), [&] { return i++; }, true);
+  EXPECT_EQ(scan.calls, 4);
+  std::string refused = error_of([&] { cohort::prepare_cohort_dir(out, {{"stride", 64}}, false, false); });
+  EXPECT_NE(refused.find("other settings (stride was 32, now 64)"), std::string::npos) << refused;
+  EXPECT_NO_THROW(cohort::prepare_cohort_dir(out, {{"stride", 64}}, true, false));
+  // A folder that is not a cohort is not written into.
+  write_text(dir / "notes/a.txt", "mine");
+  EXPECT_NE(error_of([&] { cohort::prepare_cohort_dir(dir / "notes", settings, false, false); }).find("--out"), std::string::npos);
+}
+
+TEST(Cohort, ReportOpensInChromiumWithItsSections) {
+  TempDir dir;
+  auto slides = cohort::collect_slides(write_cohort_inputs(dir.path(), 2));
+  cohort::prepare_cohort_dir(dir / "out", {}, false, false);
+  FakeScan scan;
+  std::size_t i = 0;
+  cohort::scan_slides(dir / "out", slides, std::ref(scan), [&] { return i++; }, false);
+  cohort::write_cohort_outputs(dir / "out", slides, 0.5);
+  const std::string command = "/usr/bin/python3 " + std::string(HISTOSCAN_SOURCE_DIR) + "/tests/report/check_report.py '" +
+                              (dir / "out/cohort.html").string() + "' '" + (fs::current_path() / "cohort_screenshot.png").string() +
+                              "' --sections summary,metrics,roc,slides";
+  int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no Chromium installed";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "cohort.html failed in Chromium";
 }

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "histoscan/cohort/cohort.h"
 #include "histoscan/data/source.h"
+#include "histoscan/dist/dist.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
@@ -17,57 +19,162 @@
 
 namespace histoscan::cli {
 
-void add_scan(CLI::App& app) {
-  struct Params {
-    std::string checkpoint, slide, out, device = "auto";
-    double threshold = -1;
-    int threads = 0;
-    bool no_progress = false;
-    scan::ScanOptions scan;
+namespace {
+
+struct ScanParams {
+  std::string checkpoint, out, device = "auto", dist_url;
+  std::vector<std::string> inputs;
+  double threshold = -1, dist_timeout = 3600;
+  int threads = 0;
+  bool no_progress = false, rescan = false;
+  scan::ScanOptions scan;
+};
+
+// What makes one slide's outputs comparable with another's: a cohort re-run must match it.
+nlohmann::json cohort_settings(const ScanParams& p) {
+  const auto& o = p.scan;
+  std::error_code ec;
+  return {{"checkpoint", fs::absolute(p.checkpoint).string()},
+          {"checkpoint_bytes", fs::file_size(p.checkpoint, ec)},
+          {"target_mpp", o.target_mpp},
+          {"slide_mpp", o.slide_mpp},
+          {"level", o.level},
+          {"stride", o.stride},
+          {"min_tissue", o.min_tissue},
+          {"tissue_threshold", o.tissue_threshold},
+          {"threshold", o.threshold},
+          {"smooth", o.smooth},
+          {"top_k", o.top_k},
+          {"thumbnail", o.thumbnail},
+          {"tta", o.tta},
+          {"amp", o.amp}};
+}
+
+void scan_one(ScanParams& p) {
+  if (fs::exists(p.out) && fs::is_directory(p.out) && !fs::is_empty(p.out) && !p.scan.overwrite)
+    throw InputError("--out " + p.out + " exists and is not empty; pass --overwrite to write into it or choose another folder");
+  set_threads(p.threads);
+  auto checkpoint = model::load_checkpoint(p.checkpoint);
+  p.scan.threshold = p.threshold >= 0 ? p.threshold : checkpoint.meta.value("threshold", 0.5);
+  slide::check_scan_options(p.scan);
+  auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
+  auto s = scan::scan_slide(checkpoint.net, device, p.inputs[0], p.out, p.scan);
+  log::info(slide::describe_scan(s));
+  log::info("wrote heatmap.png, tissue.png, tiles.csv, tumour.geojson, summary.json to " + p.out);
+}
+
+// Many slides: each into OUT/slides/NAME, then the cohort's table. Across ranks (RANK,
+// WORLD_SIZE) every rank takes the next slide from a counter in the job's store; rank 0
+// prepares the folder first and writes the table last.
+void scan_cohort(ScanParams& p) {
+  auto slides = cohort::collect_slides(p.inputs);  // every input checked before anything is written
+  if (!(p.dist_timeout > 0)) throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
+  set_threads(p.threads);
+  auto checkpoint = model::load_checkpoint(p.checkpoint);
+  p.scan.threshold = p.threshold >= 0 ? p.threshold : checkpoint.meta.value("threshold", 0.5);
+  slide::check_scan_options(p.scan);
+  auto launch = dist::launch_from_environment(p.dist_url);
+  std::unique_ptr<dist::Group> group;
+  if (launch) {
+    group = std::make_unique<dist::Group>(*launch, p.dist_timeout);
+    log::info("cohort across " + std::to_string(group->size()) + " ranks: " + launch->describe());
+  }
+  const bool rank0 = !group || group->rank() == 0;
+  std::string refusal;
+  if (rank0) {
+    try {
+      cohort::prepare_cohort_dir(p.out, cohort_settings(p), p.rescan, p.scan.overwrite);
+    } catch (const InputError& e) {
+      if (!group) throw;
+      refusal = e.what();
+    }
+  }
+  if (group && !group->all_ok(refusal.empty(), "preparing the cohort folder"))
+    throw InputError(refusal.empty() ? "rank 0 refused --out " + p.out + "; see its message" : refusal);
+  for (const auto& s : slides)
+    if (!s.annotations.empty()) {
+      log::warn("the manifest's annotations are checked to exist but not evaluated yet (no lesion-level Dice or FROC in this version)");
+      break;
+    }
+
+  auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
+  p.scan.progress = !p.no_progress;
+  p.scan.require_tissue = true;
+  p.scan.overwrite = true;  // the slide's own folder: a scan cut short is redone in place
+  auto scan = [&](const cohort::SlideEntry& s, const fs::path& dir) {
+    auto o = p.scan;
+    if (s.mpp > 0) o.slide_mpp = s.mpp;
+    o.require_mpp = true;
+    auto plan = slide::plan_scan(s.path, o);
+    auto stats = scan::score_tiles(checkpoint.net, device, plan, o);
+    auto summary = slide::write_scan_outputs(dir, plan, o, stats.scored, stats.seconds);
+    log::info(s.name + ": " + slide::describe_scan(summary));
+    return summary;
   };
-  auto p = std::make_shared<Params>();
-  auto* cmd = app.add_subcommand("scan", "tumour heatmap of a whole slide: heatmap.png, tiles.csv, tumour.geojson, summary.json");
+  std::size_t counter = 0;
+  cohort::NextFn next = [&] { return counter++; };
+  if (group) next = [&] { return static_cast<std::size_t>(group->counter_add("histoscan/cohort/next", 1) - 1); };
+  auto tally = cohort::scan_slides(p.out, slides, scan, next, p.rescan);
+  std::string mine = "scanned " + std::to_string(tally.scanned) + ", skipped " + std::to_string(tally.skipped) + " done before, " +
+                     std::to_string(tally.failed) + " failed";
+  if (group) {
+    log::info(launch->describe() + ": " + mine + "; waiting for the other ranks' last slides");
+    group->all_ok(true, "waiting for every rank's last slide");
+    if (!rank0) return;
+  }
+  auto outcome = cohort::write_cohort_outputs(p.out, slides, p.scan.threshold);
+  log::info("cohort of " + std::to_string(slides.size()) + " slides: " + std::to_string(outcome.ok) + " scanned, " +
+            std::to_string(outcome.failed) + " failed, " + std::to_string(outcome.tumour) + " called tumour (" +
+            (group ? "rank 0 " : "this run ") + mine + "); wrote cohort.csv, failures.csv, cohort.html" +
+            (outcome.metrics ? ", metrics/" : "") + " to " + p.out);
+  if (outcome.failed)
+    throw SomeFailed(std::to_string(outcome.failed) + " of " + std::to_string(slides.size()) + " slides failed; see " +
+                     (fs::path(p.out) / "failures.csv").string() + ", fix them and run the same command again");
+}
+
+}  // namespace
+
+void add_scan(CLI::App& app) {
+  auto p = std::make_shared<ScanParams>();
+  auto* cmd = app.add_subcommand("scan",
+                                 "tumour heatmaps of whole slides: one slide into --out (heatmap.png, tissue.png, tiles.csv, tumour.geojson, "
+                                 "summary.json), or a cohort of slides into --out/slides/NAME with cohort.csv and cohort.html");
   cmd->add_option("CHECKPOINT", p->checkpoint, "best.pt of a run")->required();
-  cmd->add_option("SLIDE", p->slide, "a slide OpenSlide reads (.svs .tif .ndpi .mrxs ...) or a plain PNG/JPEG/TIFF")->required();
+  cmd->add_option("INPUT", p->inputs,
+                  "a slide OpenSlide reads (.svs .tif .ndpi .mrxs ...) or a plain PNG/JPEG/TIFF; or several, folders of slides, or "
+                  "manifest CSVs (slide[,label][,mpp][,annotations]), which make a cohort")
+      ->required();
   cmd->add_option("-o,--out", p->out, "folder for the outputs")->required();
-  cmd->add_option("--mpp", p->scan.target_mpp, "microns per pixel the network was trained at (PCam: 0.972)")->capture_default_str();
-  cmd->add_option("--slide-mpp", p->scan.slide_mpp, "microns per pixel of the slide's level 0, when the file lacks or misstates it");
-  cmd->add_option("--level", p->scan.level, "pyramid level to read (default: the one matching --mpp)");
-  cmd->add_option("--stride", p->scan.stride, "pixels between tiles at --mpp; 32 covers tissue with the tiles' labelled centres")
+  auto& o = p->scan;
+  cmd->add_option("--mpp", o.target_mpp, "microns per pixel the network was trained at (PCam: 0.972)")->capture_default_str();
+  cmd->add_option("--slide-mpp", o.slide_mpp, "microns per pixel of the slide's level 0, when the file lacks or misstates it");
+  cmd->add_option("--level", o.level, "pyramid level to read (default: the one matching --mpp)");
+  cmd->add_option("--stride", o.stride, "pixels between tiles at --mpp; 32 covers tissue with the tiles' labelled centres")
       ->capture_default_str();
-  cmd->add_option("--min-tissue", p->scan.min_tissue, "score tiles at least this fraction tissue")->capture_default_str();
+  cmd->add_option("--min-tissue", o.min_tissue, "score tiles at least this fraction tissue")->capture_default_str();
+  cmd->add_option("--tissue-threshold", o.tissue_threshold,
+                  "HSV saturation (0-255) above which a thumbnail pixel is tissue (default: 15 above the glass's, at least 20)");
   cmd->add_option("--threshold", p->threshold, "tumour at probability >= this (default: the checkpoint's threshold)");
-  cmd->add_option("--smooth", p->scan.smooth, "heatmap and regions average each tile with its neighbours this many tiles away (0: none)")
+  cmd->add_option("--smooth", o.smooth, "heatmap and regions average each tile with its neighbours this many tiles away (0: none)")
       ->capture_default_str();
-  cmd->add_option("--top-k", p->scan.top_k, "slide call on the mean of the k most likely tiles")->capture_default_str();
-  cmd->add_option("--batch", p->scan.batch, "batch size")->capture_default_str();
-  cmd->add_option("--readers", p->scan.readers, "threads reading the slide")->capture_default_str();
-  cmd->add_option("--thumbnail", p->scan.thumbnail, "longer side of the thumbnail behind the heatmap, pixels")->capture_default_str();
+  cmd->add_option("--top-k", o.top_k, "slide call on the mean of the k most likely tiles")->capture_default_str();
+  cmd->add_option("--batch", o.batch, "batch size")->capture_default_str();
+  cmd->add_option("--readers", o.readers, "threads reading the slide")->capture_default_str();
+  cmd->add_option("--thumbnail", o.thumbnail, "longer side of the thumbnail behind the heatmap, pixels")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads for the network (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_flag("--tta", p->scan.tta, "score each tile in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", p->scan.amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
+  cmd->add_flag("--tta", o.tta, "score each tile in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
+  cmd->add_flag("--amp", o.amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_flag("--no-progress", p->no_progress, "no progress bar");
-  cmd->add_flag("--overwrite", p->scan.overwrite, "write into an existing, non-empty --out");
+  cmd->add_flag("--overwrite", o.overwrite, "write into an existing, non-empty --out");
+  cmd->add_flag("--rescan", p->rescan, "cohort: scan every slide again, also those done before (default: a re-run skips them)");
+  cmd->add_option("--dist-url", p->dist_url,
+                  "cohort across processes: tcp://HOST:PORT of rank 0 or file:///PATH (RANK and WORLD_SIZE from the environment, "
+                  "as torchrun and Slurm set them)");
+  cmd->add_option("--dist-timeout", p->dist_timeout, "cohort across processes: seconds a rank waits for the others")->capture_default_str();
   cmd->callback([p] {
-    if (fs::exists(p->out) && fs::is_directory(p->out) && !fs::is_empty(p->out) && !p->scan.overwrite)
-      throw InputError("--out " + p->out + " exists and is not empty; pass --overwrite to write into it or choose another folder");
-    set_threads(p->threads);
-    auto checkpoint = model::load_checkpoint(p->checkpoint);
-    p->scan.threshold = p->threshold >= 0 ? p->threshold : checkpoint.meta.value("threshold", 0.5);
-    if (p->scan.threshold > 1) throw InputError("--threshold: must be between 0 and 1");
-    p->scan.progress = !p->no_progress;
-    auto device = predict::prepare_inference(checkpoint.net, p->device, p->scan.amp);
-    auto s = scan::scan_slide(checkpoint.net, device, p->slide, p->out, p->scan);
-    char line[256];
-    std::snprintf(line, sizeof line, "%zu tiles in %.1f s (%.0f tiles/s); tissue %.2f mm², tumour %.2f mm² in %zu regions; ",
-                  s["tiles_scored"].get<std::size_t>(), s["scan_seconds"].get<double>(), s["tiles_per_second"].get<double>(),
-                  s["tissue_area_mm2"].get<double>(), s["tumour_area_mm2"].get<double>(), s["tumour_regions"].get<std::size_t>());
-    std::snprintf(line + std::strlen(line), sizeof line - std::strlen(line), "max p %.3f, top-%zu mean %.3f: %s",
-                  s["max_probability"].get<double>(), s["top_k"].get<std::size_t>(), s["top_k_mean_probability"].get<double>(),
-                  s["call"].get<std::string>().c_str());
-    log::info(line);
-    log::info("wrote heatmap.png, tiles.csv, tumour.geojson, summary.json to " + p->out);
+    if (cohort::is_single_slide(p->inputs)) scan_one(*p);
+    else scan_cohort(*p);
   });
 }
 

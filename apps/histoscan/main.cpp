@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   } catch (const histoscan::Interrupted& e) {
     std::cerr << "histoscan: interrupted: " << e.what() << '\n';
     return 130;
+  } catch (const histoscan::SomeFailed& e) {
+    std::cerr << "histoscan: " << e.what() << '\n';
+    return 3;
   } catch (const histoscan::InputError& e) {
     std::cerr << "histoscan: error: " << e.what() << '\n';
     return 2;

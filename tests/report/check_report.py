@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Opens an HTML report in headless Chromium and checks what a reader would see.
 
-usage: check_report.py REPORT.html SCREENSHOT.png [--timeout SECONDS]
+usage: check_report.py REPORT.html SCREENSHOT.png [--timeout SECONDS] [--sections A,B,...]
 
 Fails (exit 1, one line on stderr) when a section is missing from the rendered page, an
 image does not decode, or the page reports a console error: console.error/assert, an
@@ -33,14 +33,15 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 WIDTH = 1280
 
 # Evaluated in the page: which sections exist and show, and which images failed to decode.
+# (The section ids are filled in by check(): report.html's by default, --sections for others.)
 PROBE = """JSON.stringify({
-  sections: %s.map(id => { const e = document.getElementById(id);
+  sections: %(sections)s.map(id => { const e = document.getElementById(id);
                            return [id, !!e && e.getBoundingClientRect().height > 0]; }),
   images: document.images.length,
   broken: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)
                .map(i => i.alt || i.src.slice(0, 40)),
   height: Math.ceil(document.documentElement.scrollHeight)
-})""" % json.dumps(SECTIONS)
+})"""
 
 
 class Failure(Exception):
@@ -140,7 +141,7 @@ def console_errors(events):
     return [" ".join(line.split())[:200] for line in found]
 
 
-def check(browser, report, screenshot):
+def check(browser, report, screenshot, sections):
     target = browser.call("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
     browser.session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True},
                                    session=False)["sessionId"]
@@ -152,7 +153,7 @@ def check(browser, report, screenshot):
     if navigation.get("errorText"):
         raise Failure("cannot open the page: " + navigation["errorText"])
     browser.wait_for("Page.loadEventFired")
-    result = browser.call("Runtime.evaluate", {"expression": PROBE, "returnByValue": True})["result"]
+    result = browser.call("Runtime.evaluate", {"expression": PROBE % {"sections": json.dumps(sections)}, "returnByValue": True})["result"]
     page = json.loads(result["value"])
     height = min(max(page["height"], 600), 16000)
     browser.call("Emulation.setDeviceMetricsOverride",
@@ -174,6 +175,8 @@ def main():
     parser.add_argument("report")
     parser.add_argument("screenshot")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up (default 60)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="ids of the sections the page must show (default: report.html's)")
     args = parser.parse_args()
     if not os.path.isfile(args.report):
         print("check_report: %s does not exist" % args.report, file=sys.stderr)
@@ -185,14 +188,15 @@ def main():
         return 77
     browser = Browser(binary, time.monotonic() + args.timeout)
     try:
-        page = check(browser, args.report, args.screenshot)
+        sections = [s for s in args.sections.split(",") if s]
+        page = check(browser, args.report, args.screenshot, sections)
     except Failure as e:
         print("check_report: %s: %s" % (args.report, e), file=sys.stderr)
         return 1
     finally:
         browser.close()
     print("check_report: %s: %d sections, %d images, no console errors; screenshot %s"
-          % (args.report, len(SECTIONS), page["images"], args.screenshot))
+          % (args.report, len(sections), page["images"], args.screenshot))
     return 0
 
 

@@ -237,6 +237,15 @@ at::Tensor Group::allgather(const at::Tensor& tensor, const char* what) {
   return torch::stack(out[0]);
 }
 
+std::int64_t Group::counter_add(const std::string& key, std::int64_t amount) {
+  try {
+    return impl_->store->add(key, amount);
+  } catch (const std::exception& e) {
+    throw Error(launch_.describe() + ": the job's store did not answer (" + brief(e.what()) +
+                "); rank 0 serves it: if rank 0 stopped, start the job again and finished work is kept");
+  }
+}
+
 #else  // no Gloo
 
 struct Group::Impl {};
@@ -255,6 +264,7 @@ void Group::allreduce_sum(std::vector<at::Tensor>&, const char*) { no_gloo(launc
 void Group::allreduce_max(at::Tensor&, const char*) { no_gloo(launch_); }
 void Group::broadcast(std::vector<at::Tensor>&, int, const char*) { no_gloo(launch_); }
 at::Tensor Group::allgather(const at::Tensor&, const char*) { no_gloo(launch_); }
+std::int64_t Group::counter_add(const std::string&, std::int64_t) { no_gloo(launch_); }
 
 #endif  // HISTOSCAN_HAVE_GLOO
 

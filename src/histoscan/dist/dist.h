@@ -2,6 +2,7 @@
 // Data-parallel training across processes on PyTorch's own distributed engine (c10d, Gloo on
 // CPU), launched as torchrun or Slurm launch PyTorch jobs. Tensors only cross this header;
 // c10d stays in dist.cpp.
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -56,6 +57,9 @@ class Group {
   at::Tensor allgather(const at::Tensor& tensor, const char* what);
   // True on every rank when `ok` is true on every rank: ranks agree to go on or stop together.
   bool all_ok(bool ok, const char* what);
+  // Adds `amount` to the job's counter `key` in the c10d store (created at 0) and returns the
+  // new value: a shared queue index, each value handed to exactly one caller.
+  std::int64_t counter_add(const std::string& key, std::int64_t amount);
 
  private:
   struct Impl;

@@ -99,6 +99,8 @@ struct Predictions {
 // Reads a CSV whose header names id,label,probability (any order, extra columns ignored,
 // UTF-8 BOM and CRLF accepted). InputError naming the file and line for a missing column,
 // a label other than 0/1, a probability that is not a number in [0, 1], or no rows.
+// A cohort.csv of `histoscan scan` (header slide,status,...) is read as the slides' top-k
+// means against their labels: rows that failed or have no label are left out.
 Predictions read_predictions_csv(const std::filesystem::path& path);
 
 // Choices of `histoscan metrics`: the cut-off and the bootstrap.

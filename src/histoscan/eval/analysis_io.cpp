@@ -3,11 +3,13 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include "histoscan/eval/analysis.h"
 #include "histoscan/eval/metrics_json.h"
 #include "histoscan/util/error.h"
+#include "histoscan/util/log.h"
 
 #include "histoscan/util/csv.h"
 
@@ -104,11 +106,54 @@ std::string calibration_text(const Calibration& cal) {
 
 }  // namespace
 
+namespace {
+
+// cohort.csv: slide,status,call,top_k_mean,...,label.
+Predictions read_cohort_csv(const std::filesystem::path& path) {
+  Predictions p;
+  std::size_t left_out = 0;
+  try {
+    CsvReader<4> reader(path.string());
+    reader.read_header(io::ignore_extra_column | io::ignore_missing_column, "slide", "status", "top_k_mean", "label");
+    if (!reader.has_column("label"))
+      throw InputError(path.string() + ": this cohort has no labels; give them in the manifest's label column and run the scan again");
+    std::string slide, status, prob, label;
+    while (reader.read_row(slide, status, prob, label)) {
+      const std::string at = path.string() + " line " + std::to_string(reader.get_file_line()) + ": ";
+      if (status != "ok" || label.empty()) {
+        ++left_out;
+        continue;
+      }
+      if (label != "0" && label != "1") throw InputError(at + "label '" + label + "' of slide " + slide + " is not 0 or 1");
+      double value = 0.0;
+      if (!parse_probability(prob, value) || !(value >= 0.0 && value <= 1.0))
+        throw InputError(at + "top_k_mean '" + prob + "' of slide " + slide + " is not a number in [0, 1]");
+      p.ids.push_back(slide);
+      p.labels.push_back(label == "1" ? 1 : 0);
+      p.probs.push_back(value);
+    }
+  } catch (const io::error::base& e) {
+    throw InputError(std::string(e.what()) + "; is this a cohort.csv written by histoscan scan?");
+  }
+  if (p.ids.empty()) throw InputError(path.string() + ": no scanned slide with a label");
+  if (left_out) log::warn(path.string() + ": " + std::to_string(left_out) + " slides failed or have no label; left out");
+  return p;
+}
+
+}  // namespace
+
 Predictions read_predictions_csv(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   if (fs::is_directory(path))
     throw InputError(path.string() + " is a folder; give the predictions CSV file itself");
   if (!fs::exists(path)) throw InputError(path.string() + " does not exist");
+  {
+    std::ifstream in(path);
+    std::string header;
+    std::getline(in, header);
+    if (header.rfind("\xEF\xBB\xBF", 0) == 0) header.erase(0, 3);
+    if (header.rfind("slide,status,", 0) == 0) return read_cohort_csv(path);
+  }
   const std::string where = path.string() + " line ";
   Predictions p;
   try {

@@ -14,16 +14,49 @@
 
 namespace histoscan::slide {
 
-TissueMask find_tissue(const cv::Mat& rgb, double min_saturation) {
+TissueMask find_tissue(const cv::Mat& rgb, double min_saturation, double fixed) {
   TissueMask t;
   cv::Mat hsv, channels[3];
   cv::cvtColor(rgb, hsv, cv::COLOR_RGB2HSV);
   cv::split(hsv, channels);
   cv::Mat sat;
   cv::GaussianBlur(channels[1], sat, cv::Size(5, 5), 0);
-  cv::Mat ignored;
-  double otsu = cv::threshold(sat, ignored, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU);
-  t.threshold = std::max(otsu, min_saturation);
+  // The glass: the whitest 2% of pixels (by their darkest channel: stained tissue is dark in
+  // at least one, glass in none), at least one pixel; its median saturation.
+  cv::Mat rgb_channels[3], white;
+  cv::split(rgb, rgb_channels);
+  cv::min(rgb_channels[0], rgb_channels[1], white);
+  cv::min(white, rgb_channels[2], white);
+  std::array<std::size_t, 256> by_white{};
+  for (int y = 0; y < white.rows; ++y) {
+    const auto* w = white.ptr<std::uint8_t>(y);
+    for (int x = 0; x < white.cols; ++x) ++by_white[w[x]];
+  }
+  const std::size_t total = static_cast<std::size_t>(white.rows) * white.cols;
+  const std::size_t want = std::max<std::size_t>(1, total / 50);
+  int cut = 255;
+  for (std::size_t n = by_white[255]; cut > 0 && n < want; n += by_white[--cut]) {
+  }
+  std::array<std::size_t, 256> glass{};
+  std::size_t glass_n = 0;
+  for (int y = 0; y < white.rows; ++y) {
+    const auto* w = white.ptr<std::uint8_t>(y);
+    const auto* s = sat.ptr<std::uint8_t>(y);
+    for (int x = 0; x < white.cols; ++x)
+      if (w[x] >= cut) ++glass[s[x]], ++glass_n;
+  }
+  for (std::size_t n = 0, k = 0; k < 256 && glass_n; ++k)
+    if ((n += glass[k]) * 2 >= glass_n) {
+      t.background = double(k);
+      break;
+    }
+  if (fixed >= 0) {
+    t.threshold = fixed;
+    t.rule = "--tissue-threshold";
+  } else {
+    t.threshold = std::max(t.background + kTissueMargin, min_saturation);
+    t.rule = "glass + " + format_number(kTissueMargin) + ", at least " + format_number(min_saturation);
+  }
   cv::threshold(sat, t.mask, t.threshold, 255, cv::THRESH_BINARY);
   // Specks of dust go, small gaps inside tissue close.
   cv::Mat kernel = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(3, 3));
@@ -31,6 +64,16 @@ TissueMask find_tissue(const cv::Mat& rgb, double min_saturation) {
   cv::morphologyEx(t.mask, t.mask, cv::MORPH_CLOSE, kernel);
   t.pixels = static_cast<std::size_t>(cv::countNonZero(t.mask));
   return t;
+}
+
+cv::Mat render_tissue(const cv::Mat& thumb_rgb, const TissueMask& tissue) {
+  cv::Mat out = thumb_rgb.clone(), green(thumb_rgb.size(), CV_8UC3, cv::Scalar(0, 170, 0)), tinted;
+  cv::addWeighted(thumb_rgb, 0.6, green, 0.4, 0, tinted);
+  tinted.copyTo(out, tissue.mask);
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(tissue.mask.clone(), contours, cv::RETR_LIST, cv::CHAIN_APPROX_SIMPLE);
+  cv::drawContours(out, contours, -1, cv::Scalar(0, 100, 0), std::max(1, std::max(out.cols, out.rows) / 1000), cv::LINE_AA);
+  return out;
 }
 
 ScanGrid make_grid(std::int64_t level0_w, std::int64_t level0_h, double input_to_level0, int stride, int patch) {

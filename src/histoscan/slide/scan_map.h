@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -15,14 +16,24 @@ namespace histoscan::slide {
 
 namespace fs = std::filesystem;
 
-// Tissue on an RGB thumbnail: Otsu's threshold on the (blurred) HSV saturation, never below
-// min_saturation (0..255) so a blank slide finds none; 255 = tissue.
+// Tissue on an RGB thumbnail: pixels whose (blurred) HSV saturation is above a threshold;
+// 255 = tissue. Glass is the brightest part of a slide and nearly colourless, so by default
+// the threshold sits kTissueMargin above the glass's saturation (the median over the
+// brightest 2% of pixels), never below min_saturation: unlike Otsu's threshold, it does not
+// move up into the tissue when a slide is mostly tissue, so pale tissue (fat, loose stroma)
+// stays in. `fixed` >= 0 (--tissue-threshold) sets the threshold instead.
 struct TissueMask {
-  cv::Mat mask;              // CV_8U, thumbnail size
-  double threshold = 0;      // the saturation threshold used
-  std::size_t pixels = 0;    // tissue pixels
+  cv::Mat mask;                // CV_8U, thumbnail size
+  double threshold = 0;        // the saturation threshold used (0..255)
+  double background = 0;       // saturation of the glass, as estimated (0..255)
+  std::string rule;            // how the threshold was set: "glass + 15, at least 20" or "--tissue-threshold"
+  std::size_t pixels = 0;      // tissue pixels
 };
-TissueMask find_tissue(const cv::Mat& rgb, double min_saturation = 20);
+constexpr double kTissueMargin = 15;
+TissueMask find_tissue(const cv::Mat& rgb, double min_saturation = 20, double fixed = -1);
+
+// The thumbnail with the tissue tinted green and outlined (tissue.png).
+cv::Mat render_tissue(const cv::Mat& thumb_rgb, const TissueMask& tissue);
 
 // The tiles of a scan. The network sees `patch` x `patch` pixels at its own resolution
 // ("input pixels", target_mpp microns each); tile (i, j) starts at input pixel

@@ -24,4 +24,9 @@ struct Interrupted : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A batch finished, but some of its items failed (each recorded where the message says); exit 3.
+struct SomeFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace histoscan
