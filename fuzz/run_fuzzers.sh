@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for RUNS executions, one
 # process at a time, then prints executions, time and findings per target.
 #
-#   fuzz/run_fuzzers.sh [RUNS] [TARGET...]   RUNS: default 1000000; TARGET: default all four
+#   fuzz/run_fuzzers.sh [RUNS] [TARGET...]   RUNS: default 1000000; TARGET: default all five
 #   MAX_TIME=1800 fuzz/run_fuzzers.sh        also stop each target after MAX_TIME seconds
 #   STOP_ON_FIRST=1 fuzz/run_fuzzers.sh      stop a target at its first finding (no -fork)
 #   BUILD=build-fuzz JOBS=1                  build folder and compile jobs
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-1000000}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_image fuzz_labels_csv fuzz_hdf5 fuzz_checkpoint)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_image fuzz_labels_csv fuzz_hdf5 fuzz_checkpoint fuzz_annotations)
 BUILD=${BUILD:-build-fuzz}
 JOBS=${JOBS:-1}
 MAX_TIME=${MAX_TIME:-0}

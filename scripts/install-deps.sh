@@ -11,6 +11,7 @@ packages=(
   libopenslide-dev                        # whole-slide images (scan)
   chromium                                # the HTML report test opens the report headless
   libcli11-dev nlohmann-json3-dev libfccp-dev
+  libpugixml-dev                          # ASAP XML annotations (CAMELYON16/17) of cohort scans
   libgtest-dev
   python3 python3-torch python3-h5py python3-sklearn   # interop test and metric fixtures
 )

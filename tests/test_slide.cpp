@@ -2,6 +2,7 @@
 // choosing the level, finding tissue, the tile grid, smoothing and the GeoJSON regions.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -13,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "histoscan/cohort/cohort.h"
+#include "histoscan/cohort/lesions.h"
 #include "histoscan/slide/scan_map.h"
 #include "histoscan/slide/scan_plan.h"
 #include "histoscan/slide/slide.h"
@@ -439,4 +441,149 @@ TEST(Cohort, ReportOpensInChromiumWithItsSections) {
   ASSERT_TRUE(WIFEXITED(status));
   if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no Chromium installed";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "cohort.html failed in Chromium";
+}
+
+namespace {
+
+// An ASAP XML file (as CAMELYON16 ships) with one polygon per rectangle [x, y, w, h] of `groups`.
+std::string asap_xml(const std::vector<std::pair<std::string, std::array<double, 4>>>& groups) {
+  std::string x = "<?xml version=\"1.0\"?>\n<ASAP_Annotations>\n\t<Annotations>\n";
+  int n = 0;
+  for (const auto& [group, r] : groups) {
+    x += "\t\t<Annotation Name=\"Annotation " + std::to_string(n++) + "\" Type=\"Polygon\" PartOfGroup=\"" + group +
+         "\" Color=\"#F4FA58\">\n\t\t\t<Coordinates>\n";
+    double pts[4][2] = {{r[0], r[1]}, {r[0] + r[2], r[1]}, {r[0] + r[2], r[1] + r[3]}, {r[0], r[1] + r[3]}};
+    for (int k = 0; k < 4; ++k)
+      x += "\t\t\t\t<Coordinate Order=\"" + std::to_string(k) + "\" X=\"" + std::to_string(pts[k][0]) + "\" Y=\"" +
+           std::to_string(pts[k][1]) + "\" />\n";
+    x += "\t\t\t</Coordinates>\n\t\t</Annotation>\n";
+  }
+  return x + "\t</Annotations>\n\t<AnnotationGroups />\n</ASAP_Annotations>\n";
+}
+
+std::string geojson_rect(const std::array<double, 4>& r, const std::string& cls) {
+  nlohmann::json ring = nlohmann::json::array({{r[0], r[1]}, {r[0] + r[2], r[1]}, {r[0] + r[2], r[1] + r[3]}, {r[0], r[1] + r[3]}, {r[0], r[1]}});
+  nlohmann::json f = {{"type", "Feature"},
+                      {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
+                      {"properties", {{"objectType", "annotation"}, {"classification", {{"name", cls}, {"color", {200, 0, 0}}}}}}};
+  return nlohmann::json{{"type", "FeatureCollection"}, {"features", {f}}}.dump();
+}
+
+}  // namespace
+
+TEST(Lesions, AsapXmlAndQuPathGeoJsonReadAsTumourAndExclusionRegions) {
+  auto a = cohort::parse_annotations(asap_xml({{"_0", {10, 10, 100, 50}}, {"_1", {300, 300, 20, 20}}, {"_2", {20, 20, 10, 10}}}), "a.xml");
+  ASSERT_EQ(a.tumour.size(), 2u);
+  ASSERT_EQ(a.exclusion.size(), 1u);
+  EXPECT_EQ(a.tumour[0].rings[0].size(), 4u);
+  EXPECT_DOUBLE_EQ(a.tumour[0].rings[0][2].x, 110);
+  auto g = cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Tumor"), "a.geojson");
+  EXPECT_EQ(g.tumour.size(), 1u);
+  EXPECT_EQ(cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Stroma"), "b.geojson").ignored, 1u) << "other classes are left out";
+  EXPECT_EQ(cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Exclusion"), "c.geojson").exclusion.size(), 1u);
+  EXPECT_EQ(cohort::classify_annotation("Metastases"), cohort::AnnotationClass::tumour);
+  // What does not parse is refused with the file's name, never a crash.
+  auto message = [](const std::string& text) { return error_of([&] { cohort::parse_annotations(text, "bad.xml"); }); };
+  EXPECT_NE(message("<ASAP_Annotations><Annotations>").find("bad.xml: not ASAP XML"), std::string::npos);
+  EXPECT_NE(message("<A><Annotation><Coordinates><Coordinate X=\"1,5\" Y=\"2\"/></Coordinates></Annotation></A>").find("'1,5' is not a number"),
+            std::string::npos);
+  EXPECT_NE(message("tumour somewhere").find("neither ASAP XML nor GeoJSON"), std::string::npos);
+  EXPECT_NE(message("{\"type\": \"Polygon\", \"coordinates\": [[[0, 0], [1]]]}").find("not [x, y]"), std::string::npos);
+  EXPECT_NE(message("{\"features\": []}").find("without a type"), std::string::npos);
+}
+
+// The challenge's computeFROC on a worked example: slide A has lesions hit at 0.9 and 0.4 and a
+// false positive at 0.5, normal slide B false positives at 0.7 and 0.2. Thresholds 0.4, 0.5,
+// 0.7, 0.9 (not the smallest, 0.2) give (FP/slide, sensitivity) (1, 1), (1, .5), (.5, .5),
+// (0, .5), then (0, 0); numpy.interp at 1/4 .. 8 gives .5, .5, 1, 1, 1, 1 (checked in numpy).
+TEST(Lesions, FrocIsTheChallengesOnAWorkedExample) {
+  cohort::LesionResult a, b;
+  a.tp = {0.9, 0.4};
+  a.fp = {0.5};
+  a.lesions = 2;
+  b.fp = {0.7, 0.2};
+  auto f = cohort::compute_froc({a, b});
+  EXPECT_EQ(f.fp_per_slide, (std::vector<double>{1, 1, 0.5, 0, 0}));
+  EXPECT_EQ(f.sensitivity, (std::vector<double>{1, 0.5, 0.5, 0.5, 0}));
+  EXPECT_EQ(f.at, (std::array<double, 6>{0.5, 0.5, 1, 1, 1, 1}));
+  EXPECT_NEAR(f.score, 5.0 / 6.0, 1e-12);
+  EXPECT_NE(error_of([&] { cohort::compute_froc({b}); }).find("no slide has a lesion"), std::string::npos);
+}
+
+TEST(Lesions, DetectionsHitLesionsAndDiceComparesTheCalledCells) {
+  // 40 x 40 cells of 32 input px, 1 level-0 px per input px, slide 2.43 µm/px (a cell is 78 µm).
+  auto g = slide::make_grid(96 + 39 * 32, 96 + 39 * 32, 1.0, 32);
+  for (auto& p : g.probability) p = 0.005f;  // below detect_lesions' floor
+  // Called tumour: cells 10..19 (a block), and one false alarm at cell (32, 32).
+  for (int j = 10; j < 20; ++j)
+    for (int i = 10; i < 20; ++i) g.probability[std::size_t(j) * g.nx + i] = (i == 15 && j == 15) ? 0.95f : 0.8f;
+  g.probability[std::size_t(32) * g.nx + 32] = 0.7f;
+  // Truth: the same block of cells (cell (i, j) is centred at 32 (i + 1.5) level-0 px), a second
+  // lesion far away that the scan missed, and one smaller than isolated tumour cells.
+  auto cell = [](int i) { return 32.0 + 32.0 * i; };
+  std::string xml = asap_xml({{"_0", {cell(10), cell(10), 320, 320}}, {"_0", {cell(2), cell(30), 320, 320}}, {"_0", {cell(30), cell(5), 40, 40}}});
+  auto truth = cohort::parse_annotations(xml, "t.xml");
+  auto r = cohort::evaluate_lesions(g, 2.43, &truth, 0.5);
+  EXPECT_EQ(r.lesions, 2u);
+  EXPECT_EQ(r.itc, 1u) << "40 x 40 px at 2.43 µm: 97 µm";
+  ASSERT_EQ(r.tp.size(), 2u);
+  EXPECT_FLOAT_EQ(static_cast<float>(*std::max_element(r.tp.begin(), r.tp.end())), 0.95f);
+  EXPECT_EQ(*std::min_element(r.tp.begin(), r.tp.end()), 0.0) << "the missed lesion";
+  EXPECT_EQ(r.fp, (std::vector<double>{static_cast<double>(0.7f)})) << "the false alarm only: more hits on a lesion are not false";
+  // Dice: 100 cells called and true, 1 called only, the missed lesion's 100 true only.
+  EXPECT_NEAR(r.dice, 200.0 / (101 + 200), 0.02);
+  auto normal = cohort::evaluate_lesions(g, 2.43, nullptr, 0.5);
+  EXPECT_EQ(normal.lesions, 0u);
+  EXPECT_EQ(normal.fp.size(), cohort::detect_lesions(g).size()) << "on a normal slide every detection is a false positive";
+  EXPECT_GT(normal.fp.size(), 2u);
+}
+
+TEST(Cohort, AnnotatedSlidesGetDiceAndTheCohortAFroc) {
+  TempDir dir;
+  auto inputs = write_cohort_inputs(dir.path(), 4);
+  // Outlines of each tumour slide's true block: s1 in ASAP XML, s3 in GeoJSON; s0 and s2 are
+  // labelled normal; a fifth slide's outlines do not parse.
+  slide::TestSlideSpec spec;
+  spec.cols = spec.rows = 4;
+  spec.tumour = cv::Rect(1, 1, 2, 2);
+  auto truth = slide::write_test_slide(dir / "in/s4.tif", nullptr, spec);
+  auto t = truth["tumour"];
+  std::array<double, 4> rect = {t[0].get<double>(), t[1].get<double>(), t[2].get<double>(), t[3].get<double>()};
+  write_text(dir / "in/s1.xml", asap_xml({{"_0", rect}}));
+  write_text(dir / "in/s3.geojson", geojson_rect(rect, "Tumor"));
+  write_text(dir / "in/s4.xml", "<ASAP_Annotations><Annotation");
+  write_text(dir / "in/manifest.csv", "slide,label,annotations\ns0.tif,0,\ns1.tif,1,s1.xml\ns2.tif,normal,\ns3.tif,1,s3.geojson\ns4.tif,1,s4.xml\n");
+  auto slides = cohort::collect_slides(inputs);
+  cohort::prepare_cohort_dir(dir / "out", {}, false, false);
+  FakeScan scan;
+  std::size_t i = 0;
+  auto tally = cohort::scan_slides(dir / "out", slides, std::ref(scan), [&] { return i++; }, false);
+  EXPECT_EQ(tally.failed, 1u);
+  EXPECT_EQ(scan.calls, 4) << "annotations that do not parse fail the slide before its scan";
+  auto o = cohort::write_cohort_outputs(dir / "out", slides, 0.5);
+  EXPECT_NE(read_text(dir / "out/failures.csv").find("s4.xml: not ASAP XML"), std::string::npos);
+  auto rows = lines_of(read_text(dir / "out/cohort.csv"));
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows[0].substr(rows[0].size() - 11), ",label,dice");
+  // The stand-in calls every tissue tile of a tumour slide 0.9: Dice is the block's share of the called tissue.
+  double dice1 = std::stod(rows[2].substr(rows[2].rfind(',') + 1)), dice3 = std::stod(rows[4].substr(rows[4].rfind(',') + 1));
+  EXPECT_GT(dice1, 0.3);
+  EXPECT_DOUBLE_EQ(dice1, dice3) << "the same outline read from XML and from GeoJSON";
+  EXPECT_EQ(rows[1].back(), ',') << "no Dice without outlines";
+  auto lesions = nlohmann::json::parse(read_text(dir / "out/lesions.json"));
+  EXPECT_EQ(lesions["lesions"], 2);
+  EXPECT_EQ(lesions["slides"], 4);
+  EXPECT_DOUBLE_EQ(lesions["froc_score"].get<double>(), o.froc);
+  // The stand-in's detections are 0.9 on the tumour slides (on the block and around it) and 0.1
+  // on the normal ones: one threshold above the smallest, 0.9, where both lesions are found at
+  // some rate of false positives a slide; the score follows the line from (0, 0) to there.
+  const auto& curve = lesions["curve"];
+  ASSERT_EQ(curve["sensitivity"], nlohmann::json({1.0, 0.0}));
+  const double fp = curve["fp_per_slide"][0].get<double>();
+  EXPECT_GT(fp, 0);
+  double expected = 0;
+  for (double rate : cohort::kFrocRates) expected += std::min(1.0, rate / fp) / 6;
+  EXPECT_NEAR(o.froc, expected, 1e-12);
+  EXPECT_TRUE(fs::exists(dir / "out/slides/s1/detections.csv"));
+  EXPECT_NE(read_text(dir / "out/cohort.html").find("id=\"lesions\""), std::string::npos);
 }

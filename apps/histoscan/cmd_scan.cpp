@@ -91,11 +91,6 @@ void scan_cohort(ScanParams& p) {
   }
   if (group && !group->all_ok(refusal.empty(), "preparing the cohort folder"))
     throw InputError(refusal.empty() ? "rank 0 refused --out " + p.out + "; see its message" : refusal);
-  for (const auto& s : slides)
-    if (!s.annotations.empty()) {
-      log::warn("the manifest's annotations are checked to exist but not evaluated yet (no lesion-level Dice or FROC in this version)");
-      break;
-    }
 
   auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
   p.scan.progress = !p.no_progress;
@@ -126,7 +121,8 @@ void scan_cohort(ScanParams& p) {
   log::info("cohort of " + std::to_string(slides.size()) + " slides: " + std::to_string(outcome.ok) + " scanned, " +
             std::to_string(outcome.failed) + " failed, " + std::to_string(outcome.tumour) + " called tumour (" +
             (group ? "rank 0 " : "this run ") + mine + "); wrote cohort.csv, failures.csv, cohort.html" +
-            (outcome.metrics ? ", metrics/" : "") + " to " + p.out);
+            (outcome.metrics ? ", metrics/" : "") + (outcome.froc >= 0 ? ", lesions.json (FROC " + format_number(outcome.froc) + ")" : "") +
+            " to " + p.out);
   if (outcome.failed)
     throw SomeFailed(std::to_string(outcome.failed) + " of " + std::to_string(slides.size()) + " slides failed; see " +
                      (fs::path(p.out) / "failures.csv").string() + ", fix them and run the same command again");

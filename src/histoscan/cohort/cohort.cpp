@@ -6,12 +6,14 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <set>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "histoscan/cohort/lesions.h"
 #include "histoscan/eval/analysis.h"
 #include "histoscan/eval/html_report.h"
 #include "histoscan/eval/outputs.h"
@@ -124,15 +126,17 @@ struct Row {
   nlohmann::json status;  // status.json, null when the slide was never scanned
   bool ok() const { return status.is_object() && status.value("status", "") == "ok"; }
   const nlohmann::json& summary() const { return status["summary"]; }
+  bool has_lesions() const { return ok() && status.contains("lesions"); }
   std::string error() const {
     if (status.is_object() && status.contains("error")) return status["error"].get<std::string>();
     return "not scanned (a rank stopped before it finished); run the same command again to scan it";
   }
 };
 
-void write_tables(const fs::path& dir, const std::vector<Row>& rows, bool labelled) {
+void write_tables(const fs::path& dir, const std::vector<Row>& rows, bool labelled, bool annotated) {
   write_file_atomic(dir / "cohort.csv", [&](std::ostream& f) {
-    f << "slide,status,call,top_k_mean,max_probability,tumour_mm2,tissue_mm2,tiles_scored,seconds" << (labelled ? ",label" : "") << '\n';
+    f << "slide,status,call,top_k_mean,max_probability,tumour_mm2,tissue_mm2,tiles_scored,seconds" << (labelled ? ",label" : "")
+      << (annotated ? ",dice" : "") << '\n';
     for (const auto& r : rows) {
       f << csv_field(r.slide->name) << ',';
       if (r.ok()) {
@@ -145,6 +149,10 @@ void write_tables(const fs::path& dir, const std::vector<Row>& rows, bool labell
         f << "failed,,,,,,,";
       }
       if (labelled) f << ',' << (r.slide->label < 0 ? std::string() : std::to_string(r.slide->label));
+      if (annotated) {
+        f << ',';
+        if (r.has_lesions() && r.status["lesions"]["dice"].is_number()) f << fixed(r.status["lesions"]["dice"].get<double>(), 4);
+      }
       f << '\n';
     }
   });
@@ -194,7 +202,8 @@ p.note { color: #5b6675; font-size: 14px; }
 </style></head><body>
 )";
 
-void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome& o, double threshold, const eval::Summary* metrics) {
+void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome& o, double threshold, const eval::Summary* metrics,
+                const Froc* froc) {
   std::vector<const Row*> ok;
   for (const auto& r : rows)
     if (r.ok()) ok.push_back(&r);
@@ -224,6 +233,14 @@ void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome
       f << "<section id=\"roc\"><h2>Slide-level ROC</h2><img alt=\"slide-level ROC\" src=\"data:image/png;base64,"
         << eval::base64_encode(file_bytes(dir / "metrics" / "roc.png")) << "\"></section>\n";
     }
+    if (froc) {
+      f << "<section id=\"lesions\"><h2>Lesion-level: FROC (CAMELYON16)</h2><table><thead><tr><th>false positives per slide</th>";
+      for (double rate : kFrocRates) f << "<th>" << rate << "</th>";
+      f << "<th>FROC score</th></tr></thead><tbody><tr><td>sensitivity</td>";
+      for (double v : froc->at) f << "<td class=\"num\">" << fixed(v, 4) << "</td>";
+      f << "<td class=\"num\">" << fixed(froc->score, 4) << "</td></tr></tbody></table><p class=\"note\">" << froc->lesions
+        << " lesions to find on " << froc->slides << " slides with known truth; lesions.json has the curve, cohort.csv each slide's Dice.</p></section>\n";
+    }
     f << "<section id=\"slides\"><h2>Slides, most likely tumour first</h2><table><thead><tr><th>slide</th><th>heatmap</th>"
          "<th>call</th><th>top-k mean</th><th>max p</th><th>tumour mm&sup2;</th><th>tissue mm&sup2;</th><th>label</th></tr></thead><tbody>\n";
     for (const Row* r : ok) {
@@ -247,6 +264,37 @@ void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome
     }
     f << "</main></body></html>\n";
   });
+}
+
+// What a slide's truth is for lesion-level evaluation: "" when it has none (no annotations,
+// not labelled normal), else the annotations' path or "normal".
+std::string lesion_truth(const SlideEntry& s) {
+  if (!s.annotations.empty()) return s.annotations.string();
+  return s.label == 0 ? "normal" : "";
+}
+
+// Evaluates a scanned slide's lesions against its truth from the outputs in `out`, writes its
+// detections.csv (CAMELYON16's submission format: probability,x,y, no header) and returns
+// what status.json keeps. InputError for annotations that do not parse.
+nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out) {
+  auto grid = read_scan_grid(out);
+  auto summary = nlohmann::json::parse(std::ifstream(out / "summary.json"));
+  Annotations truth;
+  if (!s.annotations.empty()) truth = read_annotations(s.annotations);
+  auto detections = detect_lesions(grid);
+  write_file_atomic(out / "detections.csv", [&](std::ostream& f) {
+    char line[96];
+    for (const auto& d : detections) {
+      std::snprintf(line, sizeof line, "%.6f,%.1f,%.1f\n", d.probability, d.x, d.y);
+      f << line;
+    }
+  });
+  auto r = evaluate_lesions(grid, summary.at("slide_mpp").get<double>(), s.annotations.empty() ? nullptr : &truth,
+                            summary.at("threshold").get<double>());
+  auto j = to_json(r);
+  j["truth"] = lesion_truth(s);
+  j["ignored_annotations"] = truth.ignored;
+  return j;
 }
 
 }  // namespace
@@ -333,7 +381,20 @@ Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, co
   for (std::size_t i = next(); i < slides.size(); i = next()) {
     const auto& s = slides[i];
     const fs::path out = slide_dir(dir, s);
-    if (!rescan && Row{&s, read_status(out)}.ok()) {
+    const std::string truth = lesion_truth(s);
+    Row done{&s, read_status(out)};
+    if (!rescan && done.ok()) {
+      // Done before; its lesions are evaluated again only when its truth changed.
+      if (truth != (done.status.contains("lesions") ? done.status["lesions"].value("truth", "") : std::string())) {
+        try {
+          if (truth.empty()) done.status.erase("lesions");
+          else done.status["lesions"] = evaluate_slide_lesions(s, out);
+        } catch (const std::exception& e) {
+          done.status = {{"status", "failed"}, {"error", one_line(e.what())}, {"path", s.path.string()}};
+          log::warn("slide " + s.name + " failed: " + one_line(e.what()));
+        }
+        write_file_atomic(out / "status.json", [&](std::ostream& f) { f << done.status.dump(2) << '\n'; });
+      }
       log::info("slide " + s.name + ": done before, skipped (--rescan scans it again)");
       ++t.skipped;
       continue;
@@ -342,8 +403,10 @@ Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, co
     fs::remove(out / "status.json");  // from here until the new one, the slide is not done
     nlohmann::json status;
     try {
+      if (!s.annotations.empty()) read_annotations(s.annotations);  // a file that does not parse fails the slide before its scan
       auto summary = scan(s, out);
       status = {{"status", "ok"}, {"summary", summary}};
+      if (!truth.empty()) status["lesions"] = evaluate_slide_lesions(s, out);
       ++t.scanned;
     } catch (const Interrupted&) {
       throw;
@@ -351,6 +414,7 @@ Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, co
       std::string error = one_line(e.what());
       log::warn("slide " + s.name + " failed: " + error);
       for (const auto& file : slide::scan_output_files()) fs::remove(out / file);  // no half-set of outputs
+      fs::remove(out / "detections.csv");
       status = {{"status", "failed"}, {"error", error}, {"path", s.path.string()}};
       ++t.failed;
     }
@@ -381,7 +445,34 @@ Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>&
       r.probs.push_back(summary["top_k_mean_probability"].get<double>());
     }
   }
-  write_tables(dir, rows, labelled);
+  bool annotated = false;
+  std::vector<LesionResult> lesions;
+  for (const auto& row : rows) {
+    annotated = annotated || !row.slide->annotations.empty();
+    if (row.has_lesions()) lesions.push_back(lesion_result_from_json(row.status["lesions"]));
+  }
+  write_tables(dir, rows, labelled, annotated);
+  std::unique_ptr<Froc> froc;
+  std::size_t to_find = 0;
+  for (const auto& l : lesions) to_find += l.lesions;
+  if (to_find > 0) {
+    froc = std::make_unique<Froc>(compute_froc(lesions));
+    nlohmann::json rates = nlohmann::json::object();
+    for (std::size_t k = 0; k < kFrocRates.size(); ++k) rates[format_number(kFrocRates[k])] = froc->at[k];
+    write_file_atomic(dir / "lesions.json", [&](std::ostream& f) {
+      f << nlohmann::json{{"froc_score", froc->score},
+                          {"sensitivity_at_fp_per_slide", rates},
+                          {"slides", froc->slides},
+                          {"lesions", froc->lesions},
+                          {"curve", {{"fp_per_slide", froc->fp_per_slide}, {"sensitivity", froc->sensitivity}}},
+                          {"definition", "CAMELYON16 (Bejnordi et al., JAMA 2017; the challenge's Evaluation_FROC.py): see docs/cohorts.md"}}
+                .dump(2)
+        << '\n';
+    });
+    o.froc = froc->score;
+  } else if (annotated) {
+    log::warn("no scanned slide has a tumour outline larger than isolated tumour cells; no FROC");
+  }
   const auto positives = static_cast<std::size_t>(std::count(r.labels.begin(), r.labels.end(), 1));
   if (positives > 0 && positives < r.labels.size()) {
     eval::SummaryOptions options;
@@ -394,7 +485,7 @@ Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>&
     log::warn("slide-level metrics need scanned slides of both labels; " + std::to_string(positives) + " tumour and " +
               std::to_string(r.labels.size() - positives) + " normal here");
   }
-  write_html(dir, rows, o, threshold, o.metrics ? &r.summary : nullptr);
+  write_html(dir, rows, o, threshold, o.metrics ? &r.summary : nullptr, froc.get());
   return o;
 }
 

@@ -2,10 +2,12 @@
 // A cohort: many slides scanned into one folder, resumable and robust to bad slides.
 //
 //   DIR/cohort.json              the settings every slide was scanned with (a re-run must match)
-//   DIR/slides/NAME/...          one slide's scan outputs, then status.json, written last
+//   DIR/slides/NAME/...          one slide's scan outputs (and detections.csv where its truth is
+//                                known), then status.json, written last
 //   DIR/cohort.csv               one row a slide, in input order
 //   DIR/failures.csv             slide,path,error for each slide that failed
 //   DIR/metrics/                 slide-level metrics, plots and report.html (labelled slides)
+//   DIR/lesions.json             the FROC of slides with tumour outlines or labelled normal
 //   DIR/cohort.html              the slides by probability with their heatmaps, the slide ROC
 //
 // Nothing here runs a network: the scan of one slide is a callback (the CLI's runs
@@ -30,7 +32,7 @@ struct SlideEntry {
   std::string name;      // its folder under DIR/slides and its key in cohort.csv: the file name without extension
   int label = -1;        // 1 tumour, 0 normal, -1 not given
   double mpp = 0;        // microns per level-0 pixel from the manifest (0: the slide's own)
-  fs::path annotations;  // from the manifest; not read yet
+  fs::path annotations;  // tumour outlines from the manifest (QuPath GeoJSON or ASAP XML): Dice and FROC
   std::string origin;    // where it was named, for messages: "m.csv line 3" or the argument
 };
 
@@ -65,7 +67,9 @@ struct Tally {
 
 // Takes slides through `next` until none is left: a slide whose status.json says done is
 // skipped (unless rescan); any other is scanned, and an error on it (anything but
-// Interrupted) becomes its failed status, logged, and the loop goes on.
+// Interrupted) becomes its failed status, logged, and the loop goes on. A slide with
+// annotations, or labelled normal, is then evaluated lesion by lesion (lesions.h) into its
+// status.json; annotations that do not parse fail the slide.
 Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, const ScanFn& scan, const NextFn& next,
                   bool rescan);
 
@@ -73,10 +77,12 @@ Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, co
 struct Outcome {
   std::size_t ok = 0, failed = 0, tumour = 0;
   bool metrics = false;  // slide-level metrics were written
+  double froc = -1;      // the FROC score when lesions.json was written
 };
 
-// Writes cohort.csv, failures.csv, metrics/ (when slides of both labels succeeded) and
-// cohort.html from the slides' status.json files. `threshold` is the call's cut-off.
+// Writes cohort.csv, failures.csv, metrics/ (when slides of both labels succeeded),
+// lesions.json (when some slide has a lesion to find) and cohort.html from the slides'
+// status.json files. `threshold` is the call's cut-off.
 Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>& slides, double threshold);
 
 // DIR/slides/NAME.
