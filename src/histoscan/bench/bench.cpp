@@ -389,6 +389,55 @@ nlohmann::json run_bench(const BenchOptions& o) {
            {"peak_rss_mib", s["peak_rss_mib"]}};
   }
 
+  // A cohort against one slide of the same tissue, each scanned by one child `histoscan scan`
+  // (the model loaded once per child) and timed whole: 8 slides of 6 x 6 patches, and one of
+  // 24 x 12 (8 times their mosaic). Then 20 such slides, whose peak RSS after the first and
+  // after the last (summary.json's peak so far) must not grow with the cohort.
+  nlohmann::json cohort = nullptr;
+  std::vector<nlohmann::json> cohort_rows;
+  if (!o.exe.empty()) {
+    log::info("bench: a cohort of 8 small slides against one slide of their size, and 20 slides' peak memory");
+    model::save_checkpoint(tmp / "cohort.pt", bench_seed_cnn(),
+                           {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
+    slide::TestSlideSpec small;
+    small.cols = small.rows = 6;
+    small.tumour = cv::Rect(2, 2, 2, 2);
+    fs::create_directories(tmp / "cohort8");
+    fs::create_directories(tmp / "cohort20");
+    for (int k = 0; k < 20; ++k) {
+      small.seed = static_cast<std::uint64_t>(k + 1);
+      fs::path f = tmp / "cohort20" / ("s" + std::to_string(100 + k) + ".tif");
+      slide::write_test_slide(f, &index, small);
+      if (k < 8) fs::copy_file(f, tmp / "cohort8" / f.filename());
+    }
+    slide::TestSlideSpec large = small;
+    large.cols = 24;
+    large.rows = 12;
+    large.tumour = cv::Rect(8, 4, 8, 4);
+    slide::write_test_slide(tmp / "large.tif", &index, large);
+    auto child_scan = [&](const fs::path& input, const fs::path& out) {
+      std::string cmd = o.exe.string() + " -q scan " + (tmp / "cohort.pt").string() + " " + input.string() + " --out " + out.string() +
+                        " --no-progress --threads " + std::to_string(threads);
+      auto t0 = std::chrono::steady_clock::now();
+      if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    auto summary_of = [](const fs::path& dir) { return nlohmann::json::parse(std::ifstream(dir / "summary.json")); };
+    double large_s = child_scan(tmp / "large.tif", tmp / "large-scan");
+    double large_tiles = summary_of(tmp / "large-scan")["tiles_scored"].get<double>();
+    double cohort_s = child_scan(tmp / "cohort8", tmp / "cohort8-scan");
+    double cohort_tiles = 0;
+    for (const auto& e : fs::directory_iterator(tmp / "cohort8-scan/slides")) cohort_tiles += summary_of(e.path())["tiles_scored"].get<double>();
+    child_scan(tmp / "cohort20", tmp / "cohort20-scan");
+    double first_rss = summary_of(tmp / "cohort20-scan/slides/s100")["peak_rss_mib"].get<double>();
+    double last_rss = summary_of(tmp / "cohort20-scan/slides/s119")["peak_rss_mib"].get<double>();
+    cohort = {{"large", {{"mosaic", "24x12"}, {"tiles", large_tiles}, {"seconds", large_s}}},
+              {"cohort8", {{"mosaic", "8 x 6x6"}, {"tiles", cohort_tiles}, {"seconds", cohort_s}}},
+              {"cohort20_peak_rss_mib", {{"after_first", first_rss}, {"after_last", last_rss}}}};
+    cohort_rows = {row("scan cohort of 8 slides vs 1 slide of 8x their mosaic", "images/s", cohort_tiles / cohort_s, large_tiles / large_s),
+                   row("scan cohort of 20 slides: peak RSS after the last vs the first", "MiB", last_rss, first_rss)};
+  }
+
   log::info("bench: training steps (batch 128, flips and standardization)");
   train::TrainConfig float32;  // --memory-format auto: NCHW on the CPU
   double train_rate = train_images_per_s(store, o, device, float32);
@@ -440,6 +489,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(n) / predict_s, peer_predict_preload));
   // The peer column of this row is histoscan's own predict: scan should be within 20% of it.
   results.push_back(row("scan slide tiles vs histoscan predict", "images/s", scan_rate, double(n) / predict_s));
+  for (auto& r : cohort_rows) results.push_back(std::move(r));
   if (!big.is_null()) {
     std::string side = std::to_string(o.slide_side);
     results.push_back(row("scan " + side + "^2 slide: peak RSS", "MiB", big["peak_rss_mib"].get<double>()));
@@ -456,6 +506,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
           {"seed_cnn_gflop_per_patch", flops / 1e9},
           {"scan_slide", {{"mosaic", std::to_string(spec.cols) + "x" + std::to_string(spec.rows)}, {"tiles", scan_tiles}}},
           {"big_slide", big},
+          {"cohort", cohort},
           {"results", results}};
 }
 

@@ -51,6 +51,17 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   for (std::size_t start = 0; start < n; start += step) {
     int64_t b = static_cast<int64_t>(std::min(step, n - start));
     auto rows = all.narrow(0, static_cast<int64_t>(start), b);
+    // On the CPU a shorter last chunk runs padded to `step` rows (blank patches, whose logits
+    // are dropped): oneDNN builds and keeps kernels and buffers for every batch shape it
+    // meets, so the 15 possible remainders grew a cohort scan's memory slide after slide
+    // (262 to 330 MiB over 20 slides; flat at 252 with one shape, docs/performance.md).
+    const int64_t used = b;
+    if (!gpu && b < static_cast<int64_t>(step)) {
+      auto padded = torch::full({static_cast<int64_t>(step), 96, 96, 3}, 255, torch::kUInt8);
+      padded.narrow(0, 0, b).copy_(rows);
+      rows = padded;
+      b = static_cast<int64_t>(step);
+    }
     auto x = train::preprocess(gpu ? train::upload(rows, device) : rows);
     torch::Tensor logits;
     if (!tta) {
@@ -70,7 +81,7 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
       continue;
     }
     logits = logits.to(torch::kCPU, torch::kFloat32).contiguous();
-    std::copy_n(logits.data_ptr<float>(), b, out.data() + start);
+    std::copy_n(logits.data_ptr<float>(), used, out.data() + start);
   }
   if (gpu && n > 0) {
     auto host = gpu_out.to(torch::kCPU);

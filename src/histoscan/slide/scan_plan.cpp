@@ -50,6 +50,17 @@ std::vector<std::vector<std::uint32_t>> tissue_blocks(const ScanGrid& grid, cons
   return blocks;
 }
 
+// The thumbnail's longer side: --thumbnail, but never finer than kThumbPerStride pixels a
+// tile stride. A slide of a few thousand pixels would otherwise get a thumbnail at full
+// resolution, whose mask, heatmap and PNGs cost more than scoring its tiles; cells drawn 16
+// pixels wide show all the tiles can.
+constexpr double kThumbPerStride = 16;
+int thumbnail_side(const Level& level0, double input_to_level0, const ScanOptions& o) {
+  const double longer = double(std::max(level0.width, level0.height));
+  const double useful = std::ceil(longer * kThumbPerStride / (o.stride * input_to_level0));
+  return static_cast<int>(std::min<double>(o.thumbnail, std::max(64.0, useful)));
+}
+
 }  // namespace
 
 ScanPlan plan_scan(const fs::path& slide_path, const ScanOptions& o) {
@@ -73,7 +84,7 @@ ScanPlan plan_scan(const fs::path& slide_path, const ScanOptions& o) {
             (read.read_scale == 1.0 ? std::string(" as is") : " shrunk " + format_number(read.read_scale) + " times"));
 
   ScanPlan plan{std::move(slide), read, {}, 0, {}, {}, {}, 0, started};
-  plan.thumb = plan.slide.thumbnail(o.thumbnail, &plan.thumb_scale);
+  plan.thumb = plan.slide.thumbnail(thumbnail_side(level0, read.input_to_level0, o), &plan.thumb_scale);
   plan.tissue = find_tissue(plan.thumb, 20, o.tissue_threshold);
   plan.grid = make_grid(level0.width, level0.height, read.input_to_level0, o.stride);
   plan.grid.level = read.level;
@@ -93,6 +104,7 @@ ScanPlan plan_scan(const fs::path& slide_path, const ScanOptions& o) {
               " (stride " + std::to_string(o.stride) + " px at " + format_number(o.target_mpp) + " µm/px; saturation above " +
               format_number(plan.tissue.threshold) + ", " + plan.tissue.rule + ")");
   }
+  plan.plan_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return plan;
 }
 
@@ -130,6 +142,7 @@ const std::vector<std::string>& scan_output_files() {
 
 nlohmann::json write_scan_outputs(const fs::path& out_dir, ScanPlan& plan, const ScanOptions& o, std::size_t scored,
                                   double scan_seconds) {
+  const auto write_started = std::chrono::steady_clock::now();
   auto& grid = plan.grid;
   // tiles.csv has the network's probabilities; the rest, the smoothed ones.
   double max_tile = 0;
@@ -187,7 +200,9 @@ nlohmann::json write_scan_outputs(const fs::path& out_dir, ScanPlan& plan, const
       {"threshold", o.threshold},
       {"call", scored > 0 && top_mean >= o.threshold ? "tumour" : "no tumour"},  // the top-k mean, not one tile
       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - plan.started).count()},
+      {"plan_seconds", plan.plan_seconds},
       {"scan_seconds", scan_seconds},
+      {"write_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count()},
       {"tiles_per_second", scan_seconds > 0 ? double(scored) / scan_seconds : 0.0},
       {"tta", o.tta},
       {"readers", o.readers},

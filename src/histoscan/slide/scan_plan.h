@@ -56,6 +56,7 @@ struct ScanPlan {
   std::vector<std::vector<std::uint32_t>> blocks;  // tissue tiles (j * nx + i), grouped by block
   std::size_t tiles = 0;                           // tissue tiles in all blocks
   std::chrono::steady_clock::time_point started;
+  double plan_seconds = 0;                         // opening, thumbnail, tissue and tiles
 };
 
 // Opens the slide, plans its reading and finds its tissue tiles, logging what it chose.
