@@ -14,6 +14,7 @@ packages=(
   libpugixml-dev                          # ASAP XML annotations (CAMELYON16/17) of cohort scans
   libgtest-dev
   python3 python3-torch python3-h5py python3-sklearn   # interop test and metric fixtures
+  python3-torchvision python3-pil         # the PyTorch peer (interop test, bench), which imports both
 )
 missing=()
 for p in "${packages[@]}"; do

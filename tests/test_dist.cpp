@@ -261,12 +261,7 @@ TEST_F(Dist, TwoRanksScanACohortAsOneProcess) {
   auto [c0, c1] = run_two(args(*dir_ / "cohort2"), args(*dir_ / "cohort2"), *dir_ / "c20.log", *dir_ / "c21.log");
   ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "c20.log");
   ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "c21.log");
-  auto without_seconds = [](const fs::path& csv) {
-    std::vector<std::string> rows;
-    for (const auto& line : test::lines_of(test::read_text(csv))) rows.push_back(line.substr(0, line.rfind(',')));
-    return rows;
-  };
-  auto one = without_seconds(*dir_ / "cohort1/cohort.csv"), two = without_seconds(*dir_ / "cohort2/cohort.csv");
+  auto one = test::csv_without_column(*dir_ / "cohort1/cohort.csv", 8), two = test::csv_without_column(*dir_ / "cohort2/cohort.csv", 8);
   ASSERT_EQ(one.size(), 7u);
   EXPECT_EQ(one, two);
   // Both ranks scanned: each says how many it took, and together they took all six.

@@ -299,19 +299,6 @@ struct FakeScan {
   }
 };
 
-std::vector<std::string> csv_without_seconds(const fs::path& csv) {
-  std::vector<std::string> rows;
-  for (auto line : lines_of(read_text(csv))) {
-    std::vector<std::string> cells;
-    std::stringstream ss(line);
-    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
-    if (cells.size() > 8) cells[8] = "";
-    std::string joined;
-    for (const auto& c : cells) joined += c + ",";
-    rows.push_back(joined);
-  }
-  return rows;
-}
 
 }  // namespace
 
@@ -399,7 +386,7 @@ TEST(Cohort, FailuresAreRowsResumeSkipsDoneSlidesAndTheTableHasSlideMetrics) {
   EXPECT_NE(html.find("id=\"failures\""), std::string::npos);
 
   // A re-run scans only what is not done: the failed slide, now readable.
-  const auto before = csv_without_seconds(out / "cohort.csv");
+  const auto before = csv_without_column(out / "cohort.csv", 8);
   cohort::prepare_cohort_dir(out, settings, false, false);
   scan.fail.clear();
   scan.calls = 0;
@@ -410,7 +397,7 @@ TEST(Cohort, FailuresAreRowsResumeSkipsDoneSlidesAndTheTableHasSlideMetrics) {
   o = cohort::write_cohort_outputs(out, slides, 0.5);
   EXPECT_EQ(o.failed, 0u);
   EXPECT_EQ(lines_of(read_text(out / "failures.csv")).size(), 1u);
-  auto after = csv_without_seconds(out / "cohort.csv");
+  auto after = csv_without_column(out / "cohort.csv", 8);
   EXPECT_EQ(after[1], before[1]);
   EXPECT_EQ(after[3].substr(0, 6), "s2,ok,");
   // --rescan scans them all; other settings without it are refused.

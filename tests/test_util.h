@@ -66,6 +66,24 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+// The lines of a CSV file (plain fields, no quoting) with field `column` (0-based) emptied:
+// a column that differs between runs, such as a time.
+inline std::vector<std::string> csv_without_column(const fs::path& path, std::size_t column) {
+  std::vector<std::string> rows;
+  for (const auto& line : lines_of(read_text(path))) {
+    std::string row;
+    std::size_t field = 0, start = 0;
+    for (std::size_t end = 0; end <= line.size(); ++end) {
+      if (end < line.size() && line[end] != ',') continue;
+      if (field) row += ',';
+      if (field != column) row += line.substr(start, end - start);
+      ++field, start = end + 1;
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 // A JSON fixture of tests/fixtures/, read once per process by the caller's static.
 inline nlohmann::json read_fixture(const std::string& name) {
   const std::string path = std::string(HISTOSCAN_SOURCE_DIR) + "/tests/fixtures/" + name;
