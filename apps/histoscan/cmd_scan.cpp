@@ -10,6 +10,7 @@
 #include "histoscan/dist/dist.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/predict/predictor.h"
+#include "histoscan/scan/cohort_scan.h"
 #include "histoscan/scan/scanner.h"
 #include "histoscan/slide/test_slide.h"
 #include "histoscan/util/atomic_file.h"
@@ -63,9 +64,8 @@ void scan_one(ScanParams& p) {
   log::info("wrote heatmap.png, tissue.png, tiles.csv, tumour.geojson, summary.json to " + p.out);
 }
 
-// Many slides: each into OUT/slides/NAME, then the cohort's table. Across ranks (RANK,
-// WORLD_SIZE) every rank takes the next slide from a counter in the job's store; rank 0
-// prepares the folder first and writes the table last.
+// Many slides: each into OUT/slides/NAME, then the cohort's table (scan::scan_cohort), in one
+// process or as one rank of a job (RANK, WORLD_SIZE).
 void scan_cohort(ScanParams& p) {
   auto slides = cohort::collect_slides(p.inputs);  // every input checked before anything is written
   if (!(p.dist_timeout > 0)) throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
@@ -79,48 +79,17 @@ void scan_cohort(ScanParams& p) {
     group = std::make_unique<dist::Group>(*launch, p.dist_timeout);
     log::info("cohort across " + std::to_string(group->size()) + " ranks: " + launch->describe());
   }
-  const bool rank0 = !group || group->rank() == 0;
-  std::string refusal;
-  if (rank0) {
-    try {
-      cohort::prepare_cohort_dir(p.out, cohort_settings(p), p.rescan, p.scan.overwrite);
-    } catch (const InputError& e) {
-      if (!group) throw;
-      refusal = e.what();
-    }
-  }
-  if (group && !group->all_ok(refusal.empty(), "preparing the cohort folder"))
-    throw InputError(refusal.empty() ? "rank 0 refused --out " + p.out + "; see its message" : refusal);
-
   auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
   p.scan.progress = !p.no_progress;
-  p.scan.require_tissue = true;
-  p.scan.overwrite = true;  // the slide's own folder: a scan cut short is redone in place
-  auto scan = [&](const cohort::SlideEntry& s, const fs::path& dir) {
-    auto o = p.scan;
-    if (s.mpp > 0) o.slide_mpp = s.mpp;
-    o.require_mpp = true;
-    auto plan = slide::plan_scan(s.path, o);
-    auto stats = scan::score_tiles(checkpoint.net, device, plan, o);
-    auto summary = slide::write_scan_outputs(dir, plan, o, stats.scored, stats.seconds);
-    log::info(s.name + ": " + slide::describe_scan(summary));
-    return summary;
-  };
-  std::size_t counter = 0;
-  cohort::NextFn next = [&] { return counter++; };
-  if (group) next = [&] { return static_cast<std::size_t>(group->counter_add("histoscan/cohort/next", 1) - 1); };
-  auto tally = cohort::scan_slides(p.out, slides, scan, next, p.rescan);
-  std::string mine = "scanned " + std::to_string(tally.scanned) + ", skipped " + std::to_string(tally.skipped) + " done before, " +
-                     std::to_string(tally.failed) + " failed";
-  if (group) {
-    log::info(launch->describe() + ": " + mine + "; waiting for the other ranks' last slides");
-    group->all_ok(true, "waiting for every rank's last slide");
-    if (!rank0) return;
-  }
-  auto outcome = cohort::write_cohort_outputs(p.out, slides, p.scan.threshold);
+  scan::CohortScanOptions c{p.out, cohort_settings(p), p.rescan, p.scan.overwrite};
+  auto r = scan::scan_cohort(checkpoint.net, device, slides, p.scan, c, group.get());
+  if (!r.outcome) return;  // a rank other than 0: rank 0 writes the table and says how it went
+  const auto& t = r.tally;
+  const auto& outcome = *r.outcome;
   log::info("cohort of " + std::to_string(slides.size()) + " slides: " + std::to_string(outcome.ok) + " scanned, " +
             std::to_string(outcome.failed) + " failed, " + std::to_string(outcome.tumour) + " called tumour (" +
-            (group ? "rank 0 " : "this run ") + mine + "); wrote cohort.csv, failures.csv, cohort.html" +
+            (group ? "rank 0 " : "this run ") + "scanned " + std::to_string(t.scanned) + ", skipped " + std::to_string(t.skipped) +
+            " done before, " + std::to_string(t.failed) + " failed); wrote cohort.csv, failures.csv, cohort.html" +
             (outcome.metrics ? ", metrics/" : "") + (outcome.froc >= 0 ? ", lesions.json (FROC " + format_number(outcome.froc) + ")" : "") +
             " to " + p.out);
   if (outcome.failed)
