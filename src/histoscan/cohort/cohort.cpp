@@ -470,8 +470,9 @@ Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>&
         << '\n';
     });
     o.froc = froc->score;
-  } else if (annotated) {
-    log::warn("no scanned slide has a tumour outline larger than isolated tumour cells; no FROC");
+  } else {
+    fs::remove(dir / "lesions.json");
+    if (annotated) log::warn("no scanned slide has a tumour outline larger than isolated tumour cells; no FROC");
   }
   const auto positives = static_cast<std::size_t>(std::count(r.labels.begin(), r.labels.end(), 1));
   if (positives > 0 && positives < r.labels.size()) {
@@ -481,7 +482,11 @@ Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>&
     fs::create_directories(dir / "metrics");
     eval::write_model_outputs(dir / "metrics", r, nullptr, "slide-level: top-k mean probability of each scanned slide in " + dir.string());
     o.metrics = true;
-  } else if (labelled) {
+  } else {
+    std::error_code ec;
+    fs::remove_all(dir / "metrics", ec);  // an earlier run's, which this table no longer supports
+  }
+  if (!o.metrics && labelled) {
     log::warn("slide-level metrics need scanned slides of both labels; " + std::to_string(positives) + " tumour and " +
               std::to_string(r.labels.size() - positives) + " normal here");
   }
