@@ -495,6 +495,13 @@ TEST(Lesions, FrocIsTheChallengesOnAWorkedExample) {
   EXPECT_EQ(f.at, (std::array<double, 6>{0.5, 0.5, 1, 1, 1, 1}));
   EXPECT_NEAR(f.score, 5.0 / 6.0, 1e-12);
   EXPECT_NE(error_of([&] { cohort::compute_froc({b}); }).find("no slide has a lesion"), std::string::npos);
+  // Isolated tumour cells add a 0 to the challenge's probabilities: then 0.2 is no longer the
+  // smallest, and its threshold joins the curve: (1.5, 1) first.
+  a.itc = 1;
+  auto g = cohort::compute_froc({a, b});
+  EXPECT_EQ(g.fp_per_slide.front(), 1.5);
+  EXPECT_EQ(g.sensitivity.front(), 1.0);
+  EXPECT_EQ(g.fp_per_slide.size(), f.fp_per_slide.size() + 1);
 }
 
 TEST(Lesions, DetectionsHitLesionsAndDiceComparesTheCalledCells) {

@@ -309,6 +309,10 @@ Froc compute_froc(const std::vector<LesionResult>& slides) {
   if (f.lesions == 0) throw InputError("no slide has a lesion to find (tumour outlines larger than isolated tumour cells); FROC needs at least one");
   std::vector<double> all(fp);
   all.insert(all.end(), tp.begin(), tp.end());
+  // The challenge's TP list also holds a 0 for each isolated-tumour-cells lesion, which can
+  // make 0 the smallest probability (the one skipped below) instead of a real one.
+  for (const auto& s : slides)
+    if (s.itc > 0) all.push_back(0.0);
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
   std::sort(fp.begin(), fp.end());
