@@ -554,8 +554,10 @@ TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
   ASSERT_EQ(cl.history.size(), 2u);
   // The same batches, augmentation and dropout masks; seed-cnn's float32 gradients differ by
   // tens of percent between the layouts (BatchNorm after ReLU, docs/performance.md), so the
-  // runs agree over the first epoch's steps and then part ways, both learning.
-  EXPECT_NEAR(cl.history[0].loss, nchw.history[0].loss, 0.1);
+  // runs agree over the first epoch's steps and then part ways, both learning. (The first
+  // epoch's mean loss read 0.647 and 0.747 on a 2-core AMD EPYC in the whole test_model run,
+  // 0.1001 apart, with the code before the cohort issue too: the bound is 0.15.)
+  EXPECT_NEAR(cl.history[0].loss, nchw.history[0].loss, 0.15);
   EXPECT_NEAR(cl.history[0].val_loss, nchw.history[0].val_loss, 0.05);
   EXPECT_LT(cl.history[1].loss, cl.history[0].loss - 0.2);
   EXPECT_LT(nchw.history[1].loss, nchw.history[0].loss - 0.2);
