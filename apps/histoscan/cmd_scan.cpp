@@ -51,13 +51,20 @@ nlohmann::json cohort_settings(const ScanParams& p) {
           {"amp", o.amp}};
 }
 
-void scan_one(ScanParams& p) {
-  if (fs::exists(p.out) && fs::is_directory(p.out) && !fs::is_empty(p.out) && !p.scan.overwrite)
-    throw InputError("--out " + p.out + " exists and is not empty; pass --overwrite to write into it or choose another folder");
+// The checkpoint, with p.scan completed from it and the flags (threshold, progress) and checked.
+model::Checkpoint load_for_scan(ScanParams& p) {
   set_threads(p.threads);
   auto checkpoint = model::load_checkpoint(p.checkpoint);
   p.scan.threshold = p.threshold >= 0 ? p.threshold : checkpoint.meta.value("threshold", 0.5);
+  p.scan.progress = !p.no_progress;
   slide::check_scan_options(p.scan);
+  return checkpoint;
+}
+
+void scan_one(ScanParams& p) {
+  if (fs::exists(p.out) && fs::is_directory(p.out) && !fs::is_empty(p.out) && !p.scan.overwrite)
+    throw InputError("--out " + p.out + " exists and is not empty; pass --overwrite to write into it or choose another folder");
+  auto checkpoint = load_for_scan(p);
   auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
   auto s = scan::scan_slide(checkpoint.net, device, p.inputs[0], p.out, p.scan);
   log::info(slide::describe_scan(s));
@@ -69,10 +76,7 @@ void scan_one(ScanParams& p) {
 void scan_cohort(ScanParams& p) {
   auto slides = cohort::collect_slides(p.inputs);  // every input checked before anything is written
   if (!(p.dist_timeout > 0)) throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
-  set_threads(p.threads);
-  auto checkpoint = model::load_checkpoint(p.checkpoint);
-  p.scan.threshold = p.threshold >= 0 ? p.threshold : checkpoint.meta.value("threshold", 0.5);
-  slide::check_scan_options(p.scan);
+  auto checkpoint = load_for_scan(p);
   auto launch = dist::launch_from_environment(p.dist_url);
   std::unique_ptr<dist::Group> group;
   if (launch) {
@@ -80,7 +84,6 @@ void scan_cohort(ScanParams& p) {
     log::info("cohort across " + std::to_string(group->size()) + " ranks: " + launch->describe());
   }
   auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
-  p.scan.progress = !p.no_progress;
   scan::CohortScanOptions c{p.out, cohort_settings(p), p.rescan, p.scan.overwrite};
   auto r = scan::scan_cohort(checkpoint.net, device, slides, p.scan, c, group.get());
   if (!r.outcome) return;  // a rank other than 0: rank 0 writes the table and says how it went
