@@ -27,20 +27,20 @@ namespace histoscan::cohort {
 
 namespace {
 
+std::string lower_extension(const fs::path& p) {
+  std::string e = p.extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
+  return e;
+}
+
 // What OpenSlide reads, and the plain images `scan` takes.
 bool is_slide_file(const fs::path& p) {
   static const std::set<std::string> ext = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
                                             ".bif", ".png", ".jpg", ".jpeg"};
-  std::string e = p.extension().string();
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext.count(e) > 0;
+  return ext.count(lower_extension(p)) > 0;
 }
 
-bool is_csv(const fs::path& p) {
-  std::string e = p.extension().string();
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
-  return e == ".csv";
-}
+bool is_csv(const fs::path& p) { return lower_extension(p) == ".csv"; }
 
 SlideEntry entry_for(const fs::path& path, const std::string& origin) {
   SlideEntry e;
@@ -105,13 +105,6 @@ nlohmann::json read_status(const fs::path& dir) {
 std::string one_line(std::string what) {
   what = what.substr(0, what.find('\n'));
   return what.size() > 400 ? what.substr(0, 400) + "..." : what;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 std::string fixed(double v, int digits) {
@@ -273,14 +266,11 @@ std::string lesion_truth(const SlideEntry& s) {
   return s.label == 0 ? "normal" : "";
 }
 
-// Evaluates a scanned slide's lesions against its truth from the outputs in `out`, writes its
-// detections.csv (CAMELYON16's submission format: probability,x,y, no header) and returns
-// what status.json keeps. InputError for annotations that do not parse.
-nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out) {
-  auto grid = read_scan_grid(out);
-  auto summary = nlohmann::json::parse(std::ifstream(out / "summary.json"));
-  Annotations truth;
-  if (!s.annotations.empty()) truth = read_annotations(s.annotations);
+// Evaluates a scanned slide's lesions against `truth` (null: a normal slide) from its
+// summary and the tiles.csv in `out`, writes its detections.csv (CAMELYON16's submission
+// format: probability,x,y, no header) and returns what status.json keeps.
+nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out, const nlohmann::json& summary, const Annotations* truth) {
+  auto grid = read_scan_grid(out / "tiles.csv", summary);
   auto detections = detect_lesions(grid);
   write_file_atomic(out / "detections.csv", [&](std::ostream& f) {
     char line[96];
@@ -289,12 +279,17 @@ nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out) 
       f << line;
     }
   });
-  auto r = evaluate_lesions(grid, summary.at("slide_mpp").get<double>(), s.annotations.empty() ? nullptr : &truth,
-                            summary.at("threshold").get<double>());
+  auto r = evaluate_lesions(grid, detections, summary.at("slide_mpp").get<double>(), truth, summary.at("threshold").get<double>());
   auto j = to_json(r);
   j["truth"] = lesion_truth(s);
-  j["ignored_annotations"] = truth.ignored;
+  j["ignored_annotations"] = truth ? truth->ignored : 0;
   return j;
+}
+
+// The slide's annotations, read when it has any (InputError when they do not parse).
+std::optional<Annotations> truth_of(const SlideEntry& s) {
+  if (s.annotations.empty()) return std::nullopt;
+  return read_annotations(s.annotations);
 }
 
 }  // namespace
@@ -388,7 +383,10 @@ Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, co
       if (truth != (done.status.contains("lesions") ? done.status["lesions"].value("truth", "") : std::string())) {
         try {
           if (truth.empty()) done.status.erase("lesions");
-          else done.status["lesions"] = evaluate_slide_lesions(s, out);
+          else {
+            auto annotations = truth_of(s);
+            done.status["lesions"] = evaluate_slide_lesions(s, out, done.summary(), annotations ? &*annotations : nullptr);
+          }
         } catch (const std::exception& e) {
           done.status = {{"status", "failed"}, {"error", one_line(e.what())}, {"path", s.path.string()}};
           log::warn("slide " + s.name + " failed: " + one_line(e.what()));
@@ -403,10 +401,10 @@ Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, co
     fs::remove(out / "status.json");  // from here until the new one, the slide is not done
     nlohmann::json status;
     try {
-      if (!s.annotations.empty()) read_annotations(s.annotations);  // a file that does not parse fails the slide before its scan
+      auto annotations = truth_of(s);  // a file that does not parse fails the slide before its scan
       auto summary = scan(s, out);
       status = {{"status", "ok"}, {"summary", summary}};
-      if (!truth.empty()) status["lesions"] = evaluate_slide_lesions(s, out);
+      if (!truth.empty()) status["lesions"] = evaluate_slide_lesions(s, out, summary, annotations ? &*annotations : nullptr);
       ++t.scanned;
     } catch (const Interrupted&) {
       throw;

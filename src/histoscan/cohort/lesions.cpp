@@ -227,8 +227,12 @@ std::vector<Detection> detect_lesions(const slide::ScanGrid& grid, int radius, d
 }
 
 LesionResult evaluate_lesions(const slide::ScanGrid& grid, double slide_mpp, const Annotations* truth, double threshold) {
+  return evaluate_lesions(grid, detect_lesions(grid), slide_mpp, truth, threshold);
+}
+
+LesionResult evaluate_lesions(const slide::ScanGrid& grid, const std::vector<Detection>& detections, double slide_mpp,
+                              const Annotations* truth, double threshold) {
   LesionResult r;
-  auto detections = detect_lesions(grid);
   if (!truth) {
     for (const auto& d : detections) r.fp.push_back(d.probability);
     return r;
@@ -353,19 +357,13 @@ LesionResult lesion_result_from_json(const nlohmann::json& j) {
   return r;
 }
 
-slide::ScanGrid read_scan_grid(const fs::path& scan_dir) {
-  nlohmann::json s;
-  {
-    std::ifstream in(scan_dir / "summary.json");
-    if (!in) throw InputError((scan_dir / "summary.json").string() + " is missing; scan the slide again");
-    s = nlohmann::json::parse(in);
-  }
+slide::ScanGrid read_scan_grid(const fs::path& tiles_csv, const nlohmann::json& s) {
   const double input_to_level0 = s.at("tile_level0_px").get<double>() / 96.0;
   auto grid = slide::make_grid(s.at("width").get<std::int64_t>(), s.at("height").get<std::int64_t>(), input_to_level0,
                                s.at("stride").get<int>());
   grid.level = s.at("level").get<int>();
   grid.target_mpp = s.at("target_mpp").get<double>();
-  CsvReader<4> reader((scan_dir / "tiles.csv").string());
+  CsvReader<4> reader(tiles_csv.string());
   reader.read_header(io::ignore_extra_column | io::ignore_missing_column, "x", "y", "probability", "smoothed");
   const bool smoothed = reader.has_column("smoothed");
   double x, y, p, sm = 0;

@@ -67,6 +67,9 @@ struct LesionResult {
 // `truth` null: a normal slide (no lesions). `slide_mpp`: microns per level-0 pixel;
 // `threshold`: cells with (smoothed) probability at or above it are called tumour.
 LesionResult evaluate_lesions(const slide::ScanGrid& grid, double slide_mpp, const Annotations* truth, double threshold);
+// The same with the grid's detections (detect_lesions) already made.
+LesionResult evaluate_lesions(const slide::ScanGrid& grid, const std::vector<Detection>& detections, double slide_mpp,
+                              const Annotations* truth, double threshold);
 
 // The FROC curve over slides and its score, the mean sensitivity at 1/4, 1/2, 1, 2, 4 and 8
 // false positives per slide (linear interpolation, as numpy.interp in the challenge's code).
@@ -83,8 +86,8 @@ Froc compute_froc(const std::vector<LesionResult>& slides);
 nlohmann::json to_json(const LesionResult& r);
 LesionResult lesion_result_from_json(const nlohmann::json& j);
 
-// A scan's grid rebuilt from its summary.json and tiles.csv (the smoothed column where there
-// is one): what the heatmap, regions and call used.
-slide::ScanGrid read_scan_grid(const fs::path& scan_dir);
+// A scan's grid rebuilt from its summary (summary.json) and tiles.csv (the smoothed column
+// where there is one): what the heatmap, regions and call used.
+slide::ScanGrid read_scan_grid(const fs::path& tiles_csv, const nlohmann::json& summary);
 
 }  // namespace histoscan::cohort

@@ -7,6 +7,7 @@
 
 #include "histoscan/data/hdf5_io.h"
 #include "histoscan/util/atomic_file.h"
+#include "histoscan/util/csv.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/parallel.h"
 #include "histoscan/util/progress.h"
@@ -76,15 +77,6 @@ void write_packed(const PatchStore& store, const fs::path& out) {
   h5_write_packed(target.temp(), store.size(), store.pixels.data(), store.labels, store.ids);
   target.commit();
 }
-
-namespace {
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-}  // namespace
 
 void write_skipped_csv(const std::vector<SkippedFile>& skipped, const fs::path& out) {
   write_file_atomic(out, [&](std::ostream& f) {
