@@ -12,9 +12,11 @@ packages=(
   chromium                                # the HTML report test opens the report headless
   libcli11-dev nlohmann-json3-dev libfccp-dev
   libpugixml-dev                          # ASAP XML annotations (CAMELYON16/17) of cohort scans
+  libonnx-dev                             # ONNX's protobuf types and checker (export --format onnx)
   libgtest-dev
   python3 python3-torch python3-h5py python3-sklearn   # interop test and metric fixtures
   python3-torchvision python3-pil         # the PyTorch peer (interop test, bench), which imports both
+  python3-onnx python3-opencv python3-jsonschema   # exported models checked by ONNX, OpenCV and WSInfer's schema
 )
 missing=()
 for p in "${packages[@]}"; do

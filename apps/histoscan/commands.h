@@ -20,6 +20,7 @@ void add_bench(CLI::App& app);
 void add_predict(CLI::App& app);
 void add_scan(CLI::App& app);
 void add_synth_slide(CLI::App& app);
+void add_export(CLI::App& app);
 
 // --model-option KEY=VALUE items as a JSON object: VALUE as JSON where it is a number,
 // true/false or null, else as a string. Throws InputError for an item without KEY=.

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   histoscan::cli::add_predict(app);
   histoscan::cli::add_scan(app);
   histoscan::cli::add_synth_slide(app);
+  histoscan::cli::add_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -3,6 +3,7 @@
 #include <torch/serialize.h>
 #include <torch/version.h>
 
+#include "histoscan/interop/foreign_model.h"
 #include "histoscan/model/archive.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/util/atomic_file.h"
@@ -77,13 +78,24 @@ void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequent
 Checkpoint load_checkpoint(const std::filesystem::path& path) {
   const std::string name = path.string();
   if (!std::filesystem::exists(path)) throw InputError("checkpoint " + name + " does not exist; give best.pt or last.pt of a training run");
-  if (std::filesystem::is_directory(path))
-    throw InputError("checkpoint " + name + " is a folder; give the file, e.g. " + (path / "best.pt").string());
+  const auto foreign = interop::find_foreign_model(path);
+  auto load_foreign = [&] {
+    auto loaded = interop::load_foreign_model(foreign);
+    return Checkpoint{loaded.net, loaded.meta};
+  };
+  if (std::filesystem::is_directory(path)) {
+    if (!foreign.model.empty()) return load_foreign();
+    throw InputError("checkpoint " + name + " is a folder; give the file, e.g. " + (path / "best.pt").string() +
+                     ", or a folder with torchscript_model.pt and config.json (a WSInfer model)");
+  }
   torch::serialize::InputArchive archive;
   load_archive(archive, path, "checkpoint " + name, "use best.pt or last.pt written by 'histoscan train'");
   c10::IValue meta_value;
-  if (!archive.try_read(kMetaKey, meta_value) || !meta_value.isString())
-    throw InputError("checkpoint " + name + " has no histoscan metadata; it was not written by 'histoscan train'");
+  if (!archive.try_read(kMetaKey, meta_value) || !meta_value.isString()) {
+    if (!foreign.model.empty()) return load_foreign();  // a TorchScript model with config.json beside it
+    throw InputError("checkpoint " + name + " has no histoscan metadata; it was not written by 'histoscan train' "
+                     "(a TorchScript model needs WSInfer's config.json beside it)");
+  }
   Checkpoint ckpt;
   try {
     ckpt.meta = nlohmann::json::parse(meta_value.toStringRef());

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/interop/foreign_model.h"
 #include "histoscan/model/fold.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/train/transforms.h"
@@ -37,6 +38,7 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
                                   c10::Device device, bool tta, bool amp, int cpu_rows) {
   net->eval();
   c10::InferenceMode guard;
+  const bool foreign = interop::is_foreign(net);
   std::vector<float> out(n);
   auto all = torch::from_blob(const_cast<std::uint8_t*>(pixels), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
   // On a GPU nothing waits for it until the end: each batch goes up from page-locked memory
@@ -62,7 +64,9 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
       rows = padded;
       b = static_cast<int64_t>(step);
     }
-    auto x = train::preprocess(gpu ? train::upload(rows, device) : rows);
+    auto u8 = gpu ? train::upload(rows, device) : rows;
+    // A model made elsewhere takes [0, 1] (its config's Normalize is inside ForeignModel).
+    auto x = foreign ? train::to_float_nchw(u8) : train::preprocess(u8);
     torch::Tensor logits;
     if (!tta) {
       logits = model::forward(net, x, device, amp).reshape({b});

@@ -1,0 +1,169 @@
+#include "histoscan/interop/export.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "histoscan/interop/foreign_model.h"
+#include "histoscan/interop/network_graph.h"
+#include "histoscan/interop/onnx_export.h"
+#include "histoscan/interop/torchscript_export.h"
+#include "histoscan/model/checkpoint.h"
+#include "histoscan/predict/predictor.h"
+#include "histoscan/train/synthetic.h"
+#include "histoscan/train/transforms.h"
+#include "histoscan/util/atomic_file.h"
+#include "histoscan/util/error.h"
+
+namespace histoscan::interop {
+
+namespace {
+
+constexpr double kTolerance = 1e-4;
+
+double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
+  auto t = b.to(torch::kCPU, torch::kFloat64).contiguous().reshape({-1});
+  if (t.numel() != static_cast<int64_t>(a.size()))
+    throw std::runtime_error("the exported model returned " + std::to_string(t.numel()) + " values for " + std::to_string(a.size()) + " patches");
+  double worst = 0;
+  const double* p = t.data_ptr<double>();
+  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - p[i]));
+  return std::isfinite(worst) ? worst : INFINITY;
+}
+
+// The check patches as the exported model takes them: float N x 3 x 96 x 96 in [0, 1], NCHW.
+torch::Tensor unit_input(const data::PatchStore& store) {
+  auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3}, torch::kUInt8);
+  return train::to_float_nchw(u8).contiguous();
+}
+
+// A sibling folder of `out` to build in, removed unless release()d.
+class TempDir {
+ public:
+  explicit TempDir(const fs::path& out) : path_(out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    std::error_code ec;
+    fs::create_directories(path_, ec);
+    if (ec) throw InputError("cannot create " + path_.string() + " (" + ec.message() + "); is the folder of --out writable?");
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!released_) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  void release() { released_ = true; }
+
+ private:
+  fs::path path_;
+  bool released_ = false;
+};
+
+}  // namespace
+
+ExportFormat parse_export_format(const std::string& name, const fs::path& out) {
+  if (name == "torchscript") return ExportFormat::torchscript;
+  if (name == "wsinfer") return ExportFormat::wsinfer;
+  if (name == "onnx") return ExportFormat::onnx;
+  if (name == "auto") {
+    const auto ext = out.extension().string();
+    if (ext == ".onnx") return ExportFormat::onnx;
+    if (ext == ".pt" || ext == ".pth" || ext == ".ts") return ExportFormat::torchscript;
+    return ExportFormat::wsinfer;
+  }
+  throw InputError("--format " + name + ": expected torchscript, wsinfer, onnx or auto");
+}
+
+const char* format_name(ExportFormat format) {
+  switch (format) {
+    case ExportFormat::torchscript: return "torchscript";
+    case ExportFormat::wsinfer: return "wsinfer";
+    case ExportFormat::onnx: return "onnx";
+  }
+  return "?";
+}
+
+ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, const ExportOptions& o) {
+  const fs::path out = out_arg.has_filename() ? out_arg : out_arg.parent_path();
+  if (o.format == ExportFormat::onnx && o.tta)
+    throw InputError("--tta: the ONNX export scores one view; use --format torchscript or wsinfer to fold the 8 views in");
+  if (!(o.mpp > 0)) throw InputError("--mpp must be a positive number of micrometres per pixel");
+  if (o.format == ExportFormat::wsinfer) {
+    std::error_code ec;
+    if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)) && !o.overwrite)
+      throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+      throw InputError("--out " + out.string() + " is a file; --format wsinfer writes a folder");
+  } else {
+    check_output_file(out, o.overwrite, "--out");
+  }
+  auto ckpt = model::load_checkpoint(checkpoint);
+  if (is_foreign(ckpt.net))
+    throw InputError(checkpoint.string() + " is a model made elsewhere (TorchScript with config.json); export takes a checkpoint written by 'histoscan train'");
+  const std::string model_name = ckpt.meta.value("model", "");
+
+  // histoscan's own scores of the check patches, as evaluate, predict and scan compute them.
+  auto store = train::synthetic_patches(static_cast<std::size_t>(std::max(1, o.check_patches)), 7);
+  const auto device = predict::prepare_inference(ckpt.net, "cpu", false);
+  const auto reference = predict::sigmoid(predict::predict_logits(ckpt.net, store.pixels.data(), store.size(), 256, device, o.tta, false));
+  const auto layers = describe_network(ckpt.net, model_name);
+
+  nlohmann::json meta = ckpt.meta;
+  meta["export"] = {{"format", format_name(o.format)}, {"tta", o.tta}, {"by", model::version_info()}};
+  ExportResult r;
+  r.written = out;
+  r.checked = static_cast<int>(store.size());
+  r.input = "float32 N x 3 x 96 x 96, RGB in [0, 1], NCHW (uint8 0-255 also taken)";
+  auto x = unit_input(store);
+  auto disagree = [&](double worst) {
+    if (!(worst <= kTolerance))
+      throw std::runtime_error("the exported model's probabilities differ from histoscan's by " + std::to_string(worst) + " (over " +
+                               std::to_string(kTolerance) + "); nothing written. Please report this with the checkpoint's model (" + model_name + ")");
+    return worst;
+  };
+
+  switch (o.format) {
+    case ExportFormat::torchscript: {
+      r.output = "N tumour probabilities";
+      AtomicPath file(out);
+      save_torchscript(layers, meta, file.temp(), ScriptOutput::probability, o.tta);
+      auto loaded = torch::jit::load(file.temp().string(), torch::Device(torch::kCPU));
+      c10::InferenceMode guard;
+      r.max_difference = disagree(max_difference(reference, loaded.forward({x}).toTensor()));
+      file.commit();
+      break;
+    }
+    case ExportFormat::wsinfer: {
+      r.output = "N x 2 logits [normal, tumor] (softmax gives the probabilities)";
+      TempDir dir(out);
+      save_torchscript(layers, meta, dir.path() / "torchscript_model.pt", ScriptOutput::two_logits, o.tta);
+      write_file_atomic(dir.path() / "config.json", [&](std::ostream& f) { f << wsinfer_config(o.mpp).dump(2) << "\n"; });
+      // Checked as histoscan reads a model made elsewhere (what WSInfer and QuPath do: softmax).
+      auto loaded = load_foreign_model({dir.path() / "torchscript_model.pt", dir.path() / "config.json"});
+      auto logits = predict::predict_logits(loaded.net, store.pixels.data(), store.size(), 256, torch::kCPU, false, false);
+      r.max_difference = disagree(max_difference(reference, torch::sigmoid(torch::tensor(logits))));
+      std::error_code ec;
+      if (fs::exists(out, ec)) fs::remove_all(out);
+      fs::rename(dir.path(), out, ec);
+      if (ec) throw InputError("cannot move " + dir.path().string() + " to " + out.string() + " (" + ec.message() + ")");
+      dir.release();
+      break;
+    }
+    case ExportFormat::onnx: {
+      r.input = "\"image\", float32 N x 3 x 96 x 96, RGB in [0, 1], NCHW";
+      r.output = "\"probability\", N x 1 tumour probabilities (opset " + std::to_string(kOnnxOpset) + ")";
+      AtomicPath file(out);
+      save_onnx(layers, meta, file.temp());
+      r.max_difference = disagree(max_difference(reference, run_onnx_with_opencv(file.temp(), x)));
+      file.commit();
+      break;
+    }
+  }
+  return r;
+}
+
+}  // namespace histoscan::interop
