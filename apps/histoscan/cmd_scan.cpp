@@ -28,6 +28,7 @@ struct ScanParams {
   double threshold = -1, dist_timeout = 3600;
   int threads = 0;
   bool no_progress = false, rescan = false;
+  CLI::Option* mpp = nullptr;  // --mpp; when not given, a model made elsewhere's spacing_um_px
   scan::ScanOptions scan;
 };
 
@@ -56,6 +57,7 @@ model::Checkpoint load_for_scan(ScanParams& p) {
   set_threads(p.threads);
   auto checkpoint = model::load_checkpoint(p.checkpoint);
   p.scan.threshold = p.threshold >= 0 ? p.threshold : checkpoint.meta.value("threshold", 0.5);
+  if (p.mpp && p.mpp->count() == 0 && checkpoint.meta.contains("patch_mpp")) p.scan.target_mpp = checkpoint.meta["patch_mpp"].get<double>();
   p.scan.progress = !p.no_progress;
   slide::check_scan_options(p.scan);
   return checkpoint;
@@ -114,7 +116,9 @@ void add_scan(CLI::App& app) {
       ->required();
   cmd->add_option("-o,--out", p->out, "folder for the outputs")->required();
   auto& o = p->scan;
-  cmd->add_option("--mpp", o.target_mpp, "microns per pixel the network was trained at (PCam: 0.972)")->capture_default_str();
+  p->mpp = cmd->add_option("--mpp", o.target_mpp,
+                           "microns per pixel the network was trained at (PCam: 0.972; a TorchScript model: its config.json's spacing_um_px)")
+               ->capture_default_str();
   cmd->add_option("--slide-mpp", o.slide_mpp, "microns per pixel of the slide's level 0, when the file lacks or misstates it");
   cmd->add_option("--level", o.level, "pyramid level to read (default: the one matching --mpp)");
   cmd->add_option("--stride", o.stride, "pixels between tiles at --mpp; 32 covers tissue with the tiles' labelled centres")

@@ -102,6 +102,11 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   } catch (const nlohmann::json::exception&) {
     throw InputError("checkpoint " + name + ": its metadata is damaged");
   }
+  if (ckpt.meta.contains("export")) {  // written by 'histoscan export': TorchScript for other tools
+    if (!foreign.model.empty()) return load_foreign();
+    throw InputError(name + " is a model exported by 'histoscan export' for other tools; give the checkpoint it was exported from, "
+                     "or its WSInfer folder (torchscript_model.pt with config.json)");
+  }
   if (!ckpt.meta.contains("model") || !ckpt.meta["model"].is_string())
     throw InputError("checkpoint " + name + ": its metadata names no model");
   ckpt.net = make_model(ckpt.meta["model"].get<std::string>(), ckpt.meta.value("model_options", nlohmann::json::object()));
