@@ -266,3 +266,14 @@ TEST_F(BadModels, ExportRefusesWhatItCannotWriteAndWritesNothing) {
   EXPECT_NE(r.output.find("--overwrite"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir_->path() / "good/config.json"));  // what the user had is kept
 }
+
+TEST_F(BadModels, SaveThresholdNeverRewritesAModelMadeElsewhere) {
+  auto d = variant("threshold", [](nlohmann::json&) {});
+  const auto before = read_text(d / "torchscript_model.pt");
+  auto r = run_cli("evaluate " + quote(d) + " " + quote(dir_->path() / "data") + " --save-threshold --youden --out " +
+                   quote(dir_->path() / "threshold-eval"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("--save-threshold"), std::string::npos) << r.output;
+  EXPECT_EQ(read_text(d / "torchscript_model.pt"), before);
+  EXPECT_FALSE(fs::exists(dir_->path() / "threshold-eval/metrics.json"));
+}

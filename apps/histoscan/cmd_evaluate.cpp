@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "cutoff_flags.h"
 #include "histoscan/eval/evaluate.h"
+#include "histoscan/interop/foreign_model.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -51,7 +52,12 @@ void add_evaluate(CLI::App& app) {
     set_threads(p->threads);
     std::vector<std::string> paths(p->inputs.begin(), p->inputs.end() - 1);
     std::vector<model::Checkpoint> checkpoints;
-    for (const auto& path : paths) checkpoints.push_back(model::load_checkpoint(path));
+    for (const auto& path : paths) {
+      checkpoints.push_back(model::load_checkpoint(path));
+      if (p->save_threshold && interop::is_foreign(checkpoints.back().net))
+        throw InputError("--save-threshold: " + path + " is a model made elsewhere, which histoscan does not rewrite; give the threshold "
+                         "to scan with --threshold instead");
+    }
     data::SourceOptions source;
     source.labels = p->labels;
     source.allow_missing = p->allow_missing;

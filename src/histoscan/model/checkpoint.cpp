@@ -136,6 +136,8 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
 
 void save_threshold(const std::filesystem::path& path, double threshold, const nlohmann::json& rule) {
   Checkpoint ckpt = load_checkpoint(path);
+  if (interop::is_foreign(ckpt.net))  // its TorchScript module would not be written back: never overwrite it
+    throw InputError(path.string() + " is a model made elsewhere, which histoscan does not rewrite; give its threshold with --threshold");
   ckpt.meta["threshold"] = threshold;
   ckpt.meta["threshold_rule"] = rule;
   save_checkpoint(path, ckpt.net, ckpt.meta);
