@@ -15,12 +15,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <opencv2/core/utility.hpp>
+#include <opencv2/dnn.hpp>
+#include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
 #include "histoscan/dist/dist.h"
+#include "histoscan/interop/export.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/model/registry.h"
@@ -325,6 +329,48 @@ nlohmann::json run_bench(const BenchOptions& o) {
   auto amp_net = inference_net(true);
   // The peer column of this row is histoscan's own float32 inference.
   results.push_back(row("inference --amp vs float32", "images/s", double(n) / inference_seconds(amp_net, true), infer_rate));
+
+  {
+    // The same seed-cnn exported (histoscan export): ONNX in OpenCV's DNN module and TorchScript
+    // in LibTorch, on the store as they take it (float N x 3 x 96 x 96 in [0, 1], 64 at a time);
+    // the peer column is histoscan's own inference from memory.
+    log::info("bench: exported models (ONNX in OpenCV DNN, TorchScript in LibTorch)");
+    const fs::path dir = fs::temp_directory_path() / ("histoscan-bench-export-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    model::save_checkpoint(dir / "seed-cnn.pt", bench_seed_cnn(), {{"model", "seed-cnn"}, {"threshold", 0.5}});
+    interop::ExportOptions eo;
+    eo.check_patches = 16;
+    eo.format = interop::ExportFormat::onnx;
+    interop::export_model(dir / "seed-cnn.pt", dir / "model.onnx", eo);
+    eo.format = interop::ExportFormat::torchscript;
+    interop::export_model(dir / "seed-cnn.pt", dir / "model.pt", eo);
+    auto u8 = torch::from_blob(store.pixels.data(), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
+    auto x = train::to_float_nchw(u8).contiguous();
+    cv::setNumThreads(threads);
+    cv::dnn::Net onnx = cv::dnn::readNetFromONNX((dir / "model.onnx").string());
+    onnx.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+    auto run_onnx = [&] {
+      for (int64_t start = 0; start < static_cast<int64_t>(n); start += 64) {
+        auto chunk = x.narrow(0, start, std::min<int64_t>(64, static_cast<int64_t>(n) - start)).contiguous();
+        const int sizes[4] = {static_cast<int>(chunk.size(0)), 3, 96, 96};
+        onnx.setInput(cv::Mat(4, sizes, CV_32F, chunk.data_ptr<float>()), "image");
+        onnx.forward("probability");
+      }
+    };
+    run_onnx();
+    results.push_back(row("exported ONNX in OpenCV DNN vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_onnx), infer_rate));
+    auto script = torch::jit::load((dir / "model.pt").string());
+    auto run_script = [&] {
+      c10::InferenceMode guard;
+      for (int64_t start = 0; start < static_cast<int64_t>(n); start += 64)
+        script.forward({x.narrow(0, start, std::min<int64_t>(64, static_cast<int64_t>(n) - start))});
+    };
+    run_script();
+    results.push_back(
+        row("exported TorchScript in LibTorch vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_script), infer_rate));
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
 
   // Kaggle-style TIFF folder for prediction, and class folders of the same files for the peer.
   fs::path tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));
