@@ -106,6 +106,22 @@ TEST_P(Exported, TorchScriptTakesAnRgbBatchAndGivesHistoscansProbabilities) {
   }
 }
 
+TEST_P(Exported, TtaFoldsTheEightViewsIn) {
+  TempDir dir;
+  auto ckpt = make_checkpoint(dir.path(), GetParam());
+  auto store = patches(16);
+  auto r = run_cli("export " + quote(ckpt) + " --out " + quote(dir / "tta.pt") + " --tta");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto c = model::load_checkpoint(ckpt);
+  auto device = predict::prepare_inference(c.net, "cpu", false);
+  auto with_tta = predict::sigmoid(predict::predict_logits(c.net, store.pixels.data(), store.size(), 256, device, /*tta=*/true));
+  auto without = histoscan_probabilities(ckpt, store);
+  ASSERT_GT(max_difference(with_tta, torch::tensor(without)), 1e-4) << "the views agree; the comparison would prove nothing";
+  auto m = torch::jit::load((dir / "tta.pt").string());
+  c10::InferenceMode guard;
+  EXPECT_LE(max_difference(with_tta, m.forward({unit_input(store)}).toTensor()), 1e-5);
+}
+
 TEST_P(Exported, WsinferFolderIsScoredByHistoscanAsTheCheckpoint) {
   TempDir dir;
   auto ckpt = make_checkpoint(dir.path(), GetParam());
