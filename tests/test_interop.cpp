@@ -293,3 +293,32 @@ TEST_F(BadModels, SaveThresholdNeverRewritesAModelMadeElsewhere) {
   EXPECT_EQ(read_text(d / "torchscript_model.pt"), before);
   EXPECT_FALSE(fs::exists(dir_->path() / "threshold-eval/metrics.json"));
 }
+
+TEST_F(BadModels, OverwriteReplacesOnlyAWsinferFolderAndNeverTheCheckpoint) {
+  const auto ckpt = make_checkpoint({}, "seed-cnn");
+  const auto run = ckpt.parent_path();  // best.pt, last.pt, history.csv, config.json (train's)
+  auto r = run_cli("export " + quote(ckpt) + " --out " + quote(run) + " --overwrite");  // no extension: a WSInfer folder
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("replaces only a WSInfer folder"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(ckpt));
+  EXPECT_TRUE(fs::exists(run / "history.csv"));
+  r = run_cli("export " + quote(ckpt) + " --out " + quote(ckpt) + " --format torchscript --overwrite");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("is the checkpoint itself"), std::string::npos) << r.output;
+  EXPECT_NO_THROW(model::load_checkpoint(ckpt));
+  // An exported model beside train's config.json is not taken for a WSInfer model.
+  r = run_cli("export " + quote(ckpt) + " --out " + quote(run / "exported.pt"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run_cli("predict " + quote(run / "exported.pt") + " " + quote(dir_->path() / "data/test") + " --out " + quote(dir_->path() / "e.csv"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("exported by 'histoscan export'"), std::string::npos) << r.output;
+  // Replacing a WSInfer folder keeps the folder whole: the new model is there, the old gone.
+  const auto target = dir_->path() / "replace-me";
+  r = run_cli("export " + quote(ckpt) + " --out " + quote(target) + " --format wsinfer --mpp 0.5");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run_cli("export " + quote(ckpt) + " --out " + quote(target) + " --format wsinfer --overwrite");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(read_text(target / "config.json"))["spacing_um_px"].get<double>(), 0.972);
+  EXPECT_NO_THROW(model::load_checkpoint(target));
+  for (const auto& e : fs::directory_iterator(dir_->path())) EXPECT_EQ(e.path().filename().string().find(".old-"), std::string::npos);
+}

@@ -32,8 +32,11 @@ double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
     throw std::runtime_error("the exported model returned " + std::to_string(t.numel()) + " values for " + std::to_string(a.size()) + " patches");
   double worst = 0;
   const double* p = t.data_ptr<double>();
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - p[i]));
-  return std::isfinite(worst) ? worst : INFINITY;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(a[i] - p[i]);
+    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;  // a NaN output is a disagreement
+  }
+  return worst;
 }
 
 // The check patches as the exported model takes them: float N x 3 x 96 x 96 in [0, 1], NCHW.
@@ -46,8 +49,8 @@ torch::Tensor unit_input(const data::PatchStore& store) {
 class TempDir {
  public:
   explicit TempDir(const fs::path& out) : path_(out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
     std::error_code ec;
+    fs::remove_all(path_, ec);
     fs::create_directories(path_, ec);
     if (ec) throw InputError("cannot create " + path_.string() + " (" + ec.message() + "); is the folder of --out writable?");
   }
@@ -92,14 +95,24 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
   if (o.format == ExportFormat::onnx && o.tta)
     throw InputError("--tta: the ONNX export scores one view; use --format torchscript or wsinfer to fold the 8 views in");
   if (!(o.mpp > 0)) throw InputError("--mpp must be a positive number of micrometres per pixel");
+  std::error_code ec;
   if (o.format == ExportFormat::wsinfer) {
-    std::error_code ec;
-    if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)) && !o.overwrite)
-      throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
     if (fs::exists(out, ec) && !fs::is_directory(out, ec))
       throw InputError("--out " + out.string() + " is a file; --format wsinfer writes a folder");
+    if (fs::exists(out, ec) && !fs::is_empty(out, ec)) {
+      if (!o.overwrite) throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
+      // --overwrite replaces a WSInfer folder, never a folder with anything else in it (a run folder, say).
+      for (const auto& entry : fs::directory_iterator(out, ec)) {
+        const auto name = entry.path().filename().string();
+        if (name != "torchscript_model.pt" && name != "config.json")
+          throw InputError("--out " + out.string() + " holds " + name + "; --overwrite replaces only a WSInfer folder (torchscript_model.pt, "
+                           "config.json): choose another folder");
+      }
+    }
   } else {
     check_output_file(out, o.overwrite, "--out");
+    if (fs::exists(out, ec) && fs::equivalent(out, checkpoint, ec))
+      throw InputError("--out " + out.string() + " is the checkpoint itself; choose another name");
   }
   auto ckpt = model::load_checkpoint(checkpoint);
   if (is_foreign(ckpt.net))
@@ -121,8 +134,8 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
   auto x = unit_input(store);
   auto disagree = [&](double worst) {
     if (!(worst <= kTolerance))
-      throw std::runtime_error("the exported model's probabilities differ from histoscan's by " + std::to_string(worst) + " (over " +
-                               std::to_string(kTolerance) + "); nothing written. Please report this with the checkpoint's model (" + model_name + ")");
+      throw std::runtime_error("the exported model's probabilities differ from histoscan's by " + std::to_string(worst) +
+                               " (over 1e-4); nothing written. Please report this with the checkpoint's model (" + model_name + ")");
     return worst;
   };
 
@@ -146,11 +159,21 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
       auto loaded = load_foreign_model({dir.path() / "torchscript_model.pt", dir.path() / "config.json"});
       auto logits = predict::predict_logits(loaded.net, store.pixels.data(), store.size(), 256, torch::kCPU, false, false);
       r.max_difference = disagree(max_difference(reference, torch::sigmoid(torch::tensor(logits))));
-      std::error_code ec;
-      if (fs::exists(out, ec)) fs::remove_all(out);
+      // The old folder (a WSInfer folder, checked above) is moved aside, the new one moved in,
+      // and only then the old one removed; a failed move puts the old one back.
+      fs::path aside;
+      if (fs::exists(out, ec)) {
+        aside = out.parent_path() / ("." + out.filename().string() + ".old-" + std::to_string(::getpid()));
+        fs::rename(out, aside, ec);
+        if (ec) throw InputError("cannot replace " + out.string() + " (" + ec.message() + ")");
+      }
       fs::rename(dir.path(), out, ec);
-      if (ec) throw InputError("cannot move " + dir.path().string() + " to " + out.string() + " (" + ec.message() + ")");
+      if (ec) {
+        if (!aside.empty()) fs::rename(aside, out, ec);
+        throw InputError("cannot move " + dir.path().string() + " to " + out.string() + "; " + out.string() + " is as it was");
+      }
       dir.release();
+      if (!aside.empty()) fs::remove_all(aside, ec);
       break;
     }
     case ExportFormat::onnx: {

@@ -84,6 +84,7 @@ ForeignConfig parse_foreign_config(const nlohmann::json& j, const std::string& f
       if (!args.contains("size") || !args["size"].is_number_integer() || args["size"].get<int64_t>() < 1)
         throw bad("transform", "Resize needs \"arguments\": {\"size\": a positive integer}");
       c.resize = args["size"].get<int64_t>();
+      if (c.resize > 1024) throw bad("transform", "Resize's size " + std::to_string(c.resize) + " is over 1024 pixels");
     } else if (name == "ToTensor") {
       to_tensor = true;
     } else if (name == "Normalize") {
@@ -119,7 +120,8 @@ torch::Tensor ForeignModelImpl::forward(const torch::Tensor& input) {
     x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
                                                   .size(std::vector<int64_t>{config_.resize, config_.resize})
                                                   .mode(torch::kBilinear)
-                                                  .align_corners(false));
+                                                  .align_corners(false)
+                                                  .antialias(config_.resize < x.size(2)));  // as torchvision shrinks
   x = (x - mean_) / std_;
   auto out = module_.forward({x}).toTensor().to(torch::kFloat32);
   if (out.dim() == 1) out = out.unsqueeze(1);
@@ -153,8 +155,13 @@ ForeignPaths find_foreign_model(const fs::path& path) {
     if (fs::exists(path / "torchscript_model.pt") && fs::exists(path / "config.json")) return {path / "torchscript_model.pt", path / "config.json"};
     return {};
   }
+  // A file with config.json beside it: only WSInfer's config (training runs write their own
+  // config.json beside best.pt).
   const auto beside = path.parent_path() / "config.json";
-  if (fs::is_regular_file(path, ec) && fs::exists(beside)) return {path, beside};
+  if (!fs::is_regular_file(path, ec) || !fs::is_regular_file(beside, ec)) return {};
+  std::ifstream in(beside);
+  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("num_classes")) return {path, beside};
   return {};
 }
 
@@ -172,8 +179,11 @@ ForeignLoaded load_foreign_model(const ForeignPaths& paths) {
   }
   ForeignConfig config = parse_foreign_config(j, cfg);
   // A damaged file can crash LibTorch's parser (fuzz_checkpoint): parse it in a child first.
+  std::error_code ec;
+  const auto bytes = fs::file_size(paths.model, ec);
+  if (ec) throw InputError(file + " is not a file; a model made elsewhere is a TorchScript file (torch.jit.save)");
   ProbeOutcome outcome = probe_in_child([](const std::string& f) { torch::jit::load(f, torch::Device(torch::kCPU)); }, file,
-                                        256.0 + 2.0 * static_cast<double>(fs::file_size(paths.model)) / (1024.0 * 1024.0));
+                                        256.0 + 2.0 * static_cast<double>(bytes) / (1024.0 * 1024.0));
   if (outcome.kind != ProbeOutcome::kFinished)
     throw InputError(file + " is not a TorchScript model LibTorch can read (" +
                      (outcome.kind == ProbeOutcome::kCrashed ? "LibTorch crashed reading it: " + outcome.how : std::string("cannot be read")) +
@@ -203,6 +213,8 @@ ForeignLoaded load_foreign_model(const ForeignPaths& paths) {
       throw InputError(file + ": forward fails on a 2 x 3 x " + std::to_string(r) + " x " + std::to_string(r) +
                        " batch, the input " + cfg + " describes (transform Resize / patch_size_pixels): " + first_line(e.what()));
     }
+    if (out.dim() < 1 || out.dim() > 2)
+      throw InputError(file + ": forward returns a tensor of " + std::to_string(out.dim()) + " dimensions; WSInfer's models return N x num_classes logits");
     const bool one = out.dim() == 1 || (out.dim() == 2 && out.size(1) == 1);
     const bool shape_ok = out.size(0) == 2 && (one ? config.num_classes == 1 : out.dim() == 2 && out.size(1) == config.num_classes);
     if (!shape_ok) {

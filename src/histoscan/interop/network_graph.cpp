@@ -1,6 +1,8 @@
 #include "histoscan/interop/network_graph.h"
 
 
+#include <variant>
+
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/any.h>
@@ -9,6 +11,7 @@
 #include <torch/nn/modules/instancenorm.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/pooling.h>
+#include <torch/version.h>
 
 #include "histoscan/model/dropout.h"
 #include "histoscan/model/fold.h"
@@ -18,6 +21,15 @@
 namespace histoscan::interop {
 
 namespace nn = torch::nn;
+
+// LibTorch's option variants: c10::variant until PyTorch 2.1, std::variant since.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+using std::get_if;
+using std::holds_alternative;
+#else
+using c10::get_if;
+using c10::holds_alternative;
+#endif
 
 namespace {
 
@@ -51,8 +63,8 @@ struct Walker {
     const auto& o = c.options;
     if (o.groups() != 1) refuse(name, "a grouped convolution");
     if (square(o.dilation(), name, "dilation") != 1) refuse(name, "a dilated convolution");
-    if (!c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode())) refuse(name, "a convolution padded other than with zeros");
-    const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+    if (!holds_alternative<torch::enumtype::kZeros>(o.padding_mode())) refuse(name, "a convolution padded other than with zeros");
+    const auto* pad = get_if<torch::ExpandingArray<2>>(&o.padding());
     if (!pad) refuse(name, "a convolution with 'same' or 'valid' padding");
     Layer l = make(Layer::Kind::conv, name);
     l.weight = plain(c.weight);
@@ -126,7 +138,9 @@ struct Walker {
       } else if (m->as<model::Dropout>() || m->as<nn::Dropout>()) {
         // the identity in evaluation
       } else {
-        refuse(name, "a " + m->name());
+        auto type = m->name();  // "torch::nn::SigmoidImpl": said without the Impl
+        if (type.size() > 4 && type.compare(type.size() - 4, 4, "Impl") == 0) type.resize(type.size() - 4);
+        refuse(name, "a " + type);
       }
     }
   }

@@ -39,6 +39,7 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
   net->eval();
   c10::InferenceMode guard;
   const bool foreign = interop::is_foreign(net);
+  if (foreign) amp = false;  // a model made elsewhere runs as it was saved (float32 in, logits out)
   std::vector<float> out(n);
   auto all = torch::from_blob(const_cast<std::uint8_t*>(pixels), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
   // On a GPU nothing waits for it until the end: each batch goes up from page-locked memory
