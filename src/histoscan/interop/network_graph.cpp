@@ -148,22 +148,6 @@ struct Walker {
 
 }  // namespace
 
-const char* kind_name(Layer::Kind kind) {
-  switch (kind) {
-    case Layer::Kind::conv: return "conv";
-    case Layer::Kind::relu: return "relu";
-    case Layer::Kind::affine: return "affine";
-    case Layer::Kind::max_pool: return "max_pool";
-    case Layer::Kind::crop: return "crop";
-    case Layer::Kind::instance_norm: return "instance_norm";
-    case Layer::Kind::global_avg_pool: return "global_avg_pool";
-    case Layer::Kind::flatten: return "flatten";
-    case Layer::Kind::linear: return "linear";
-    case Layer::Kind::residual: return "residual";
-  }
-  return "?";
-}
-
 std::vector<Layer> describe_network(nn::Sequential& net, const std::string& model_name) {
   torch::NoGradGuard no_grad;
   net->to(torch::kCPU);

@@ -39,7 +39,4 @@ struct Layer {
 // (e.g. a dilated or grouped convolution).
 std::vector<Layer> describe_network(torch::nn::Sequential& net, const std::string& model_name);
 
-// "conv", "relu", ... for messages.
-const char* kind_name(Layer::Kind kind);
-
 }  // namespace histoscan::interop

@@ -49,24 +49,24 @@ class GraphWriter {
     return out;
   }
 
-  static onnx::AttributeProto ints(const std::string& name, const std::vector<int64_t>& v) {
+  static onnx::AttributeProto attribute(const std::string& name, onnx::AttributeProto::AttributeType type) {
     onnx::AttributeProto a;
     a.set_name(name);
-    a.set_type(onnx::AttributeProto::INTS);
+    a.set_type(type);
+    return a;
+  }
+  static onnx::AttributeProto ints(const std::string& name, const std::vector<int64_t>& v) {
+    auto a = attribute(name, onnx::AttributeProto::INTS);
     for (auto x : v) a.add_ints(x);
     return a;
   }
   static onnx::AttributeProto integer(const std::string& name, int64_t v) {
-    onnx::AttributeProto a;
-    a.set_name(name);
-    a.set_type(onnx::AttributeProto::INT);
+    auto a = attribute(name, onnx::AttributeProto::INT);
     a.set_i(v);
     return a;
   }
   static onnx::AttributeProto real(const std::string& name, float v) {
-    onnx::AttributeProto a;
-    a.set_name(name);
-    a.set_type(onnx::AttributeProto::FLOAT);
+    auto a = attribute(name, onnx::AttributeProto::FLOAT);
     a.set_f(v);
     return a;
   }

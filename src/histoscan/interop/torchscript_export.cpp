@@ -91,7 +91,7 @@ class Emitter {
  private:
   std::string tensor(const std::string& layer, const char* what, const torch::Tensor& t) {
     const std::string name = attr(layer, what);
-    if (module_) module_->register_parameter(name, t.contiguous(), /*is_buffer=*/false);
+    module_->register_parameter(name, t.contiguous(), /*is_buffer=*/false);
     return name;
   }
 
@@ -141,10 +141,6 @@ std::string source(const std::vector<Layer>& layers, ScriptOutput output, bool t
 }
 
 }  // namespace
-
-std::string torchscript_source(const std::vector<Layer>& layers, ScriptOutput output, bool tta) {
-  return source(layers, output, tta, nullptr);
-}
 
 void save_torchscript(const std::vector<Layer>& layers, const nlohmann::json& meta, const fs::path& path, ScriptOutput output,
                       bool tta) {

@@ -24,9 +24,6 @@ enum class ScriptOutput {
   two_logits,   // N x 2 logits [0, logit]: softmax gives [P(normal), P(tumour)] (WSInfer, QuPath)
 };
 
-// The TorchScript source of the module's methods (for the docs and for tests).
-std::string torchscript_source(const std::vector<Layer>& layers, ScriptOutput output, bool tta);
-
 // Writes the model to `path` atomically. `meta` (the checkpoint's metadata, with an "export"
 // entry added) is kept as the string attribute `histoscan_metadata`. With tta, forward averages
 // the probabilities of the 8 dihedral views (as --tta does).
