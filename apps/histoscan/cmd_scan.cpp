@@ -36,8 +36,10 @@ struct ScanParams {
 nlohmann::json cohort_settings(const ScanParams& p) {
   const auto& o = p.scan;
   std::error_code ec;
+  // A WSInfer model folder's size is its TorchScript file's.
+  const fs::path model_file = fs::is_directory(p.checkpoint) ? fs::path(p.checkpoint) / "torchscript_model.pt" : fs::path(p.checkpoint);
   return {{"checkpoint", fs::absolute(p.checkpoint).string()},
-          {"checkpoint_bytes", fs::file_size(p.checkpoint, ec)},
+          {"checkpoint_bytes", fs::file_size(model_file, ec)},
           {"target_mpp", o.target_mpp},
           {"slide_mpp", o.slide_mpp},
           {"level", o.level},
