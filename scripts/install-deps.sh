@@ -17,6 +17,8 @@ packages=(
   python3 python3-torch python3-h5py python3-sklearn   # interop test and metric fixtures
   python3-torchvision python3-pil         # the PyTorch peer (interop test, bench), which imports both
   python3-onnx python3-opencv python3-jsonschema   # exported models checked by ONNX, OpenCV and WSInfer's schema
+  python3-matplotlib                      # examples/notebook.py (its ROC plot), run by the Python tests
+  pybind11-dev python3-dev python3-numpy python3-pytest   # import histoscan (the Python module) and its tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -248,6 +248,8 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   }
   nlohmann::json meta = {{"training", config}, {"data_source", index.describe()}, {"seed", p.config.seed}};
   // Ctrl-C: finish the step, save what --resume needs, exit; a second Ctrl-C kills at once.
+  // (histoscan.train() in Python puts Python's own handler back afterwards.)
+  train::clear_stop_request();
   std::signal(SIGINT, [](int) {
     train::request_stop();
     std::signal(SIGINT, SIG_DFL);

@@ -244,6 +244,48 @@ nlohmann::json row(const std::string& name, const std::string& unit, double ours
   return r;
 }
 
+// import histoscan: the same seed-cnn checkpoint loaded by the Python module beside the binary
+// (BUILD/python) and scoring the store from a NumPy array, against histoscan's own inference
+// from memory (the peer column). No row where the module or NumPy is missing.
+void python_predict_row(const BenchOptions& o, const fs::path& dir, const data::PatchStore& store, int threads, double infer_rate,
+                        nlohmann::json& results) {
+  const fs::path module_dir = o.exe.empty() ? fs::path() : o.exe.parent_path() / "python";
+  if (module_dir.empty() || !fs::exists(module_dir)) {
+    log::warn("bench: no Python row (no module in " + module_dir.string() + "; build with -DHISTOSCAN_PYTHON=ON)");
+    return;
+  }
+  log::info("bench: model.predict from NumPy (import histoscan)");
+  {
+    std::ofstream raw(dir / "patches.u8", std::ios::binary);
+    raw.write(reinterpret_cast<const char*>(store.pixels.data()), static_cast<std::streamsize>(store.pixels.size()));
+    std::ofstream script(dir / "python_predict.py");
+    script << R"(import json, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import histoscan
+checkpoint, raw, n, runs, threads = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+histoscan.set_threads(threads)
+model = histoscan.load(checkpoint, device="cpu")
+x = np.fromfile(raw, dtype=np.uint8).reshape(n, 96, 96, 3)
+model.predict(x[:256], batch=256)
+times = []
+for _ in range(runs):
+    t = time.perf_counter()
+    model.predict(x, batch=256)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"images_per_s": n / statistics.median(times)}))
+)";
+  }
+  double rate = run_peer((dir / "python_predict.py").string() + " " + module_dir.string() + " " + (dir / "seed-cnn.pt").string() + " " +
+                         (dir / "patches.u8").string() + " " + std::to_string(store.size()) + " " + std::to_string(o.runs) + " " +
+                         std::to_string(threads));
+  if (rate < 0) {
+    log::warn("bench: the Python row failed (import histoscan from " + module_dir.string() + ")");
+    return;
+  }
+  results.push_back(row("import histoscan: model.predict from NumPy vs histoscan", "images/s", rate, infer_rate));
+}
+
 }  // namespace
 
 double seed_cnn_flops_per_patch() {
@@ -368,6 +410,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
     run_script();
     results.push_back(
         row("exported TorchScript in LibTorch vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_script), infer_rate));
+    python_predict_row(o, dir, store, threads, infer_rate, results);
     std::error_code ec;
     fs::remove_all(dir, ec);
   }

@@ -145,7 +145,7 @@ ScoreStats score_tiles(torch::nn::Sequential& net, c10::Device device, slide::Sc
 }
 
 nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const fs::path& slide_path,
-                          const fs::path& out_dir, const ScanOptions& o) {
+                          const fs::path& out_dir, const ScanOptions& o, slide::ScanGrid* grid) {
   auto plan = slide::plan_scan(slide_path, o);
   // The folder is made here; if the scan then fails, a folder this scan made is removed again.
   const bool existed = fs::exists(out_dir);
@@ -161,6 +161,7 @@ nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const 
   auto stats = score_tiles(net, device, plan, o);
   auto summary = slide::write_scan_outputs(out_dir, plan, o, stats.scored, stats.seconds);
   cleanup.done = true;
+  if (grid) *grid = std::move(plan.grid);
   return summary;
 }
 

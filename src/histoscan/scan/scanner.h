@@ -29,9 +29,10 @@ ScoreStats score_tiles(torch::nn::Sequential& net, c10::Device device, slide::Sc
 
 // plan_scan, score_tiles and write_scan_outputs on one slide into out_dir (created once the
 // slide has opened and refused when it is not empty, unless options.overwrite; removed again
-// when this scan made it and then failed). Returns the summary. Throws InputError for a file
-// that is not a slide, a missing level.
+// when this scan made it and then failed). Returns the summary, and the scored grid in *grid
+// when given (the Python module returns its tiles). Throws InputError for a file that is not
+// a slide, a missing level.
 nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const fs::path& slide_path,
-                          const fs::path& out_dir, const ScanOptions& options);
+                          const fs::path& out_dir, const ScanOptions& options, slide::ScanGrid* grid = nullptr);
 
 }  // namespace histoscan::scan

@@ -655,6 +655,8 @@ class Loop {
 
 void request_stop() { g_stop = true; }
 
+void clear_stop_request() { g_stop = false; }
+
 bool can_resume(const fs::path& run_dir) { return fs::is_regular_file(run_dir / "resume.pt"); }
 
 TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,

@@ -132,6 +132,9 @@ TrainResult train_model(const data::PatchStore& train, const data::PatchStore& v
 // Asks a running train_model to stop after its current step (async-signal-safe: SIGINT).
 void request_stop();
 
+// Withdraws a request_stop() (a process that trains again after an interrupted run: Python).
+void clear_stop_request();
+
 // True when run_dir holds a resume.pt of an unfinished run.
 bool can_resume(const fs::path& run_dir);
 
