@@ -619,14 +619,17 @@ namespace {
 
 // A trained network as predict loads it: BatchNorm statistics from these patches (so every
 // BatchNorm scales and shifts), `layout` for weights and activations.
+// The network `name` with the running statistics of `store`'s batch in every BatchNorm, as
+// training leaves them (momentum 1 for the one pass in training mode: the batch's own).
 torch::nn::Sequential net_with_statistics(const std::string& name, const data::PatchStore& store, bool channels_last) {
   torch::manual_seed(5);
   auto net = model::make_model(name);
   if (channels_last) model::use_channels_last(*net);
+  for (const auto& m : net->modules(/*include_self=*/false))
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) bn->options.momentum(1.0);
   torch::NoGradGuard no_grad;
   net->train();
-  auto x = train::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8));
-  for (int i = 0; i < 30; ++i) net->forward(x);
+  net->forward(train::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8)));
   net->eval();
   return net;
 }
