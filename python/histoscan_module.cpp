@@ -14,9 +14,8 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
-#include <ATen/Parallel.h>
-
 #include "app.h"
+#include "commands.h"
 #include "histoscan/data/image_io.h"
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
@@ -26,7 +25,6 @@
 #include "histoscan/scan/scanner.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
-#include "histoscan/util/parallel.h"
 #include "histoscan/util/sysinfo.h"
 
 namespace py = pybind11;
@@ -333,7 +331,7 @@ PYBIND11_MODULE(histoscan, m) {
         "tta=True for --tta), and returns the best model. Ctrl-C stops after the current step and raises KeyboardInterrupt; "
         "resume=OUT continues.");
   m.def(
-      "set_threads", [](int threads) { at::set_num_threads(histoscan::resolve_threads(threads)); return at::get_num_threads(); },
+      "set_threads", [](int threads) { return histoscan::cli::set_threads(threads); },
       py::arg("threads"), "CPU threads for the networks (0: all cores); returns the count used.");
   m.def(
       "set_log_level",
