@@ -73,6 +73,9 @@ TEST_F(Cli, TrainWritesCheckpointsHistoryAndConfig) {
   EXPECT_EQ(config["batch"], 32);
   EXPECT_EQ(config["train_patches"].get<int>() + config["valid_patches"].get<int>(), 160);
   EXPECT_NEAR(config["valid_patches"].get<int>(), 40, 1);  // a quarter of each class, rounded
+  // How the run was made, as a shell takes it back; the checkpoint's report shows it.
+  EXPECT_EQ(config["command"], "histoscan train " + (*dir_ / "data").string() + " --out " + run.string() +
+                                   " --epochs 2 --batch 32 --threads 2 --seed 5 --no-progress");
 }
 
 TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
@@ -89,6 +92,7 @@ TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
   EXPECT_GE(m["intervals"]["auc"]["high"].get<double>(), m["auc"].get<double>());
   for (const char* file : {"roc.png", "pr.png", "confusion.png", "reliability.png", "history.png", "report.html"})
     EXPECT_GT(fs::file_size(out / file), 1000u) << file;
+  EXPECT_NE(read_text(out / "report.html").find("trained with"), std::string::npos);
   auto cm = m["confusion_matrix"];
   EXPECT_EQ(cm[0][0].get<int>() + cm[0][1].get<int>() + cm[1][0].get<int>() + cm[1][1].get<int>(), 160);
   auto rows = lines_of(read_text(out / "predictions.csv"));

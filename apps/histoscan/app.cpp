@@ -12,7 +12,30 @@
 
 namespace histoscan::cli {
 
+namespace {
+
+std::string current_command;
+
+// A word as a POSIX shell reads it back: bare when it holds only safe characters, else in single
+// quotes (a quote inside as '\'').
+std::string shell_word(const std::string& w) {
+  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos)
+    return w;
+  std::string out = "'";
+  for (char c : w) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+std::string command_line() { return current_command; }
+
 int run_command_line(const std::vector<std::string>& args, std::string* error) {
+  current_command = "histoscan";
+  for (std::size_t i = 1; i < args.size(); ++i) current_command += " " + shell_word(args[i]);
+  struct Forget {
+    ~Forget() { current_command.clear(); }
+  } forget;
   CLI::App app{"histoscan: train, evaluate and apply CNNs that find metastatic cancer in 96x96 H&E patches"};
   app.require_subcommand(1);
   app.fallthrough();  // -q/-v work after the subcommand too

@@ -15,4 +15,9 @@ inline constexpr int kExitOk = 0, kExitFailed = 1, kExitInputError = 2, kExitSom
 // prefix) when error is given.
 int run_command_line(const std::vector<std::string>& args, std::string* error = nullptr);
 
+// The command run_command_line is running, as a shell would take it back ("histoscan train DATA
+// --out RUN"): training keeps it in config.json and the checkpoint's metadata, so a model says
+// how it was made. Empty outside run_command_line.
+std::string command_line();
+
 }  // namespace histoscan::cli

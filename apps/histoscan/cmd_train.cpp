@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app.h"
 #include "commands.h"
 #include "histoscan/data/labels_csv.h"
 #include "histoscan/dist/dist.h"
@@ -34,6 +35,7 @@ std::string read_text_file(const fs::path& path) {
 
 struct TrainParams {
   std::string data, out, valid, labels, valid_labels, groups, resume;
+  std::string command;  // the invocation that started the run (a resumed run keeps the first)
   long long per_class = 0;
   double val_fraction = 0.25;
   bool allow_missing = false, resize = false, overwrite = false, skip_bad = false;
@@ -81,7 +83,8 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
           {"schedule", c.schedule},
           {"warmup_epochs", c.warmup_epochs},
           {"ema", c.ema},
-          {"max_minutes", c.max_minutes}};
+          {"max_minutes", c.max_minutes},
+          {"command", p.command}};
 }
 
 // --resume RUN_DIR: the flags come from RUN_DIR/config.json, as the interrupted run resolved them.
@@ -125,6 +128,7 @@ void load_resumed_flags(TrainParams& p) {
     k.schedule = c.value("schedule", "plateau");
     k.warmup_epochs = c.value("warmup_epochs", 0.0);
     k.ema = c.value("ema", 0.0);
+    p.command = c.value("command", "");  // runs from before the command was kept have none
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
@@ -153,8 +157,12 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   // --model-option KEY=VALUE over the recipe's options for this network (set in add_train).
   const nlohmann::json given = parse_model_options(p.model_options);  // kept: items() refers to it
   for (const auto& [key, value] : given.items()) p.config.model_options[key] = value;
-  if (!p.resume.empty()) load_resumed_flags(p);
-  else if (p.data.empty() || p.out.empty()) throw InputError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)");
+  if (!p.resume.empty()) {
+    load_resumed_flags(p);
+  } else {
+    if (p.data.empty() || p.out.empty()) throw InputError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)");
+    p.command = command_line();
+  }
   train::validate(p.config);
   if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))

@@ -78,6 +78,8 @@ ReportInput report_input(const ModelResult& r, const std::string& data) {
   in.summary = {{"checkpoint", r.name}};
   if (r.meta.contains("model")) in.summary.push_back({"model", r.meta["model"].get<std::string>()});
   if (r.meta.contains("data_source")) in.summary.push_back({"trained on", r.meta["data_source"].get<std::string>()});
+  if (r.meta.contains("training") && !r.meta["training"].value("command", "").empty())
+    in.summary.push_back({"trained with", r.meta["training"]["command"].get<std::string>()});
   if (r.meta.contains("epoch")) in.summary.push_back({"epoch", r.meta["epoch"].dump()});
   in.summary.push_back({"evaluated on", data});
   in.summary.push_back({"patches", std::to_string(s.n) + " (" + std::to_string(s.negatives) + " normal, " +
