@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
 #include "histoscan/eval/analysis.h"
+#include "histoscan/model/builtin.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
@@ -311,10 +313,12 @@ PYBIND11_MODULE(histoscan, m) {
 
   m.def(
       "load",
-      [](const fs::path& path, const std::string& device, bool amp) { return std::make_unique<Model>(path, device, amp); },
-      py::arg("path"), py::arg("device") = "auto", py::arg("amp") = false,
-      "Loads a histoscan checkpoint (best.pt), an exported TorchScript model with its config.json, or a WSInfer model folder. "
-      "device: auto, cpu or cuda; amp: score in bfloat16.");
+      [](const std::optional<fs::path>& path, const std::string& device, bool amp) {
+        return std::make_unique<Model>(path ? *path : histoscan::model::default_model().path, device, amp);
+      },
+      py::arg("path") = py::none(), py::arg("device") = "auto", py::arg("amp") = false,
+      "Loads a histoscan checkpoint (best.pt), an exported TorchScript model with its config.json, a WSInfer model folder, or a "
+      "built-in model by name ('pcam-resnet'; no path: the default built-in model). device: auto, cpu or cuda; amp: score in bfloat16.");
   m.def("metrics", &metrics, py::arg("labels"), py::arg("probabilities"), py::kw_only(), py::arg("threshold") = py::none(),
         py::arg("target_sensitivity") = py::none(), py::arg("target_specificity") = py::none(), py::arg("youden") = false,
         py::arg("bootstrap") = 1000, py::arg("seed") = 13,

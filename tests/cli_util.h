@@ -15,9 +15,10 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs `histoscan ARGS` (ARGS as a shell string) and captures its output and exit code.
-inline RunResult run_cli(const std::string& args) {
-  std::string cmd = std::string("\"") + HISTOSCAN_BINARY + "\" " + args + " 2>&1";
+// Runs `ENV histoscan ARGS` (ENV as shell assignments, "NAME=VALUE ", or empty; ARGS as a shell
+// string) and captures its output and exit code.
+inline RunResult run_cli_env(const std::string& env, const std::string& args) {
+  std::string cmd = env + "\"" + HISTOSCAN_BINARY + "\" " + args + " 2>&1";
   RunResult r;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return r;
@@ -28,6 +29,9 @@ inline RunResult run_cli(const std::string& args) {
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+// Runs `histoscan ARGS` (ARGS as a shell string) and captures its output and exit code.
+inline RunResult run_cli(const std::string& args) { return run_cli_env("", args); }
 
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -466,4 +467,88 @@ TEST_F(Cli, ScanCohortRefusesBadManifestsWritingNothing) {
   refused("slide,label\na.tif,suspicious\n", "m.csv line 2: label 'suspicious'");
   refused("slide\na.tif\na.tif\n", "m.csv line 3: slide");
   refused("slide\nb.tif\n", "m.csv line 2: slide b.tif does not exist");
+}
+
+namespace {
+
+// A models folder as models/ ships one: models.json naming the Cli run's best.pt "tiny".
+fs::path write_models_dir(const fs::path& dir, const fs::path& checkpoint) {
+  fs::create_directories(dir);
+  fs::copy_file(checkpoint, dir / "tiny.pt");
+  std::ofstream(dir / "models.json") << R"({"default": "tiny", "models": [{"name": "tiny", "file": "tiny.pt",
+    "description": "the Cli tests' run", "command": "histoscan train DATA --out RUN --epochs 2",
+    "metrics": {"valid": {"auc": 0.5, "accuracy": 0.5, "data": "synthetic"}}}]})";
+  return dir;
+}
+
+}  // namespace
+
+TEST_F(Cli, BuiltinModelScoresWhenNoCheckpointIsGivenAndByItsName) {
+  TempDir dir;
+  const std::string env = "HISTOSCAN_MODELS=" + quote(write_models_dir(dir / "models", *dir_ / "run/best.pt")) + " ";
+  auto sh = [&](const std::string& args) { return run_cli_env(env, args); };
+
+  auto listed = sh("models");
+  ASSERT_EQ(listed.code, 0) << listed.output;
+  EXPECT_NE(listed.output.find("use tiny when no checkpoint is given"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("trained with: histoscan train DATA --out RUN --epochs 2"), std::string::npos) << listed.output;
+
+  // predict: no checkpoint, the name, and the file give the same bytes.
+  auto r = sh("predict " + quote(*dir_ / "data/test") + " --out " + quote(dir / "none.csv"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("no checkpoint given: using the built-in model tiny"), std::string::npos) << r.output;
+  ASSERT_EQ(sh("predict tiny " + quote(*dir_ / "data/test") + " --out " + quote(dir / "name.csv")).code, 0);
+  ASSERT_EQ(run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(dir / "file.csv")).code, 0);
+  EXPECT_EQ(read_text(dir / "none.csv"), read_text(dir / "file.csv"));
+  EXPECT_EQ(read_text(dir / "name.csv"), read_text(dir / "file.csv"));
+
+  // evaluate: no checkpoint scores as the file does.
+  ASSERT_EQ(sh("evaluate " + quote(*dir_ / "data") + " --out " + quote(dir / "eval")).code, 0);
+  ASSERT_EQ(run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(dir / "eval_file")).code, 0);
+  EXPECT_EQ(read_text(dir / "eval/predictions.csv"), read_text(dir / "eval_file/predictions.csv"));
+
+  // scan: a slide alone is scored by the built-in model; the model's name alone is no slide.
+  ASSERT_EQ(run_cli("synth-slide " + quote(dir / "slide.tif") + " --cols 6 --rows 5 --tumour 2,1,2,2 --seed 3").code, 0);
+  r = sh("scan " + quote(dir / "slide.tif") + " --out " + quote(dir / "scan") + " --threads 2 --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("using the built-in model tiny"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "scan/summary.json"));
+  expect_user_error(sh("scan tiny --out " + quote(dir / "scan2")), "no slides given");
+  EXPECT_FALSE(fs::exists(dir / "scan2"));
+
+  // A built-in model is never rewritten.
+  const std::string before = read_text(dir / "models/tiny.pt");
+  expect_user_error(sh("evaluate tiny " + quote(*dir_ / "data") + " --out " + quote(dir / "eval2") + " --save-threshold"),
+                    "is a built-in model, which histoscan does not rewrite");
+  EXPECT_EQ(read_text(dir / "models/tiny.pt"), before);
+  EXPECT_FALSE(fs::exists(dir / "eval2"));
+
+  // No models folder: one line saying what to give.
+  auto missing = run_cli_env("HISTOSCAN_MODELS=" + quote(dir / "nowhere") + " ",
+                             "predict " + quote(*dir_ / "data/test") + " --out " + quote(dir / "x.csv"));
+  expect_user_error(missing, "no checkpoint given and no built-in model found");
+  EXPECT_FALSE(fs::exists(dir / "x.csv"));
+}
+
+// The model that ships in models/ scores the sample that ships in samples/pcam to the figures its
+// card (models/models.json) and its README state: what a newcomer gets with no checkpoint.
+TEST(BuiltinModel, ScoresTheSampleTestPatchesAsItsCardStates) {
+  const fs::path source = HISTOSCAN_SOURCE_DIR;
+  const auto index = nlohmann::json::parse(read_text(source / "models/models.json"));
+  nlohmann::json card;
+  for (const auto& m : index["models"])
+    if (m["name"] == index["default"]) card = m;
+  ASSERT_TRUE(card.contains("metrics")) << index.dump();
+  const auto stated = card["metrics"]["samples/pcam/test"];
+  TempDir dir;
+  auto r = run_cli_env("env -u HISTOSCAN_MODELS ", "evaluate " + quote(source / "samples/pcam/test") + " --out " + quote(dir / "eval") +
+                                                       " --threads 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("using the built-in model " + card["name"].get<std::string>()), std::string::npos) << r.output;
+  auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));
+  EXPECT_NEAR(m["auc"].get<double>(), stated["auc"].get<double>(), 1e-4);
+  EXPECT_NEAR(m["accuracy"].get<double>(), stated["accuracy"].get<double>(), 1e-4);
+  char auc[16];
+  std::snprintf(auc, sizeof auc, "%.4f", stated["auc"].get<double>());
+  EXPECT_NE(read_text(source / "models/README.md").find(auc), std::string::npos) << "models/README.md does not state AUC " << auc;
 }

@@ -238,3 +238,27 @@ TEST(RealData, TissueMaskScoresPaleTissueAndLeavesGlassOnMostlyTissueAndMostlyGl
     EXPECT_LT(on_glass, 0.20) << path;
   }
 }
+
+// The model that ships in models/ scores pcam-subset/valid to the AUC its card and README state
+// (issue 28: within 1e-4), with no checkpoint given.
+TEST(RealData, BuiltinModelScoresPcamValidAsItsCardStates) {
+  fs::path valid = shared_data("pcam-subset/valid");
+  if (valid.empty()) GTEST_SKIP() << "no ../shared/data/pcam-subset";
+  const fs::path source = HISTOSCAN_SOURCE_DIR;
+  const auto index = nlohmann::json::parse(read_text(source / "models/models.json"));
+  nlohmann::json card;
+  for (const auto& m : index["models"])
+    if (m["name"] == index["default"]) card = m;
+  ASSERT_TRUE(card.contains("metrics")) << index.dump();
+  const auto stated = card["metrics"]["pcam-subset/valid"];
+  TempDir dir;
+  auto r = run_cli_env("env -u HISTOSCAN_MODELS ", "evaluate " + quote(valid) + " --bootstrap 0 --out " + quote(dir / "eval"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));
+  EXPECT_EQ(m["n"], 2907);
+  EXPECT_NEAR(m["auc"].get<double>(), stated["auc"].get<double>(), 1e-4);
+  EXPECT_NEAR(m["accuracy"].get<double>(), stated["accuracy"].get<double>(), 1e-4);
+  char auc[16];
+  std::snprintf(auc, sizeof auc, "%.4f", stated["auc"].get<double>());
+  EXPECT_NE(read_text(source / "models/README.md").find(auc), std::string::npos) << "models/README.md does not state AUC " << auc;
+}

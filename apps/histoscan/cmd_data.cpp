@@ -10,6 +10,7 @@
 #include "histoscan/data/inspect.h"
 #include "histoscan/data/store.h"
 #include "histoscan/data/synth.h"
+#include "histoscan/model/builtin.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/util/atomic_file.h"
@@ -99,8 +100,31 @@ void add_synth(CLI::App& app) {
   });
 }
 
+// The trained models that ship with histoscan (models/models.json), the default first.
+static void print_builtin_models() {
+  const auto models = model::builtin_models();
+  if (models.empty()) {
+    std::cout << "built-in models: none (" << (model::models_dir() / "models.json").string() << " is missing)\n";
+    return;
+  }
+  std::cout << "built-in models (a name works wherever a checkpoint does; predict, evaluate and scan use " << models.front().name
+            << " when no checkpoint is given):\n";
+  for (const auto& m : models) {
+    const auto& c = m.card;
+    std::cout << m.name << "  " << m.path.string() << (std::filesystem::exists(m.path) ? "" : " (missing)") << "  "
+              << c.value("description", "") << '\n';
+    if (c.contains("metrics"))
+      for (const auto& [data, v] : c["metrics"].items()) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "AUC %.4f, accuracy %.4f", v.value("auc", 0.0), v.value("accuracy", 0.0));
+        std::cout << "    " << data << ": " << buf << " (" << v.value("data", "") << ")\n";
+      }
+    if (c.contains("command")) std::cout << "    trained with: " << c["command"].get<std::string>() << '\n';
+  }
+}
+
 void add_models(CLI::App& app) {
-  auto* cmd = app.add_subcommand("models", "list the networks --model accepts, with their sizes");
+  auto* cmd = app.add_subcommand("models", "list the networks --model accepts with their sizes, and the built-in trained models");
   struct Params {
     std::string model;
     std::vector<std::string> options;
@@ -133,6 +157,7 @@ void add_models(CLI::App& app) {
         for (const auto& [key, value] : r.model_options.items()) with += (with.empty() ? " with " : ", ") + key + "=" + value.dump();
         std::cout << with << '\n';
       }
+      print_builtin_models();
       return;
     }
     auto net = model::make_model(p->model, parse_model_options(p->options));  // an unknown name or option: one line

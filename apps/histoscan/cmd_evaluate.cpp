@@ -6,6 +6,7 @@
 #include "cutoff_flags.h"
 #include "histoscan/eval/evaluate.h"
 #include "histoscan/interop/foreign_model.h"
+#include "histoscan/model/builtin.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -32,8 +33,11 @@ void add_evaluate(CLI::App& app) {
   auto p = std::make_shared<Params>();
   auto* cmd = app.add_subcommand("evaluate",
                                  "metrics with 95% intervals, operating point, plots and report.html of one or more checkpoints on labelled data");
-  cmd->add_option("CHECKPOINT... DATA", p->inputs, "one or more checkpoints (best.pt), then the labelled patches (any DATA form)")
-      ->required()->expected(2, -1);
+  cmd->add_option("[CHECKPOINT...] DATA", p->inputs,
+                  "one or more checkpoints (best.pt) or built-in models' names (default: the built-in model, see 'histoscan models'), "
+                  "then the labelled patches (any DATA form)")
+      ->required()
+      ->expected(1, -1);
   cmd->add_option("-o,--out", p->out, "folder for metrics.json, predictions.csv, plots and report.html")->required();
   cmd->add_option("--labels", p->labels, "labels CSV for DATA");
   cmd->add_flag("--allow-missing", p->allow_missing, "evaluate the matched patches when files or labels are unmatched");
@@ -51,9 +55,13 @@ void add_evaluate(CLI::App& app) {
     refuse_existing_dir(p->out, p->overwrite);
     set_threads(p->threads);
     std::vector<std::string> paths(p->inputs.begin(), p->inputs.end() - 1);
+    if (paths.empty()) paths.push_back(default_checkpoint());
     std::vector<model::Checkpoint> checkpoints;
     for (const auto& path : paths) {
       checkpoints.push_back(model::load_checkpoint(path));
+      if (p->save_threshold && model::is_builtin_file(model::resolve_model(path)))
+        throw InputError("--save-threshold: " + path + " is a built-in model, which histoscan does not rewrite; copy the file and give "
+                         "the copy instead");
       if (p->save_threshold && interop::is_foreign(checkpoints.back().net))
         throw InputError("--save-threshold: " + path + " is a model made elsewhere, which histoscan does not rewrite; give the threshold "
                          "to scan with --threshold instead");

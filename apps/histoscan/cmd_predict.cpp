@@ -1,4 +1,4 @@
-// histoscan predict CHECKPOINT DIR --out submission.csv
+// histoscan predict [CHECKPOINT] DIR --out submission.csv
 #include <iostream>
 #include <memory>
 
@@ -13,15 +13,19 @@ namespace histoscan::cli {
 
 void add_predict(CLI::App& app) {
   struct Params {
-    std::string checkpoint, data, out = "submission.csv", device = "auto";
+    std::vector<std::string> inputs;
+    std::string out = "submission.csv", device = "auto";
     bool overwrite = false, binary = false;
     int threads = 0;
     predict::StreamOptions stream;
   };
   auto p = std::make_shared<Params>();
   auto* cmd = app.add_subcommand("predict", "tumour probability of every patch, as Kaggle's submission.csv (id,label)");
-  cmd->add_option("CHECKPOINT", p->checkpoint, "best.pt or last.pt of a run")->required();
-  cmd->add_option("DIR", p->data, "a folder of patches (Kaggle's test/), or any DATA form")->required();
+  cmd->add_option("[CHECKPOINT] DIR", p->inputs,
+                  "best.pt of a run or a built-in model's name (default: the built-in model, see 'histoscan models'), then a folder of "
+                  "patches (Kaggle's test/) or any DATA form")
+      ->required()
+      ->expected(1, 2);
   cmd->add_option("-o,--out", p->out, "CSV to write")->capture_default_str();
   cmd->add_option("--batch", p->stream.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
@@ -36,14 +40,15 @@ void add_predict(CLI::App& app) {
     check_output_file(p->out, p->overwrite, "--out");
     set_threads(p->threads);
     p->stream.threads = p->threads;
-    auto checkpoint = model::load_checkpoint(p->checkpoint);
+    const std::string checkpoint_path = p->inputs.size() == 2 ? p->inputs[0] : default_checkpoint();
+    auto checkpoint = model::load_checkpoint(checkpoint_path);
     if (p->binary) {
       p->stream.binary_threshold = checkpoint.meta.value("threshold", 0.5);
-      log::info("labels at threshold " + format_number(p->stream.binary_threshold) + " from " + p->checkpoint);
+      log::info("labels at threshold " + format_number(p->stream.binary_threshold) + " from " + checkpoint_path);
     }
     data::SourceOptions source;
     source.require_labels = false;
-    auto index = data::index_source(p->data, source);
+    auto index = data::index_source(p->inputs.back(), source);
     auto device = predict::prepare_inference(checkpoint.net, p->device, p->stream.amp);
     auto result = predict::predict_to_csv(checkpoint.net, index, p->out, device, p->stream);
     if (!result.skipped.empty()) {

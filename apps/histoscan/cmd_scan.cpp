@@ -1,4 +1,4 @@
-// histoscan scan CHECKPOINT SLIDE --out DIR, and histoscan synth-slide (test slides).
+// histoscan scan [CHECKPOINT] SLIDE... --out DIR, and histoscan synth-slide (test slides).
 #include <iostream>
 #include <memory>
 
@@ -8,6 +8,7 @@
 #include "histoscan/cohort/cohort.h"
 #include "histoscan/data/source.h"
 #include "histoscan/dist/dist.h"
+#include "histoscan/model/builtin.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/cohort_scan.h"
@@ -111,9 +112,9 @@ void add_scan(CLI::App& app) {
   auto* cmd = app.add_subcommand("scan",
                                  "tumour heatmaps of whole slides: one slide into --out (heatmap.png, tissue.png, tiles.csv, tumour.geojson, "
                                  "summary.json), or a cohort of slides into --out/slides/NAME with cohort.csv and cohort.html");
-  cmd->add_option("CHECKPOINT", p->checkpoint, "best.pt of a run")->required();
-  cmd->add_option("INPUT", p->inputs,
-                  "a slide OpenSlide reads (.svs .tif .ndpi .mrxs ...) or a plain PNG/JPEG/TIFF; or several, folders of slides, or "
+  cmd->add_option("[CHECKPOINT] INPUT", p->inputs,
+                  "best.pt of a run, a WSInfer folder or a built-in model's name (default: the built-in model, see 'histoscan models'); "
+                  "then a slide OpenSlide reads (.svs .tif .ndpi .mrxs ...) or a plain PNG/JPEG/TIFF; or several, folders of slides, or "
                   "manifest CSVs (slide[,label][,mpp][,annotations]), which make a cohort")
       ->required();
   cmd->add_option("-o,--out", p->out, "folder for the outputs")->required();
@@ -147,6 +148,16 @@ void add_scan(CLI::App& app) {
                   "as torchrun and Slurm set them)");
   cmd->add_option("--dist-timeout", p->dist_timeout, "cohort across processes: seconds a rank waits for the others")->capture_default_str();
   cmd->callback([p] {
+    // The first argument is the model when it names one (a .pt file, a WSInfer folder, a built-in
+    // model's name); otherwise every argument is a slide and the built-in model scores them.
+    if (names_a_model(p->inputs.front())) {
+      const std::string given = p->inputs.front();
+      p->inputs.erase(p->inputs.begin());
+      if (p->inputs.empty()) throw InputError("scan " + given + ": no slides given; give one or more slides, folders or manifests after the model");
+      p->checkpoint = model::resolve_model(given);
+    } else {
+      p->checkpoint = default_checkpoint();
+    }
     if (cohort::is_single_slide(p->inputs)) scan_one(*p);
     else scan_cohort(*p);
   });

@@ -26,6 +26,14 @@ void add_export(CLI::App& app);
 // true/false or null, else as a string. Throws InputError for an item without KEY=.
 nlohmann::json parse_model_options(const std::vector<std::string>& items);
 
+// True when a command's argument names a model rather than data: a .pt file, a WSInfer folder
+// (torchscript_model.pt inside) or a built-in model's name ('histoscan models').
+bool names_a_model(const std::string& arg);
+
+// The model predict, evaluate and scan use when none is given: the default built-in model, named
+// in the log. Throws InputError, saying to give a checkpoint, where it is missing.
+std::string default_checkpoint();
+
 // Sets LibTorch's intra-op threads (0: all cores) and returns the count used.
 int set_threads(int threads);
 

@@ -25,6 +25,17 @@ def test_load_gives_the_checkpoint_and_its_metadata(trained):
     assert "seed-cnn" in repr(again)
 
 
+def test_load_without_a_path_gives_the_built_in_model(monkeypatch):
+    monkeypatch.delenv("HISTOSCAN_MODELS", raising=False)
+    root = pathlib.Path(__file__).resolve().parents[2]
+    default, by_name = histoscan.load(), histoscan.load("pcam-resnet")
+    by_file = histoscan.load(root / "models" / "pcam-resnet.pt")
+    assert default.metadata["training"]["command"].startswith("histoscan train ")
+    images, labels, _ = histoscan.read_patches(root / "samples" / "pcam" / "test", limit=32)
+    p = by_file.predict(images)
+    assert np.array_equal(default.predict(images), p) and np.array_equal(by_name.predict(images), p)
+
+
 def test_load_of_a_missing_file_names_it(tmp_path):
     with pytest.raises(ValueError, match="nothing.pt"):
         histoscan.load(tmp_path / "nothing.pt")

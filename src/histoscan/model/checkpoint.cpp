@@ -5,6 +5,7 @@
 
 #include "histoscan/interop/foreign_model.h"
 #include "histoscan/model/archive.h"
+#include "histoscan/model/builtin.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
@@ -75,9 +76,11 @@ void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequent
   out.commit();
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  if (!std::filesystem::exists(path)) throw InputError("checkpoint " + name + " does not exist; give best.pt or last.pt of a training run");
+Checkpoint load_checkpoint(const std::filesystem::path& given) {
+  const std::string name = given.string();
+  const std::filesystem::path path = resolve_model(name);  // a built-in model's name: its file
+  if (!std::filesystem::exists(path))
+    throw InputError("checkpoint " + name + " does not exist; give best.pt or last.pt of a training run, or a built-in model's name ('histoscan models')");
   const auto foreign = interop::find_foreign_model(path);
   auto load_foreign = [&] {
     auto loaded = interop::load_foreign_model(foreign);

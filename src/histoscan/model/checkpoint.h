@@ -19,7 +19,8 @@ struct Checkpoint {
 // Writes net and meta to `path` atomically (temporary file + rename).
 void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequential& net, const nlohmann::json& meta);
 
-// Reads a checkpoint written by save_checkpoint and rebuilds its network on the CPU. Throws
+// Reads a checkpoint written by save_checkpoint (or a built-in model, by name: model/builtin.h)
+// and rebuilds its network on the CPU. Throws
 // InputError naming the file when it is missing, damaged, not a histoscan checkpoint, or
 // holds weights that do not fit the network its metadata names.
 Checkpoint load_checkpoint(const std::filesystem::path& path);
