@@ -18,11 +18,11 @@ echo "== evaluate on $sample/test (400 patches from other slides): this run's mo
 echo "== predict: submission.csv for $sample/test with the built-in model (no checkpoint given)"
 "$bin" predict "$sample/test" --out "$out/submission.csv" --threads "$threads"
 echo "== scan: a pyramidal TIFF slide of real patches from $sample/test (tumour block known) into a heatmap"
-"$bin" synth-slide "$out/slide.tif" --from "$sample/test"
+"$bin" synth-slide "$out/slide.tif" --from "$sample/test" --cols 16 --rows 12 --tumour 6,4,5,4
 "$bin" scan "$out/slide.tif" --out "$out/scan" --threads "$threads"
 echo
 echo "results:"
 echo "  $out/run/       best.pt, last.pt, history.csv, config.json"
-echo "  $out/eval/      metrics.json, predictions.csv, plots, report.html (open it in a browser: ROC, mistakes)"
+echo "  $out/eval/      roc.png (both models), comparison.json; run-best/ and pcam-resnet/: metrics.json, plots, report.html (open it in a browser: ROC, mistakes)"
 echo "  $out/submission.csv"
 echo "  $out/scan/      heatmap.png, tissue.png, tiles.csv, tumour.geojson (QuPath), summary.json; truth: $out/slide.truth.json"
