@@ -2,10 +2,12 @@
 # make test  the same set-up, then every test (CTest).
 # make test-asan  the unit tests built with AddressSanitizer and UndefinedBehaviorSanitizer.
 # make test-engine  the engine-only build (LibTorch, no image libraries) and its smoke test.
+# make check-format  clang-format's verdict on every C++ file (CI).
+# make lint  clang-tidy over every source (.clang-tidy).
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: all deps build run test test-unit test-asan test-engine clean
+.PHONY: all deps build run test test-unit test-asan test-engine check-format lint clean
 
 all: build
 
@@ -41,6 +43,14 @@ test-engine: deps
 	cmake -S . -B build-engine -DHISTOSCAN_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG"
 	cmake --build build-engine -j$(JOBS)
 	cd build-engine && ctest --output-on-failure
+
+# Every tracked C++ file as clang-format makes it (.clang-format); CI runs it first.
+check-format: deps
+	bash scripts/check-format.sh
+
+# clang-tidy (.clang-tidy) over every source the Release build compiles; slow (LibTorch's headers).
+lint: build
+	bash scripts/lint.sh --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD) build-asan build-engine

@@ -45,8 +45,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (const char* seed = std::getenv("HISTOSCAN_FUZZ_WRITE_SEED")) {
     torch::manual_seed(0);
     auto net = histoscan::model::make_model("seed-cnn");
-    histoscan::model::save_checkpoint(
-        seed, net, {{"model", "seed-cnn"}, {"model_options", {{"dropout", 0.3}}}, {"threshold", 0.5}});
+    histoscan::model::save_checkpoint(seed, net,
+                                      {{"model", "seed-cnn"}, {"model_options", {{"dropout", 0.3}}}, {"threshold", 0.5}});
     std::exit(0);
   }
   // load_checkpoint parses each file in a child process first (LibTorch 1.13 crashes on some

@@ -35,10 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // 5 ms). A quarter of the inputs, by size, go to the groups reader (same parser, other
   // columns, string values).
   try {
-    if (size % 4 == 0)
-      histoscan::data::read_groups_csv(g_path);
-    else
-      histoscan::data::read_labels_csv(g_path);
+    if (size % 4 == 0) histoscan::data::read_groups_csv(g_path);
+    else histoscan::data::read_labels_csv(g_path);
   } catch (const histoscan::InputError&) {
   }
   std::remove(g_path.c_str());

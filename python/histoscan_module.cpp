@@ -77,7 +77,7 @@ class Model {
 
   py::dict scan(const fs::path& slide_path, const fs::path& out, const py::kwargs& kwargs) {
     slide::ScanOptions o;
-    o.threshold = checkpoint_.meta.value("threshold", 0.5);
+    o.threshold = model::saved_threshold(checkpoint_.meta);
     if (checkpoint_.meta.contains("patch_mpp")) o.target_mpp = checkpoint_.meta["patch_mpp"].get<double>();
     o.amp = amp_;
     o.progress = false;
@@ -121,14 +121,15 @@ class Model {
     tiles["x"] = py::array_t<std::int64_t>(static_cast<py::ssize_t>(xs.size()), xs.data());
     tiles["y"] = py::array_t<std::int64_t>(static_cast<py::ssize_t>(ys.size()), ys.data());
     tiles["probability"] = py::array_t<float>(static_cast<py::ssize_t>(ps.size()), ps.data());
-    tiles["grid"] = py::array_t<float>({static_cast<py::ssize_t>(grid.ny), static_cast<py::ssize_t>(grid.nx)}, grid.probability.data());
+    tiles["grid"] =
+        py::array_t<float>({static_cast<py::ssize_t>(grid.ny), static_cast<py::ssize_t>(grid.nx)}, grid.probability.data());
     py::dict result = to_python(summary);
     result["tiles"] = tiles;
     return result;
   }
 
   py::object metadata() const { return to_python(checkpoint_.meta); }
-  double threshold() const { return checkpoint_.meta.value("threshold", 0.5); }
+  double threshold() const { return model::saved_threshold(checkpoint_.meta); }
   std::string device() const { return device_.str(); }
   std::string repr() const {
     return "<histoscan.Model " + checkpoint_.meta.value("model", std::string("?")) + " from '" + path_.string() + "' on " +
@@ -149,15 +150,17 @@ std::vector<int> to_labels(const py::array_t<long long, py::array::c_style | py:
   out.reserve(static_cast<std::size_t>(a.size()));
   for (py::ssize_t i = 0; i < a.size(); ++i) {
     auto v = a.data()[i];
-    if (v != 0 && v != 1) throw py::value_error("labels must be 0 or 1, got " + std::to_string(v) + " at index " + std::to_string(i));
+    if (v != 0 && v != 1)
+      throw py::value_error("labels must be 0 or 1, got " + std::to_string(v) + " at index " + std::to_string(i));
     out.push_back(static_cast<int>(v));
   }
   return out;
 }
 
 py::object metrics(const py::array_t<long long, py::array::c_style | py::array::forcecast>& labels,
-                   const py::array_t<double, py::array::c_style | py::array::forcecast>& probabilities, py::object threshold,
-                   py::object target_sensitivity, py::object target_specificity, bool youden, int bootstrap, std::uint64_t seed) {
+                   const py::array_t<double, py::array::c_style | py::array::forcecast>& probabilities,
+                   const py::object& threshold, const py::object& target_sensitivity, const py::object& target_specificity,
+                   bool youden, int bootstrap, std::uint64_t seed) {
   if (labels.ndim() != 1 || probabilities.ndim() != 1 || labels.size() != probabilities.size())
     throw py::value_error("labels and probabilities must be 1-D and of the same length, got " + std::to_string(labels.size()) +
                           " and " + std::to_string(probabilities.size()));
@@ -183,7 +186,8 @@ py::object metrics(const py::array_t<long long, py::array::c_style | py::array::
 
 py::tuple read_patches(const fs::path& data, const py::object& labels, const py::object& limit, bool resize, int threads) {
   long long first = -1;
-  if (!limit.is_none() && (first = limit.cast<long long>()) < 0) throw py::value_error("limit must be 0 or more, got " + std::to_string(first));
+  if (!limit.is_none() && (first = limit.cast<long long>()) < 0)
+    throw py::value_error("limit must be 0 or more, got " + std::to_string(first));
   data::SourceOptions so;
   if (!labels.is_none()) so.labels = labels.cast<fs::path>();
   so.require_labels = false;
@@ -196,7 +200,8 @@ py::tuple read_patches(const fs::path& data, const py::object& labels, const py:
     lo.threads = threads;
     lo.decode.resize = resize;
     lo.progress = false;
-    std::vector<std::size_t> rows(first < 0 ? index.entries.size() : std::min<std::size_t>(std::size_t(first), index.entries.size()));
+    std::vector<std::size_t> rows(first < 0 ? index.entries.size()
+                                            : std::min<std::size_t>(std::size_t(first), index.entries.size()));
     for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i;
     store = data::load_patches(index, rows, lo);
   }
@@ -237,7 +242,8 @@ std::unique_ptr<Model> train(const py::object& data, const py::object& out, cons
   std::vector<std::string> args{"histoscan", "train"};
   fs::path run;
   if (kwargs.contains("resume") && !kwargs["resume"].is_none()) {
-    if (!data.is_none() || !out.is_none()) throw py::value_error("resume= continues a run with its own data and folder: give neither data nor out");
+    if (!data.is_none() || !out.is_none())
+      throw py::value_error("resume= continues a run with its own data and folder: give neither data nor out");
     run = kwargs["resume"].cast<fs::path>();
   } else {
     if (data.is_none() || out.is_none()) throw py::value_error("train() needs data and out (or resume=RUN_FOLDER)");
@@ -265,10 +271,15 @@ std::unique_ptr<Model> train(const py::object& data, const py::object& out, cons
   sigaction(SIGINT, &python_handler, nullptr);
   log::set_level(level);
   switch (status) {
-    case cli::kExitOk: break;
-    case cli::kExitInterrupted: PyErr_SetString(PyExc_KeyboardInterrupt, error.c_str()); throw py::error_already_set();
-    case cli::kExitInputError: throw py::value_error(error);
-    default: throw std::runtime_error(error);
+    case cli::kExitOk:
+      break;
+    case cli::kExitInterrupted:
+      PyErr_SetString(PyExc_KeyboardInterrupt, error.c_str());
+      throw py::error_already_set();
+    case cli::kExitInputError:
+      throw py::value_error(error);
+    default:
+      throw std::runtime_error(error);
   }
   return std::make_unique<Model>(run / "best.pt", "auto", false);
 }
@@ -288,16 +299,18 @@ PYBIND11_MODULE(histoscan, m) {
   histoscan::reuse_freed_memory();
   // The library's one-line errors a user can fix come out as ValueError; interrupted training as
   // KeyboardInterrupt (raised by train itself); the rest as RuntimeError.
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const histoscan::InputError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
-    }
-  });
+  py::register_exception_translator(
+      [](std::exception_ptr p) {  // NOLINT(performance-unnecessary-value-param): pybind11's signature
+        try {
+          if (p) std::rethrow_exception(p);
+        } catch (const histoscan::InputError& e) {
+          PyErr_SetString(PyExc_ValueError, e.what());
+        }
+      });
 
   py::class_<Model>(m, "Model", "A trained model, loaded once and prepared for inference (histoscan.load)")
-      .def(py::init<const fs::path&, const std::string&, bool>(), py::arg("path"), py::arg("device") = "auto", py::arg("amp") = false)
+      .def(py::init<const fs::path&, const std::string&, bool>(), py::arg("path"), py::arg("device") = "auto",
+           py::arg("amp") = false)
       .def("predict", &Model::predict, py::arg("patches"), py::arg("tta") = false, py::arg("batch") = 256,
            "Tumour probabilities (float32, N) of uint8 patches N x 96 x 96 x 3 (RGB, as PIL, OpenCV after cvtColor and PCam's "
            "HDF5 give them). tta: average over the 8 rotations and mirrors. The GIL is released while the network runs.")
@@ -318,15 +331,16 @@ PYBIND11_MODULE(histoscan, m) {
       },
       py::arg("path") = py::none(), py::arg("device") = "auto", py::arg("amp") = false,
       "Loads a histoscan checkpoint (best.pt), an exported TorchScript model with its config.json, a WSInfer model folder, or a "
-      "built-in model by name ('pcam-resnet'; no path: the default built-in model). device: auto, cpu or cuda; amp: score in bfloat16.");
-  m.def("metrics", &metrics, py::arg("labels"), py::arg("probabilities"), py::kw_only(), py::arg("threshold") = py::none(),
-        py::arg("target_sensitivity") = py::none(), py::arg("target_specificity") = py::none(), py::arg("youden") = false,
-        py::arg("bootstrap") = 1000, py::arg("seed") = 13,
-        "The numbers `histoscan metrics` writes to metrics.json, as a dict: AUC, classification report, confusion matrix, "
-        "operating point, bootstrap intervals, calibration, ROC and PR curves. At most one cut-off rule (default threshold 0.5).");
-  m.def("read_patches", &read_patches, py::arg("data"), py::kw_only(), py::arg("labels") = py::none(), py::arg("limit") = py::none(),
-        py::arg("resize") = false,
-        py::arg("threads") = 0,
+      "built-in model by name ('pcam-resnet'; no path: the default built-in model). device: auto, cpu or cuda; amp: score in "
+      "bfloat16.");
+  m.def(
+      "metrics", &metrics, py::arg("labels"), py::arg("probabilities"), py::kw_only(), py::arg("threshold") = py::none(),
+      py::arg("target_sensitivity") = py::none(), py::arg("target_specificity") = py::none(), py::arg("youden") = false,
+      py::arg("bootstrap") = 1000, py::arg("seed") = 13,
+      "The numbers `histoscan metrics` writes to metrics.json, as a dict: AUC, classification report, confusion matrix, "
+      "operating point, bootstrap intervals, calibration, ROC and PR curves. At most one cut-off rule (default threshold 0.5).");
+  m.def("read_patches", &read_patches, py::arg("data"), py::kw_only(), py::arg("labels") = py::none(),
+        py::arg("limit") = py::none(), py::arg("resize") = false, py::arg("threads") = 0,
         "(images uint8 N x 96 x 96 x 3, labels int32 N (-1 where unknown), ids) from any DATA the command line takes: a Kaggle "
         "folder with its labels CSV, class folders 0/ and 1/, a PCam HDF5 x file, a packed store, a folder of images. In id "
         "order; limit: the first N only.");
@@ -335,8 +349,8 @@ PYBIND11_MODULE(histoscan, m) {
         "tta=True for --tta), and returns the best model. Ctrl-C stops after the current step and raises KeyboardInterrupt; "
         "resume=OUT continues.");
   m.def(
-      "set_threads", [](int threads) { return histoscan::cli::set_threads(threads); },
-      py::arg("threads"), "CPU threads for the networks (0: all cores); returns the count used.");
+      "set_threads", [](int threads) { return histoscan::cli::set_threads(threads); }, py::arg("threads"),
+      "CPU threads for the networks (0: all cores); returns the count used.");
   m.def(
       "set_log_level",
       [](const std::string& level) {

@@ -19,6 +19,7 @@ packages=(
   python3-onnx python3-opencv python3-jsonschema   # exported models checked by ONNX, OpenCV and WSInfer's schema
   python3-matplotlib                      # examples/notebook.py (its ROC plot), run by the Python tests
   pybind11-dev python3-dev python3-numpy python3-pytest   # import histoscan (the Python module) and its tests
+  clang-format clang-tidy                 # make check-format (CI) and make lint (.clang-format, .clang-tidy)
 )
 missing=()
 for p in "${packages[@]}"; do

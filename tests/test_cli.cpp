@@ -39,7 +39,7 @@ class Cli : public ::testing::Test {
     auto r = run_cli("synth " + quote(*dir_ / "data") + " --train 160 --test 24 --seed 11");
     ASSERT_EQ(r.code, 0) << r.output;
     r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "run") +
-                  " --epochs 2 --batch 32 --threads 2 --seed 5 --no-progress");
+                " --epochs 2 --batch 32 --threads 2 --seed 5 --no-progress");
     ASSERT_EQ(r.code, 0) << r.output;
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -103,7 +103,9 @@ TEST_F(Cli, EvaluateWritesMetricsAndPredictions) {
 
 TEST_F(Cli, MetricsRecomputesTheSameNumbersFromPredictions) {
   fs::path out = *dir_ / "eval_m";
-  ASSERT_EQ(run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --youden --out " + quote(out)).code, 0);
+  ASSERT_EQ(
+      run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --youden --out " + quote(out)).code,
+      0);
   auto r = run_cli("metrics --json --youden " + quote(out / "predictions.csv"));
   ASSERT_EQ(r.code, 0) << r.output;
   auto again = nlohmann::json::parse(r.output.substr(r.output.find('{')));
@@ -125,14 +127,17 @@ TEST_F(Cli, SavedThresholdDrivesBinaryPredictions) {
   double threshold = m["operating_point"]["threshold"].get<double>();
   EXPECT_GE(m["operating_point"]["sensitivity"].get<double>(), 0.9);
   ASSERT_EQ(run_cli("predict " + quote(ckpt) + " " + quote(*dir_ / "data/test") + " --out " + quote(*dir_ / "p.csv")).code, 0);
-  ASSERT_EQ(run_cli("predict --binary " + quote(ckpt) + " " + quote(*dir_ / "data/test") + " --out " + quote(*dir_ / "b.csv")).code, 0);
+  ASSERT_EQ(
+      run_cli("predict --binary " + quote(ckpt) + " " + quote(*dir_ / "data/test") + " --out " + quote(*dir_ / "b.csv")).code, 0);
   auto probs = lines_of(read_text(*dir_ / "p.csv")), labels = lines_of(read_text(*dir_ / "b.csv"));
   ASSERT_EQ(probs.size(), labels.size());
   for (std::size_t i = 1; i < probs.size(); ++i) {
     double p = std::stod(probs[i].substr(probs[i].find(',') + 1));
     std::string label = labels[i].substr(labels[i].find(',') + 1);
     // p.csv rounds to 6 decimals; skip rows that close to the cut-off
-    if (std::abs(p - threshold) > 1e-5) EXPECT_EQ(label, p >= threshold ? "1" : "0") << probs[i];
+    if (std::abs(p - threshold) > 1e-5) {
+      EXPECT_EQ(label, p >= threshold ? "1" : "0") << probs[i];
+    }
   }
 }
 
@@ -220,7 +225,8 @@ TEST_F(Cli, RecipeSetsTheFlagsNotGivenAndIsRecorded) {
   // another network starts from its own defaults; --model-option adds to the recipe's.
   EXPECT_EQ(defaults["model_options"], nlohmann::json({{"crop", 80}}));
   EXPECT_EQ(config["model_options"], nlohmann::json::object());
-  auto width = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "recipe_width") + args + " --model-option width=8");
+  auto width =
+      run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "recipe_width") + args + " --model-option width=8");
   ASSERT_EQ(width.code, 0) << width.output;
   EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "recipe_width/config.json"))["model_options"],
             nlohmann::json({{"crop", 80}, {"width", 8}}));
@@ -245,7 +251,7 @@ TEST_F(Cli, CosineScheduleWarmsUpThenFallsToNearZero) {
     lr.push_back(std::stod(cell));
   }
   const double pi = 3.141592653589793;
-  EXPECT_NEAR(lr[0], 0.01, 1e-9);  // the warm-up's last step reaches --lr
+  EXPECT_NEAR(lr[0], 0.01, 1e-9);                                // the warm-up's last step reaches --lr
   EXPECT_NEAR(lr[1], 0.005 * (1 + std::cos(pi * 2 / 9)), 1e-6);  // step 6 of 12, 2 of the 9 after warm-up
   EXPECT_NEAR(lr[3], 0.005 * (1 + std::cos(pi * 8 / 9)), 1e-6);
   EXPECT_GT(lr[1], lr[2]);
@@ -285,22 +291,26 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
 TEST_F(Cli, BadInputFilesGetOneLineNamingThem) {
   TempDir bad;
   fs::create_directories(bad / "empty");
-  expect_user_error(run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "empty") + " --out " + quote(bad / "s.csv")),
-                    "no images found");
+  expect_user_error(
+      run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "empty") + " --out " + quote(bad / "s.csv")),
+      "no images found");
   write_text(bad / "broken.pt", "not a checkpoint");
-  expect_user_error(run_cli("predict " + quote(bad / "broken.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(bad / "s.csv")),
-                    "broken.pt is damaged");
+  expect_user_error(
+      run_cli("predict " + quote(bad / "broken.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(bad / "s.csv")),
+      "broken.pt is damaged");
   fs::create_directories(bad / "imgs");
   fs::copy(*dir_ / "data/test", bad / "imgs", fs::copy_options::recursive);
-  write_text(bad / "imgs/zzcorrupt.tif", "II*\0garbage");
+  write_text(bad / "imgs/zzcorrupt.tif", std::string("II*\0garbage", 11));  // a TIFF signature, then garbage
   auto r = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
   expect_user_error(r, "zzcorrupt.tif");
   EXPECT_FALSE(fs::exists(bad / "s.csv")) << "no half-written submission";
-  auto skip = run_cli("predict --skip-bad " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " + quote(bad / "s.csv"));
+  auto skip = run_cli("predict --skip-bad " + quote(*dir_ / "run/best.pt") + " " + quote(bad / "imgs") + " --out " +
+                      quote(bad / "s.csv"));
   ASSERT_EQ(skip.code, 0) << skip.output;
   EXPECT_EQ(lines_of(read_text(bad / "s.csv")).size(), 25u);
   EXPECT_NE(read_text(bad / "s.csv.skipped.csv").find("zzcorrupt"), std::string::npos);
-  auto unwritable = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out /proc/histoscan.csv");
+  auto unwritable =
+      run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out /proc/histoscan.csv");
   expect_user_error(unwritable, "cannot write /proc/histoscan.csv");
   write_text(bad / "labels/train_labels.csv", "id,name\n");
   expect_user_error(run_cli("inspect " + quote(*dir_ / "data/train") + " --labels " + quote(bad / "labels/train_labels.csv")),
@@ -363,8 +373,10 @@ TEST_F(Cli, ScanAnswersBadSlidesLevelsAndBlankGlass) {
   expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --level 7 --out " + quote(dir / "b")),
                     "--level 7: ");
   EXPECT_FALSE(fs::exists(dir / "b"));
-  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --out /proc/histoscan-scan"), "/proc/histoscan-scan");
-  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --stride 0 --out " + quote(dir / "c")), "--stride 0");
+  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --out /proc/histoscan-scan"),
+                    "/proc/histoscan-scan");
+  expect_user_error(run_cli("scan " + model + " " + quote(dir / "s.tif") + " --stride 0 --out " + quote(dir / "c")),
+                    "--stride 0");
 
   // Blank glass: an empty heatmap and a warning, not an error.
   cv::imwrite((dir / "glass.png").string(), cv::Mat(480, 640, CV_8UC3, cv::Scalar(242, 242, 242)));
@@ -380,7 +392,6 @@ TEST_F(Cli, ScanAnswersBadSlidesLevelsAndBlankGlass) {
   EXPECT_TRUE(fs::exists(dir / "g/heatmap.png"));
 }
 
-
 // A cohort: a manifest of slides with labels, among them an unreadable file, one cut short and
 // one without tissue. Every bad slide is a row of failures.csv; the good ones are scanned, the
 // exit code says some failed (3); a re-run skips what is done; `metrics` reads cohort.csv.
@@ -389,8 +400,8 @@ TEST_F(Cli, ScanCohortRecordsFailuresResumesAndReportsPerSlide) {
   std::string manifest = "slide,label\n";
   for (int i = 0; i < 3; ++i) {
     std::string name = "s" + std::to_string(i) + ".tif";
-    auto r = run_cli("synth-slide " + quote(dir / name) + " --cols 6 --rows 5 --tumour 2,1,3,3" +
-                     " --seed " + std::to_string(i + 1));
+    auto r =
+        run_cli("synth-slide " + quote(dir / name) + " --cols 6 --rows 5 --tumour 2,1,3,3" + " --seed " + std::to_string(i + 1));
     ASSERT_EQ(r.code, 0) << r.output;
     manifest += name + "," + (i == 1 ? "normal" : "tumour") + "\n";
   }
@@ -498,13 +509,19 @@ TEST_F(Cli, BuiltinModelScoresWhenNoCheckpointIsGivenAndByItsName) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("no checkpoint given: using the built-in model tiny"), std::string::npos) << r.output;
   ASSERT_EQ(sh("predict tiny " + quote(*dir_ / "data/test") + " --out " + quote(dir / "name.csv")).code, 0);
-  ASSERT_EQ(run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(dir / "file.csv")).code, 0);
+  ASSERT_EQ(
+      run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(dir / "file.csv"))
+          .code,
+      0);
   EXPECT_EQ(read_text(dir / "none.csv"), read_text(dir / "file.csv"));
   EXPECT_EQ(read_text(dir / "name.csv"), read_text(dir / "file.csv"));
 
   // evaluate: no checkpoint scores as the file does.
   ASSERT_EQ(sh("evaluate " + quote(*dir_ / "data") + " --out " + quote(dir / "eval")).code, 0);
-  ASSERT_EQ(run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(dir / "eval_file")).code, 0);
+  ASSERT_EQ(
+      run_cli("evaluate " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(dir / "eval_file"))
+          .code,
+      0);
   EXPECT_EQ(read_text(dir / "eval/predictions.csv"), read_text(dir / "eval_file/predictions.csv"));
 
   // scan: a slide alone is scored by the built-in model; the model's name alone is no slide.
@@ -541,8 +558,8 @@ TEST(BuiltinModel, ScoresTheSampleTestPatchesAsItsCardStates) {
   ASSERT_TRUE(card.contains("metrics")) << index.dump();
   const auto stated = card["metrics"]["samples/pcam/test"];
   TempDir dir;
-  auto r = run_cli_env("env -u HISTOSCAN_MODELS ", "evaluate " + quote(source / "samples/pcam/test") + " --out " + quote(dir / "eval") +
-                                                       " --threads 2");
+  auto r = run_cli_env("env -u HISTOSCAN_MODELS ",
+                       "evaluate " + quote(source / "samples/pcam/test") + " --out " + quote(dir / "eval") + " --threads 2");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("using the built-in model " + card["name"].get<std::string>()), std::string::npos) << r.output;
   auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));

@@ -30,8 +30,8 @@
 
 using namespace histoscan;
 using namespace histoscan::data;
-using histoscan::test::TempDir;
 using histoscan::test::error_of;
+using histoscan::test::TempDir;
 using histoscan::test::write_text;
 
 namespace {
@@ -103,7 +103,8 @@ TEST(ImageIo, RefusesBadFilesWithTheirName) {
   TempDir dir;
   std::vector<std::uint8_t> out(kPatchBytes);
   write_text(dir / "empty.tif", "");
-  EXPECT_NE(error_of([&] { decode_patch(dir / "empty.tif", out.data()); }).find("empty.tif: the file is empty"), std::string::npos);
+  EXPECT_NE(error_of([&] { decode_patch(dir / "empty.tif", out.data()); }).find("empty.tif: the file is empty"),
+            std::string::npos);
   write_text(dir / "text.tif", "this is not an image");
   EXPECT_NE(error_of([&] { decode_patch(dir / "text.tif", out.data()); }).find("not a readable image"), std::string::npos);
   auto p = patch(false, 2);
@@ -113,7 +114,8 @@ TEST(ImageIo, RefusesBadFilesWithTheirName) {
   EXPECT_NE(error_of([&] { decode_patch(dir / "cut.tif", out.data()); }).find("cut.tif"), std::string::npos);
   cv::Mat big(50, 64, CV_8UC3, cv::Scalar(1, 2, 3));
   cv::imwrite((dir / "small.png").string(), big);
-  EXPECT_NE(error_of([&] { decode_patch(dir / "small.png", out.data()); }).find("64x50, expected 96x96; pass --resize"), std::string::npos);
+  EXPECT_NE(error_of([&] { decode_patch(dir / "small.png", out.data()); }).find("64x50, expected 96x96; pass --resize"),
+            std::string::npos);
   DecodeOptions resize;
   resize.resize = true;
   EXPECT_NO_THROW(decode_patch(dir / "small.png", out.data(), resize));
@@ -141,7 +143,7 @@ TEST(Source, ClassFoldersAndKaggleLayout) {
   write_patch(dir / "kg/train/x1.tif", p.data());
   write_patch(dir / "kg/train/x2.tif", p.data());
   write_text(dir / "kg/train_labels.csv", "id,label\nx1,1\nx2,0\n");
-  for (fs::path data : {dir / "kg", dir / "kg/train"}) {
+  for (const fs::path& data : {dir / "kg", dir / "kg/train"}) {
     auto kg = index_source(data);
     EXPECT_EQ(kg.kind, SourceKind::kaggle);
     EXPECT_EQ(kg.count(1), 1u);
@@ -186,6 +188,7 @@ TEST(Source, RefusesEmptyFolderDuplicateIdsAndUnlabelledTraining) {
 
 TEST(Sampling, PerClassIsBalancedSeededAndBounded) {
   std::vector<int> labels;
+  labels.reserve(100);
   for (int i = 0; i < 100; ++i) labels.push_back(i % 3 == 0);
   auto a = sample_per_class(labels, 20, 1), b = sample_per_class(labels, 20, 1), c = sample_per_class(labels, 20, 2);
   EXPECT_EQ(a, b);
@@ -374,7 +377,8 @@ TEST(Hdf5, RefusesChunksWiderThanTheirDataset) {
   unlabeled.require_labels = false;
   fs::path f = fs::path(HISTOSCAN_SOURCE_DIR) / "tests/fixtures/hdf5/chunk_wider_than_dataset.h5";
   std::string e = error_of([&] { index_source(f, unlabeled); });
-  EXPECT_NE(e.find("dataset 'y' is 2x1x1x1 in chunks of 2x1x131073x1, which cannot be; the file is damaged"), std::string::npos) << e;
+  EXPECT_NE(e.find("dataset 'y' is 2x1x1x1 in chunks of 2x1x131073x1, which cannot be; the file is damaged"), std::string::npos)
+      << e;
 }
 
 TEST(Hdf5, AFileThatCrashesHdf5ItselfGetsOneLineAndThisProcessLives) {
@@ -389,9 +393,12 @@ TEST(Hdf5, AFileThatCrashesHdf5ItselfGetsOneLineAndThisProcessLives) {
   EXPECT_NE(e.find("the file is damaged"), std::string::npos) << e;
   // An error (not a crash) in the child is left to the caller, who meets it again in its own
   // reads; good files still read.
-  EXPECT_NO_THROW(h5_probe_isolated(f, [](const std::string&) { throw InputError("probe says no"); }, ""));
+  EXPECT_NO_THROW(h5_probe_isolated(
+      f, [](const std::string&) { throw InputError("probe says no"); }, ""));
   fs::path pcam = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
-  if (!pcam.empty()) EXPECT_EQ(index_source(pcam).entries.size(), 256u);
+  if (!pcam.empty()) {
+    EXPECT_EQ(index_source(pcam).entries.size(), 256u);
+  }
 }
 
 namespace {
@@ -399,8 +406,8 @@ int g_touched = 0;
 }  // namespace
 
 TEST(Isolate, ProbesRunInOneHelperProcessThatCrashesMayNotTakeDown) {
-  using histoscan::ProbeOutcome;
   using histoscan::probe_in_child;
+  using histoscan::ProbeOutcome;
   TempDir dir;
   auto pid_file = (dir / "pid").string();
   // The probe runs elsewhere: this process's memory is untouched, and one helper serves calls.
@@ -424,7 +431,7 @@ TEST(Isolate, ProbesRunInOneHelperProcessThatCrashesMayNotTakeDown) {
   auto grow = [](const std::string&) {
     std::vector<char> big(300u << 20);
     std::memset(big.data(), 1, big.size());  // touched: resident
-    g_touched = big[12345];
+    g_touched = static_cast<unsigned char>(big[12345]);
   };
   EXPECT_EQ(probe_in_child(grow, "", 100).kind, ProbeOutcome::kTooMuchMemory);
   EXPECT_EQ(probe_in_child(grow, "", 1000).kind, ProbeOutcome::kFinished);
@@ -483,7 +490,9 @@ TEST(Hdf5, RefusesDatasetsThatClaimMoreThanTheyStore) {
   h5_write_packed(dir / "ok.h5", 1, px.data(), {1}, {"a"});  // complete stores still read
   EXPECT_EQ(index_source(dir / "ok.h5").entries.size(), 1u);
   fs::path pcam = test::shared_data("pcam-h5/camelyonpatch_level_2_split_valid_x.h5");
-  if (!pcam.empty()) EXPECT_EQ(h5_count_patches(pcam), 256u);
+  if (!pcam.empty()) {
+    EXPECT_EQ(h5_count_patches(pcam), 256u);
+  }
 }
 
 namespace {
@@ -518,7 +527,8 @@ TEST(Memory, ReuseFreedMemoryKeepsALargeFreedBlockForTheNextAllocation) {
   GTEST_SKIP() << "glibc's allocator only";
 #else
   long by_default = faults_of_a_second_large_block();
-  if (by_default < 8000) GTEST_SKIP() << "the kernel maps huge pages here (" << by_default << " faults by default): nothing to see";
+  if (by_default < 8000)
+    GTEST_SKIP() << "the kernel maps huge pages here (" << by_default << " faults by default): nothing to see";
   histoscan::reuse_freed_memory();
   long reusing = faults_of_a_second_large_block();
   mallopt(M_MMAP_MAX, 65536);  // glibc's defaults again, for the tests after this one

@@ -21,8 +21,9 @@ namespace fs = std::filesystem;
 namespace {
 
 std::vector<std::string> rank_env(int rank, int port) {
-  return {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(rank), "LOCAL_WORLD_SIZE=2",
-          "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port), "HISTOSCAN_CHECK_RANKS=1"};
+  return {"RANK=" + std::to_string(rank), "WORLD_SIZE=2",          "LOCAL_RANK=" + std::to_string(rank),
+          "LOCAL_WORLD_SIZE=2",           "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port),
+          "HISTOSCAN_CHECK_RANKS=1"};
 }
 
 class Dist : public ::testing::Test {
@@ -36,8 +37,13 @@ class Dist : public ::testing::Test {
 
   // 180 training patches in batches of 49: steps of 49, 49, 49 and 33, split 25/24 and 17/16.
   static std::vector<std::string> train_args(const fs::path& out, const std::vector<std::string>& extra) {
-    std::vector<std::string> a{"train", (*dir_ / "data").string(), "--out", out.string(), "--batch", "49",
-                               "--seed", "5", "--threads", "1", "--no-progress", "--model", "seed-cnn", "--no-amp",
+    std::vector<std::string> a{"train",          (*dir_ / "data").string(),
+                               "--out",          out.string(),
+                               "--batch",        "49",
+                               "--seed",         "5",
+                               "--threads",      "1",
+                               "--no-progress",  "--model",
+                               "seed-cnn",       "--no-amp",
                                "--model-option", "dropout=0"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
@@ -64,7 +70,8 @@ double max_weight_difference(const fs::path& a, const fs::path& b) {
   double diff = 0;
   for (std::size_t i = 0; i < px.size(); ++i) diff = std::max(diff, (px[i] - py[i]).abs().max().item<double>());
   auto bx = x.net->buffers(), by = y.net->buffers();
-  for (std::size_t i = 0; i < bx.size(); ++i) diff = std::max(diff, (bx[i].to(torch::kFloat64) - by[i].to(torch::kFloat64)).abs().max().item<double>());
+  for (std::size_t i = 0; i < bx.size(); ++i)
+    diff = std::max(diff, (bx[i].to(torch::kFloat64) - by[i].to(torch::kFloat64)).abs().max().item<double>());
   return diff;
 }
 
@@ -75,10 +82,11 @@ TEST_F(Dist, TwoRanksOnLoopbackTrainAsOneProcessWithTheSameGlobalBatch) {
   // Adam divides each gradient by its own running size, so where a gradient is near 0 the
   // rounding of its sum decides the sign of a step of about lr (measured: Adam runs 2.8e-3
   // apart after 8 steps); SGD keeps rounding differences rounding-sized.
-  auto single = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "single") +
-                              " --epochs 2 --batch 49 --seed 5 --threads 1 --no-progress --model seed-cnn --no-amp --model-option dropout=0"
-                              " --model-option batchnorm=false"
-                              " --optimizer sgd --lr 0.01");
+  auto single =
+      test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "single") +
+                    " --epochs 2 --batch 49 --seed 5 --threads 1 --no-progress --model seed-cnn --no-amp --model-option dropout=0"
+                    " --model-option batchnorm=false"
+                    " --optimizer sgd --lr 0.01");
   ASSERT_EQ(single.code, 0) << single.output;
   // HISTOSCAN_CHECK_RANKS: after every step the ranks compare weights bit for bit.
   std::vector<std::string> two{"--epochs", "2", "--model-option", "batchnorm=false", "--optimizer", "sgd", "--lr", "0.01"};
@@ -89,10 +97,12 @@ TEST_F(Dist, TwoRanksOnLoopbackTrainAsOneProcessWithTheSameGlobalBatch) {
   EXPECT_EQ(test::read_text(*dir_ / "r1.log"), "") << "rank 1 stays quiet";
   EXPECT_LT(max_weight_difference(*dir_ / "single/last.pt", *dir_ / "ddp/last.pt"), 1e-5);
   // Same history, validation gathered from both ranks' shares.
-  auto h1 = test::lines_of(test::read_text(*dir_ / "single/history.csv")), h2 = test::lines_of(test::read_text(*dir_ / "ddp/history.csv"));
+  auto h1 = test::lines_of(test::read_text(*dir_ / "single/history.csv")),
+       h2 = test::lines_of(test::read_text(*dir_ / "ddp/history.csv"));
   ASSERT_EQ(h1.size(), 3u);
   ASSERT_EQ(h2.size(), 3u);
-  for (std::size_t i = 1; i < 3; ++i) EXPECT_EQ(h1[i].substr(0, 30), h2[i].substr(0, 30)) << "epoch, loss, accuracy, val_loss to 4 places";
+  for (std::size_t i = 1; i < 3; ++i)
+    EXPECT_EQ(h1[i].substr(0, 30), h2[i].substr(0, 30)) << "epoch, loss, accuracy, val_loss to 4 places";
   // Only rank 0 wrote, into the one folder both were given.
   EXPECT_TRUE(fs::exists(*dir_ / "ddp/best.pt"));
   EXPECT_EQ(nlohmann::json::parse(test::read_text(*dir_ / "ddp/config.json")).at("world_size"), 2);
@@ -148,7 +158,8 @@ TEST_F(Dist, ARankThatFailsOrDiesEndsTheJobWithAMessage) {
   auto args = train_args(*dir_ / "killed", {"--epochs", "50", "--dist-timeout", "60"});
   pid_t a = test::spawn_cli(args, *dir_ / "k0.log", rank_env(0, port));
   pid_t b = test::spawn_cli(args, *dir_ / "k1.log", rank_env(1, port));
-  for (int i = 0; i < 600 && !fs::exists(*dir_ / "killed/history.csv"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 600 && !fs::exists(*dir_ / "killed/history.csv"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(fs::exists(*dir_ / "killed/history.csv")) << test::read_text(*dir_ / "k0.log");
   kill(b, SIGKILL);
   auto t0 = std::chrono::steady_clock::now();
@@ -162,13 +173,15 @@ TEST_F(Dist, ARankThatFailsOrDiesEndsTheJobWithAMessage) {
 }
 
 TEST_F(Dist, LaunchVariablesAreChecked) {
-  auto r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --dist-url tcp://127.0.0.1:1");
+  auto r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") +
+                         " --dist-url tcp://127.0.0.1:1");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("--dist-url tcp://127.0.0.1:1 needs RANK and WORLD_SIZE"), std::string::npos) << r.output;
   r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --dist-timeout 0");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("--dist-timeout 0 must be a positive number"), std::string::npos) << r.output;
-  r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") + " --model seed-cnn --model-option dropuot=0");
+  r = test::run_cli("train " + test::quote(*dir_ / "data") + " --out " + test::quote(*dir_ / "x") +
+                    " --model seed-cnn --model-option dropuot=0");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("model option dropuot=0: seed-cnn takes dropout"), std::string::npos) << r.output;
 }
@@ -197,7 +210,9 @@ TEST(SyncBatchNorm, OneRankComputesWhatBatchNormComputes) {
   (yb * w).sum().backward();
   auto pa = plain->parameters(), pb = synced->parameters();
   ASSERT_EQ(pa.size(), pb.size());
-  for (std::size_t i = 0; i < pa.size(); ++i) EXPECT_LT((pa[i].grad() - pb[i].grad()).abs().max().item<double>(), 1e-4 * (1 + pa[i].grad().abs().max().item<double>())) << i;
+  for (std::size_t i = 0; i < pa.size(); ++i)
+    EXPECT_LT((pa[i].grad() - pb[i].grad()).abs().max().item<double>(), 1e-4 * (1 + pa[i].grad().abs().max().item<double>()))
+        << i;
   auto ba = plain->buffers(), bb = synced->buffers();
   for (std::size_t i = 0; i < ba.size(); ++i)
     EXPECT_LT((ba[i].to(torch::kFloat64) - bb[i].to(torch::kFloat64)).abs().max().item<double>(), 1e-6) << i;
@@ -237,7 +252,9 @@ TEST(SyncBatchNorm, TwoRanksComputeWhatBatchNormComputesOnTheWholeBatch) {
   for (auto& t : ranks) t.join();
   auto pw = whole->parameters();
   for (std::size_t i = 0; i < pw.size(); ++i)
-    EXPECT_LT((pw[i].grad() - grads[0][i] - grads[1][i]).abs().max().item<double>(), 1e-4 * (1 + pw[i].grad().abs().max().item<double>())) << "parameter " << i;
+    EXPECT_LT((pw[i].grad() - grads[0][i] - grads[1][i]).abs().max().item<double>(),
+              1e-4 * (1 + pw[i].grad().abs().max().item<double>()))
+        << "parameter " << i;
 }
 
 // A cohort across 2 ranks on loopback: each takes the next slide from the store's counter, and
@@ -249,21 +266,30 @@ TEST_F(Dist, TwoRanksScanACohortAsOneProcess) {
   const fs::path slides = *dir_ / "slides";
   fs::create_directories(slides);
   for (int i = 0; i < 6; ++i) {
-    r = test::run_cli("synth-slide " + test::quote(slides / ("s" + std::to_string(i) + ".tif")) + " --cols " + std::to_string(4 + i) +
-                      " --rows 4 --tumour 1,1,2,2 --seed " + std::to_string(i + 1));
+    r = test::run_cli("synth-slide " + test::quote(slides / ("s" + std::to_string(i) + ".tif")) + " --cols " +
+                      std::to_string(4 + i) + " --rows 4 --tumour 1,1,2,2 --seed " + std::to_string(i + 1));
     ASSERT_EQ(r.code, 0) << r.output;
   }
   auto args = [&](const fs::path& out) {
     // Stride 96: a ninth of the tiles of the default 32, which this test does not need (it
     // runs under AddressSanitizer too).
-    return std::vector<std::string>{"scan", (*dir_ / "scanmodel/best.pt").string(), slides.string(), "--out", out.string(),
-                                    "--threads", "1", "--no-progress", "--stride", "96"};
+    return std::vector<std::string>{"scan",
+                                    (*dir_ / "scanmodel/best.pt").string(),
+                                    slides.string(),
+                                    "--out",
+                                    out.string(),
+                                    "--threads",
+                                    "1",
+                                    "--no-progress",
+                                    "--stride",
+                                    "96"};
   };
   ASSERT_EQ(test::wait_exit(test::spawn_cli(args(*dir_ / "cohort1"), *dir_ / "c1.log")), 0) << test::read_text(*dir_ / "c1.log");
   auto [c0, c1] = run_two(args(*dir_ / "cohort2"), args(*dir_ / "cohort2"), *dir_ / "c20.log", *dir_ / "c21.log");
   ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "c20.log");
   ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "c21.log");
-  auto one = test::csv_without_column(*dir_ / "cohort1/cohort.csv", 8), two = test::csv_without_column(*dir_ / "cohort2/cohort.csv", 8);
+  auto one = test::csv_without_column(*dir_ / "cohort1/cohort.csv", 8),
+       two = test::csv_without_column(*dir_ / "cohort2/cohort.csv", 8);
   ASSERT_EQ(one.size(), 7u);
   EXPECT_EQ(one, two);
   // Both ranks scanned: each says how many it took, and together they took all six.

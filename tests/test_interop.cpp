@@ -7,9 +7,9 @@
 #include <fstream>
 #include <map>
 
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "cli_util.h"
 #include "histoscan/data/source.h"
@@ -42,8 +42,9 @@ fs::path make_checkpoint(const fs::path& /*unused*/, const std::string& model) {
     auto r = run_cli("synth " + quote(dir->path() / "data") + " --train 160 --test 8 --seed 4");
     if (r.code != 0) throw std::runtime_error(r.output);
   }
-  auto r = run_cli("train " + quote(dir->path() / "data") + " --model " + model + " --epochs 2 --batch 8 --lr 0.003 --val-fraction 0.25 --no-amp --out " +
-                   quote(dir->path() / model) + " --no-progress");
+  auto r = run_cli("train " + quote(dir->path() / "data") + " --model " + model +
+                   " --epochs 2 --batch 8 --lr 0.003 --val-fraction 0.25 --no-amp --out " + quote(dir->path() / model) +
+                   " --no-progress");
   if (r.code != 0) throw std::runtime_error(r.output);
   return trained[model] = dir->path() / model / "best.pt";
 }
@@ -58,8 +59,9 @@ std::vector<double> histoscan_probabilities(const fs::path& path, const data::Pa
 }
 
 torch::Tensor unit_input(const data::PatchStore& store) {
-  auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3}, torch::kUInt8);
-  return train::to_float_nchw(u8).contiguous();
+  auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3},
+                             torch::kUInt8);
+  return train::to_float_channels_last(u8).contiguous();
 }
 
 double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
@@ -70,7 +72,9 @@ double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
   return worst;
 }
 
-double spread(const std::vector<double>& p) { return *std::max_element(p.begin(), p.end()) - *std::min_element(p.begin(), p.end()); }
+double spread(const std::vector<double>& p) {
+  return *std::max_element(p.begin(), p.end()) - *std::min_element(p.begin(), p.end());
+}
 
 void write_json(const fs::path& path, const nlohmann::json& j) { std::ofstream(path) << j.dump(2); }
 
@@ -92,7 +96,8 @@ TEST_P(Exported, TorchScriptTakesAnRgbBatchAndGivesHistoscansProbabilities) {
   auto x = unit_input(store);
   EXPECT_LE(max_difference(ours, m.forward({x}).toTensor()), 1e-5);
   // uint8 in [0, 255] gives the same
-  auto u8 = torch::from_blob(store.pixels.data(), {static_cast<int64_t>(store.size()), 96, 96, 3}, torch::kUInt8).permute({0, 3, 1, 2});
+  auto u8 =
+      torch::from_blob(store.pixels.data(), {static_cast<int64_t>(store.size()), 96, 96, 3}, torch::kUInt8).permute({0, 3, 1, 2});
   EXPECT_LE(max_difference(ours, m.forward({u8.contiguous()}).toTensor()), 1e-5);
   auto meta = nlohmann::json::parse(m.attr("histoscan_metadata").toStringRef());
   EXPECT_EQ(meta["model"], GetParam());
@@ -226,11 +231,17 @@ TEST_F(BadModels, TorchScriptWithoutForward) {
 }
 
 TEST_F(BadModels, ConfigThatFailsWsinfersSchema) {
-  refused(variant("no-spacing", [](nlohmann::json& c) { c.erase("spacing_um_px"); }), {"config.json", "\"spacing_um_px\" is missing"});
-  refused(variant("classes", [](nlohmann::json& c) { c["num_classes"] = 3; }), {"config.json", "\"class_names\"", "num_classes 3"});
-  refused(variant("transform", [](nlohmann::json& c) { c["transform"].push_back({{"name", "CenterCrop"}}); }),
+  refused(variant("no-spacing", [](nlohmann::json& c) { c.erase("spacing_um_px"); }),
+          {"config.json", "\"spacing_um_px\" is missing"});
+  refused(variant("classes", [](nlohmann::json& c) { c["num_classes"] = 3; }),
+          {"config.json", "\"class_names\"", "num_classes 3"});
+  refused(variant("transform",
+                  [](nlohmann::json& c) {
+                    c["transform"].push_back({{"name", "CenterCrop"}});
+                  }),
           {"config.json", "\"transform\"", "CenterCrop"});
-  refused(variant("size", [](nlohmann::json& c) { c["patch_size_pixels"] = 224; }), {"config.json", "\"patch_size_pixels\"", "96 x 96"});
+  refused(variant("size", [](nlohmann::json& c) { c["patch_size_pixels"] = 224; }),
+          {"config.json", "\"patch_size_pixels\"", "96 x 96"});
   auto d = variant("not-json", [](nlohmann::json&) {});
   std::ofstream(d / "config.json") << "{\"num_classes\": 2,";
   refused(d, {"config.json", "not valid JSON"});
@@ -242,10 +253,11 @@ TEST_F(BadModels, ModelWhoseInputSizeDisagreesWithItsConfig) {
 }
 
 TEST_F(BadModels, ModelWhoseOutputsDisagreeWithNumClasses) {
-  refused(variant("outputs", [](nlohmann::json& c) {
-            c["num_classes"] = 3;
-            c["class_names"] = {"a", "b", "tumor"};
-          }),
+  refused(variant("outputs",
+                  [](nlohmann::json& c) {
+                    c["num_classes"] = 3;
+                    c["class_names"] = {"a", "b", "tumor"};
+                  }),
           {"torchscript_model.pt", "2 x 2", "num_classes"});
 }
 
@@ -277,7 +289,8 @@ TEST_F(BadModels, ExportRefusesWhatItCannotWriteAndWritesNothing) {
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("made elsewhere"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir_->path() / "again.pt"));
-  r = run_cli("export " + quote(make_checkpoint({}, "seed-cnn")) + " --out " + quote(dir_->path() / "good") + " --format wsinfer");
+  r = run_cli("export " + quote(make_checkpoint({}, "seed-cnn")) + " --out " + quote(dir_->path() / "good") +
+              " --format wsinfer");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("--overwrite"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir_->path() / "good/config.json"));  // what the user had is kept
@@ -309,7 +322,8 @@ TEST_F(BadModels, OverwriteReplacesOnlyAWsinferFolderAndNeverTheCheckpoint) {
   // An exported model beside train's config.json is not taken for a WSInfer model.
   r = run_cli("export " + quote(ckpt) + " --out " + quote(run / "exported.pt"));
   ASSERT_EQ(r.code, 0) << r.output;
-  r = run_cli("predict " + quote(run / "exported.pt") + " " + quote(dir_->path() / "data/test") + " --out " + quote(dir_->path() / "e.csv"));
+  r = run_cli("predict " + quote(run / "exported.pt") + " " + quote(dir_->path() / "data/test") + " --out " +
+              quote(dir_->path() / "e.csv"));
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("exported by 'histoscan export'"), std::string::npos) << r.output;
   // Replacing a WSInfer folder keeps the folder whole: the new model is there, the old gone.
@@ -320,5 +334,6 @@ TEST_F(BadModels, OverwriteReplacesOnlyAWsinferFolderAndNeverTheCheckpoint) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(read_text(target / "config.json"))["spacing_um_px"].get<double>(), 0.972);
   EXPECT_NO_THROW(model::load_checkpoint(target));
-  for (const auto& e : fs::directory_iterator(dir_->path())) EXPECT_EQ(e.path().filename().string().find(".old-"), std::string::npos);
+  for (const auto& e : fs::directory_iterator(dir_->path()))
+    EXPECT_EQ(e.path().filename().string().find(".old-"), std::string::npos);
 }

@@ -62,8 +62,8 @@ struct Case {
 std::vector<Case> load_cases() {
   std::vector<Case> out;
   for (const json& c : cases()) {
-    out.push_back({c["name"].get<std::string>(), c["labels"].get<std::vector<int>>(),
-                   c["probs"].get<std::vector<double>>(), c["threshold"].get<double>(), &c["expected"]});
+    out.push_back({c["name"].get<std::string>(), c["labels"].get<std::vector<int>>(), c["probs"].get<std::vector<double>>(),
+                   c["threshold"].get<double>(), &c["expected"]});
   }
   return out;
 }
@@ -72,10 +72,10 @@ TEST(Metrics, FixtureHasAllCases) {
   const auto all = load_cases();
   EXPECT_GE(all.size(), 7u);
   std::vector<std::string> names;
+  names.reserve(all.size());
   for (const auto& c : all) names.push_back(c.name);
-  for (const char* required : {"realistic_500", "all_scores_tied", "one_class_only",
-                               "perfect_separation", "probs_exactly_0_and_1",
-                               "no_predicted_positive", "tiny_n2"}) {
+  for (const char* required : {"realistic_500", "all_scores_tied", "one_class_only", "perfect_separation",
+                               "probs_exactly_0_and_1", "no_predicted_positive", "tiny_n2"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), required), names.end()) << required;
   }
 }
@@ -130,8 +130,7 @@ TEST(Metrics, ReportTextMatchesSklearnExactly) {
     SCOPED_TRACE(c.name);
     const auto r = ev::classification_report(c.labels, c.probs, c.threshold);
     EXPECT_EQ((*c.expected)["report_text"]["2"].get<std::string>(), ev::format_classification_report(r));
-    EXPECT_EQ((*c.expected)["report_text"]["4"].get<std::string>(),
-              ev::format_classification_report(r, 4));
+    EXPECT_EQ((*c.expected)["report_text"]["4"].get<std::string>(), ev::format_classification_report(r, 4));
   }
 }
 

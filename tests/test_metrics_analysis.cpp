@@ -54,9 +54,8 @@ struct Case {
 std::vector<Case> load_cases() {
   std::vector<Case> out;
   for (const json& c : cases()) {
-    out.push_back({c["name"].get<std::string>(), c["labels"].get<std::vector<int>>(),
-                   c["probs"].get<std::vector<double>>(), c["threshold"].get<double>(),
-                   &c["expected"]});
+    out.push_back({c["name"].get<std::string>(), c["labels"].get<std::vector<int>>(), c["probs"].get<std::vector<double>>(),
+                   c["threshold"].get<double>(), &c["expected"]});
   }
   return out;
 }
@@ -78,8 +77,7 @@ void expect_value(const json& expected, double actual, const std::string& what) 
   }
 }
 
-void expect_series(const json& expected, const std::vector<double>& actual,
-                   const std::string& what) {
+void expect_series(const json& expected, const std::vector<double>& actual, const std::string& what) {
   ASSERT_EQ(expected.size(), actual.size()) << what;
   for (std::size_t i = 0; i < actual.size(); ++i) {
     expect_value(expected[i], actual[i], what + "[" + std::to_string(i) + "]");
@@ -96,8 +94,7 @@ std::string message_of(const std::function<void()>& f) {
 }
 
 // Labels with two overlapping, rounded score distributions, like a real test set.
-void synthetic(std::size_t n, std::uint64_t seed, std::vector<int>& labels,
-               std::vector<double>& probs) {
+void synthetic(std::size_t n, std::uint64_t seed, std::vector<int>& labels, std::vector<double>& probs) {
   std::mt19937_64 rng(seed);
   std::bernoulli_distribution is_pos(0.4);
   std::normal_distribution<double> noise(0.0, 1.0);
@@ -112,9 +109,8 @@ void synthetic(std::size_t n, std::uint64_t seed, std::vector<int>& labels,
 
 TEST(MetricsAnalysis, FixtureHasAllCases) {
   for (const char* required :
-       {"realistic_600", "imbalanced_300", "all_scores_tied", "perfect_separation",
-        "probs_exactly_0_and_1", "calibration_bin_edges", "tiny_n2", "one_class_negative_only",
-        "one_class_positive_only"}) {
+       {"realistic_600", "imbalanced_300", "all_scores_tied", "perfect_separation", "probs_exactly_0_and_1",
+        "calibration_bin_edges", "tiny_n2", "one_class_negative_only", "one_class_positive_only"}) {
     EXPECT_NO_THROW(find_case(required)) << required;
   }
 }
@@ -127,8 +123,7 @@ TEST(MetricsAnalysis, PrCurveAndAveragePrecisionMatchSklearn) {
     expect_series(e["pr"]["precision"], pr.precision, "precision");
     expect_series(e["pr"]["recall"], pr.recall, "recall");
     expect_series(e["pr"]["thresholds"], pr.thresholds, "thresholds");
-    EXPECT_NEAR(e["average_precision"].get<double>(), ev::average_precision(c.labels, c.probs),
-                kTol);
+    EXPECT_NEAR(e["average_precision"].get<double>(), ev::average_precision(c.labels, c.probs), kTol);
   }
 }
 
@@ -136,10 +131,8 @@ TEST(MetricsAnalysis, ThresholdMetricsAndBrierMatchSklearn) {
   for (const auto& c : load_cases()) {
     SCOPED_TRACE(c.name);
     const json& e = *c.expected;
-    EXPECT_NEAR(e["balanced_accuracy"].get<double>(),
-                ev::balanced_accuracy(c.labels, c.probs, c.threshold), kTol);
-    EXPECT_NEAR(e["mcc"].get<double>(), ev::matthews_corrcoef(c.labels, c.probs, c.threshold),
-                kTol);
+    EXPECT_NEAR(e["balanced_accuracy"].get<double>(), ev::balanced_accuracy(c.labels, c.probs, c.threshold), kTol);
+    EXPECT_NEAR(e["mcc"].get<double>(), ev::matthews_corrcoef(c.labels, c.probs, c.threshold), kTol);
     EXPECT_NEAR(e["brier"].get<double>(), ev::brier_score(c.labels, c.probs), kTol);
   }
   EXPECT_THROW(ev::brier_score({0, 1}, {0.2, 1.5}), std::invalid_argument);
@@ -172,11 +165,10 @@ TEST(MetricsAnalysis, CalibrationMatchesSklearn) {
 }
 
 ev::CutoffRequest request_of(const json& op) {
-  static const std::map<std::string, ev::CutoffRule> rules = {
-      {"threshold", ev::CutoffRule::threshold},
-      {"target_sensitivity", ev::CutoffRule::target_sensitivity},
-      {"target_specificity", ev::CutoffRule::target_specificity},
-      {"youden", ev::CutoffRule::youden}};
+  static const std::map<std::string, ev::CutoffRule> rules = {{"threshold", ev::CutoffRule::threshold},
+                                                              {"target_sensitivity", ev::CutoffRule::target_sensitivity},
+                                                              {"target_specificity", ev::CutoffRule::target_specificity},
+                                                              {"youden", ev::CutoffRule::youden}};
   ev::CutoffRequest r;
   r.rule = rules.at(op["rule"].get<std::string>());
   r.value = op["value"].is_null() ? 0.0 : op["value"].get<double>();
@@ -186,11 +178,8 @@ ev::CutoffRequest request_of(const json& op) {
 void expect_point(const json& e, const ev::OperatingPoint& p, const std::string& rule) {
   EXPECT_EQ(rule, p.rule);
   EXPECT_EQ(e["threshold"].get<double>(), p.threshold);
-  const std::pair<const char*, double> rates[] = {{"sensitivity", p.sensitivity},
-                                                  {"specificity", p.specificity},
-                                                  {"ppv", p.ppv},
-                                                  {"npv", p.npv},
-                                                  {"f1", p.f1}};
+  const std::pair<const char*, double> rates[] = {
+      {"sensitivity", p.sensitivity}, {"specificity", p.specificity}, {"ppv", p.ppv}, {"npv", p.npv}, {"f1", p.f1}};
   for (const auto& [key, actual] : rates) expect_value(e[key], actual, key);
   EXPECT_EQ(e["confusion"]["tn"].get<long long>(), p.confusion.tn);
   EXPECT_EQ(e["confusion"]["fp"].get<long long>(), p.confusion.fp);
@@ -208,14 +197,11 @@ TEST(MetricsAnalysis, OperatingPointsMatchNumpy) {
       const json& e = op["expected"];
       const ev::CutoffRequest req = request_of(op);
       if (e.contains("error")) {
-        const std::string what =
-            message_of([&] { ev::choose_operating_point(c.labels, c.probs, req); });
+        const std::string what = message_of([&] { ev::choose_operating_point(c.labels, c.probs, req); });
         const bool one_class = e["error"] == "one_class";
-        EXPECT_NE(what.find(one_class ? "only one class" : "cannot be reached"), std::string::npos)
-            << what;
+        EXPECT_NE(what.find(one_class ? "only one class" : "cannot be reached"), std::string::npos) << what;
         if (!one_class) {
-          EXPECT_NE(what.find(histoscan::format_number(e["best"].get<double>())), std::string::npos)
-              << what;
+          EXPECT_NE(what.find(histoscan::format_number(e["best"].get<double>())), std::string::npos) << what;
           ++unreachable;
         }
         EXPECT_EQ(what.find('\n'), std::string::npos) << what;
@@ -232,8 +218,7 @@ TEST(MetricsAnalysis, OperatingPointsMatchNumpy) {
 TEST(MetricsAnalysis, CutoffValuesOutOfRangeAreInputErrors) {
   const std::vector<int> y = {0, 1, 0, 1};
   const std::vector<double> p = {0.1, 0.9, 0.4, 0.6};
-  for (auto rule : {ev::CutoffRule::threshold, ev::CutoffRule::target_sensitivity,
-                    ev::CutoffRule::target_specificity}) {
+  for (auto rule : {ev::CutoffRule::threshold, ev::CutoffRule::target_sensitivity, ev::CutoffRule::target_specificity}) {
     for (double v : {-0.1, 1.5, std::nan("")}) {
       const std::string what = message_of([&] { ev::choose_operating_point(y, p, {rule, v}); });
       EXPECT_NE(what.find("outside [0, 1]"), std::string::npos) << what;
@@ -287,9 +272,7 @@ TEST(MetricsAnalysis, OneClassSummaryIsOneClearLine) {
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
     EXPECT_EQ(what.find("nan"), std::string::npos) << what;
   }
-  const std::string what = message_of([] {
-    ev::summarize({0, 0, 0, 0, 0, 0}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, {});
-  });
+  const std::string what = message_of([] { ev::summarize({0, 0, 0, 0, 0, 0}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, {}); });
   EXPECT_NE(what.find("(6 negatives, 0 positives)"), std::string::npos) << what;
 }
 
@@ -304,8 +287,8 @@ double linear_percentile(std::vector<double> v, double q) {
   return v[lo] + (h - static_cast<double>(lo)) * (v[hi] - v[lo]);
 }
 
-void expect_naive_bootstrap(const std::vector<int>& labels, const std::vector<double>& probs,
-                            double threshold, int resamples, std::uint64_t seed) {
+void expect_naive_bootstrap(const std::vector<int>& labels, const std::vector<double>& probs, double threshold, int resamples,
+                            std::uint64_t seed) {
   const std::size_t n = labels.size();
   std::mt19937_64 rng(seed);
   std::vector<double> auc, sens, spec, acc;
@@ -319,10 +302,8 @@ void expect_naive_bootstrap(const std::vector<int>& labels, const std::vector<do
       rp[k] = probs[i];
     }
     const ev::Confusion c = ev::confusion_at(rl, rp, threshold);
-    if (c.tp + c.fn > 0)
-      sens.push_back(static_cast<double>(c.tp) / static_cast<double>(c.tp + c.fn));
-    if (c.tn + c.fp > 0)
-      spec.push_back(static_cast<double>(c.tn) / static_cast<double>(c.tn + c.fp));
+    if (c.tp + c.fn > 0) sens.push_back(static_cast<double>(c.tp) / static_cast<double>(c.tp + c.fn));
+    if (c.tn + c.fp > 0) spec.push_back(static_cast<double>(c.tn) / static_cast<double>(c.tn + c.fp));
     acc.push_back(static_cast<double>(c.tp + c.tn) / static_cast<double>(n));
     if (c.tp + c.fn == 0 || c.tn + c.fp == 0) {
       ++skipped;
@@ -330,8 +311,7 @@ void expect_naive_bootstrap(const std::vector<int>& labels, const std::vector<do
       auc.push_back(ev::roc_auc(rl, rp));
     }
   }
-  const ev::BootstrapIntervals b =
-      ev::bootstrap_intervals(labels, probs, threshold, resamples, seed);
+  const ev::BootstrapIntervals b = ev::bootstrap_intervals(labels, probs, threshold, resamples, seed);
   EXPECT_EQ(skipped, b.skipped);
   const std::pair<const ev::Interval*, std::vector<double>*> pairs[] = {
       {&b.auc, &auc}, {&b.sensitivity, &sens}, {&b.specificity, &spec}, {&b.accuracy, &acc}};
@@ -349,8 +329,7 @@ TEST(MetricsAnalysis, BootstrapEqualsResamplingFromScratch) {
   // One positive in 15: about a third of the resamples lack it and are skipped for AUC.
   std::vector<int> rare(15, 0);
   rare[4] = 1;
-  const std::vector<double> rare_p = {0.1, 0.2,  0.2, 0.4, 0.7, 0.3, 0.5, 0.6,
-                                      0.1, 0.05, 0.2, 0.9, 0.3, 0.3, 0.4};
+  const std::vector<double> rare_p = {0.1, 0.2, 0.2, 0.4, 0.7, 0.3, 0.5, 0.6, 0.1, 0.05, 0.2, 0.9, 0.3, 0.3, 0.4};
   expect_naive_bootstrap(rare, rare_p, 0.5, 300, 7);
   EXPECT_GT(ev::bootstrap_intervals(rare, rare_p, 0.5, 300, 7).skipped, 50);
 }
@@ -362,8 +341,8 @@ TEST(MetricsAnalysis, BootstrapIsSeededAndBracketsTheEstimate) {
   const auto a = ev::bootstrap_intervals(labels, probs, 0.5, 300, 13);
   const auto b = ev::bootstrap_intervals(labels, probs, 0.5, 300, 13);
   const auto other = ev::bootstrap_intervals(labels, probs, 0.5, 300, 14);
-  for (auto pick : {&ev::BootstrapIntervals::auc, &ev::BootstrapIntervals::sensitivity,
-                    &ev::BootstrapIntervals::specificity, &ev::BootstrapIntervals::accuracy}) {
+  for (auto pick : {&ev::BootstrapIntervals::auc, &ev::BootstrapIntervals::sensitivity, &ev::BootstrapIntervals::specificity,
+                    &ev::BootstrapIntervals::accuracy}) {
     const ev::Interval& i = a.*pick;
     EXPECT_EQ(i.low, (b.*pick).low);
     EXPECT_EQ(i.high, (b.*pick).high);
@@ -374,8 +353,7 @@ TEST(MetricsAnalysis, BootstrapIsSeededAndBracketsTheEstimate) {
   EXPECT_NE(a.auc.low, other.auc.low);
   const ev::Confusion c = ev::confusion_at(labels, probs, 0.5);
   EXPECT_EQ(ev::roc_auc(labels, probs), a.auc.estimate);
-  EXPECT_DOUBLE_EQ(static_cast<double>(c.tp) / static_cast<double>(c.tp + c.fn),
-                   a.sensitivity.estimate);
+  EXPECT_DOUBLE_EQ(static_cast<double>(c.tp) / static_cast<double>(c.tp + c.fn), a.sensitivity.estimate);
 
   const auto none = ev::bootstrap_intervals(labels, probs, 0.5, 0, 13);
   EXPECT_TRUE(std::isnan(none.auc.low) && std::isnan(none.auc.high));
@@ -404,9 +382,8 @@ TEST(MetricsAnalysis, JsonKeepsReportKeysAndWritesNanAsNull) {
   const ev::Summary s = ev::summarize(c.labels, c.probs, opt);
   const json j = ev::to_json(s);
   for (const char* key :
-       {"auc", "accuracy", "threshold", "confusion_matrix", "classes", "macro_avg", "weighted_avg",
-        "average_precision", "balanced_accuracy", "mcc", "log_loss", "brier", "operating_point",
-        "intervals", "calibration", "roc", "pr", "n"}) {
+       {"auc", "accuracy", "threshold", "confusion_matrix", "classes", "macro_avg", "weighted_avg", "average_precision",
+        "balanced_accuracy", "mcc", "log_loss", "brier", "operating_point", "intervals", "calibration", "roc", "pr", "n"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(json::parse("[[4, 0], [3, 0]]"), j["confusion_matrix"]);
@@ -435,15 +412,13 @@ TEST(MetricsAnalysis, SummaryTextHasAllSections) {
   opt.cutoff = {ev::CutoffRule::target_sensitivity, 0.9};
   const std::string t = ev::format_summary(ev::summarize(c.labels, c.probs, opt));
   for (const char* text :
-       {"predictions: 600", "sensitivity >= 0.9", "specificity", "PPV", "NPV",
-        "missed tumours per 1,000 patches", "false alarms per 1,000 patches", "pred 0", "precision",
-        "weighted avg", "ROC AUC", "average precision", "balanced accuracy", "Matthews", "log loss",
-        "Brier", "95% CI", "100 resamples, seed 13", "calibration"}) {
+       {"predictions: 600", "sensitivity >= 0.9", "specificity", "PPV", "NPV", "missed tumours per 1,000 patches",
+        "false alarms per 1,000 patches", "pred 0", "precision", "weighted avg", "ROC AUC", "average precision",
+        "balanced accuracy", "Matthews", "log loss", "Brier", "95% CI", "100 resamples, seed 13", "calibration"}) {
     EXPECT_NE(t.find(text), std::string::npos) << text << "\n" << t;
   }
   const Case& tied = find_case("all_scores_tied");
-  EXPECT_NE(ev::format_summary(ev::summarize(tied.labels, tied.probs, opt)).find("undefined"),
-            std::string::npos);
+  EXPECT_NE(ev::format_summary(ev::summarize(tied.labels, tied.probs, opt)).find("undefined"), std::string::npos);
 }
 
 TEST(MetricsAnalysis, ReadsPredictionsCsv) {
@@ -487,11 +462,8 @@ TEST(MetricsAnalysis, BadPredictionsCsvNamesFileAndLine) {
     for (const auto& needle : b.needles) EXPECT_NE(what.find(needle), std::string::npos) << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
   }
-  EXPECT_NE(
-      message_of([&] { ev::read_predictions_csv(dir / "absent.csv"); }).find("does not exist"),
-      std::string::npos);
-  EXPECT_NE(message_of([&] { ev::read_predictions_csv(dir.path()); }).find("folder"),
-            std::string::npos);
+  EXPECT_NE(message_of([&] { ev::read_predictions_csv(dir / "absent.csv"); }).find("does not exist"), std::string::npos);
+  EXPECT_NE(message_of([&] { ev::read_predictions_csv(dir.path()); }).find("folder"), std::string::npos);
 }
 
 }  // namespace

@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include <filesystem>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/torch.h>
+#include <filesystem>
 
 #include "histoscan/data/synth.h"
 #include "histoscan/model/checkpoint.h"
@@ -354,7 +354,8 @@ TEST(Transforms, AugmentStepsParseAndTheOldNamesMeanTheirSteps) {
   EXPECT_TRUE(torch::equal(train::augment(x, "dihedral-colour", c), train::augment(x, "dihedral+colour", d)));
   std::mt19937_64 e(3);
   EXPECT_EQ(train::augment(x, "flips+hed=0.2+shift=8", e).sizes(), x.sizes());
-  for (const char* bad : {"blur", "shift=40", "shift=2.5", "hed=1.5", "colour=x", "dihedral+", "flips=1", "hed=0.1junk", "hed=nan", "shift=inf", "shift="}) {
+  for (const char* bad : {"blur", "shift=40", "shift=2.5", "hed=1.5", "colour=x", "dihedral+", "flips=1", "hed=0.1junk",
+                          "hed=nan", "shift=inf", "shift="}) {
     std::mt19937_64 r(1);
     EXPECT_THROW(train::augment(x, bad, r), InputError) << bad;
   }
@@ -394,7 +395,8 @@ TEST(Predict, TtaAveragesTheEightDihedralViewsSoTheyAllScoreAlike) {
   }
   auto plain = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU);
   auto tta = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU, true);
-  EXPECT_GT(std::abs(plain[1] - plain[0]) + std::abs(plain[2] - plain[0]), 1e-4) << "an untrained network is not rotation-invariant";
+  EXPECT_GT(std::abs(plain[1] - plain[0]) + std::abs(plain[2] - plain[0]), 1e-4)
+      << "an untrained network is not rotation-invariant";
   double mean = 0;
   for (int v = 0; v < 8; ++v) mean += 1 / (1 + std::exp(-double(plain[v]))) / 8;
   for (int v = 0; v < 8; ++v) {
@@ -569,7 +571,8 @@ TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
     train::validate(c);
     ADD_FAILURE() << "--memory-format nhwc was accepted";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("--memory-format nhwc: expected auto, nchw or channels-last"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--memory-format nhwc: expected auto, nchw or channels-last"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -629,7 +632,8 @@ torch::nn::Sequential net_with_statistics(const std::string& name, const data::P
     if (auto* bn = m->as<torch::nn::BatchNorm2d>()) bn->options.momentum(1.0);
   torch::NoGradGuard no_grad;
   net->train();
-  net->forward(train::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8)));
+  net->forward(
+      train::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8)));
   net->eval();
   return net;
 }

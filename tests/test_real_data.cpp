@@ -12,7 +12,7 @@
 #include "histoscan/data/source.h"
 #include "histoscan/eval/metrics.h"
 #include "histoscan/slide/scan_plan.h"
-#include "histoscan/slide/test_slide.h"
+#include "histoscan/slide/synth_slide.h"
 #include "test_util.h"
 
 using namespace histoscan::test;
@@ -100,7 +100,7 @@ TEST(RealData, PcamSubsetShortRunReachesAuc080OnOtherSlides) {
   // the epoch it kept (2026-12-06, AMD EPYC: 0.571 at seed 13 and 0.630 at seed 1, while epochs 2
   // and 3 reached 0.79-0.84). The default recipe's val_loss fell every epoch: 0.871 at epoch 3.
   auto r = run_cli("train " + quote(pcam / "train") + " --per-class 2000 --epochs 3 --valid " + quote(pcam / "valid") +
-                     " --out " + quote(dir / "run") + " --no-progress");
+                   " --out " + quote(dir / "run") + " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
   r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") + " --target-sensitivity 0.95 --out " +
               quote(dir / "eval"));
@@ -114,11 +114,13 @@ TEST(RealData, PcamSubsetShortRunReachesAuc080OnOtherSlides) {
   // The evaluation issue's checks: scikit-learn agrees with every number, and the report
   // renders in Chromium without console errors (screenshot kept beside the test's output).
   std::string src = HISTOSCAN_SOURCE_DIR;
-  int sk = std::system(("/usr/bin/python3 " + src + "/tests/interop/check_metrics_sklearn.py " + quote(dir / "eval/metrics.json") +
-                        " " + quote(dir / "eval/predictions.csv") + " --min-sensitivity 0.95").c_str());
+  int sk = std::system(("/usr/bin/python3 " + src + "/tests/interop/check_metrics_sklearn.py " +
+                        quote(dir / "eval/metrics.json") + " " + quote(dir / "eval/predictions.csv") + " --min-sensitivity 0.95")
+                           .c_str());
   EXPECT_EQ(sk, 0) << "metrics.json differs from scikit-learn";
   int shot = std::system(("/usr/bin/python3 " + src + "/tests/report/check_report.py " + quote(dir / "eval/report.html") + " " +
-                          quote(fs::current_path() / "pcam_valid_report.png")).c_str());
+                          quote(fs::current_path() / "pcam_valid_report.png"))
+                             .c_str());
   EXPECT_TRUE(WIFEXITED(shot) && (WEXITSTATUS(shot) == 0 || WEXITSTATUS(shot) == 77)) << "report.html failed in Chromium";
   for (const char* file : {"roc.png", "pr.png", "confusion.png", "reliability.png", "history.png"})
     EXPECT_TRUE(fs::exists(dir / "eval" / file)) << file;
@@ -128,12 +130,13 @@ TEST(RealData, PcamSubsetShortRunReachesAuc080OnOtherSlides) {
   // The operating point is saved into the checkpoint as a user would (Youden's J on valid's
   // patch labels: one number; the slide's layout is new to it). At the default 0.5 this
   // poorly calibrated 3-epoch network calls too much normal tissue tumour.
-  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") + " --youden --save-threshold --bootstrap 0 --out " +
-              quote(dir / "eval-youden"));
+  r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(pcam / "valid") +
+              " --youden --save-threshold --bootstrap 0 --out " + quote(dir / "eval-youden"));
   ASSERT_EQ(r.code, 0) << r.output;
   r = run_cli("synth-slide " + quote(dir / "slide.tif") + " --from " + quote(pcam / "valid") + " --seed 1");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = run_cli("scan " + quote(dir / "run/best.pt") + " " + quote(dir / "slide.tif") + " --out " + quote(dir / "scan") + " --no-progress");
+  r = run_cli("scan " + quote(dir / "run/best.pt") + " " + quote(dir / "slide.tif") + " --out " + quote(dir / "scan") +
+              " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
   std::cout << r.output;
   expect_scan_finds_the_tumour_block(dir / "slide.truth.json", dir / "scan");
@@ -143,7 +146,8 @@ TEST(RealData, PredictKaggleTestWritesTwentyNineSortedRows) {
   fs::path kaggle = shared_data("kaggle-sample");
   if (kaggle.empty()) GTEST_SKIP() << "no ../shared/data/kaggle-sample";
   TempDir dir;
-  auto r = run_cli("train " + quote(kaggle) + " --epochs 1 --batch 8 --val-fraction 0.3 --out " + quote(dir / "run") + " --no-progress");
+  auto r = run_cli("train " + quote(kaggle) + " --epochs 1 --batch 8 --val-fraction 0.3 --out " + quote(dir / "run") +
+                   " --no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
   r = run_cli("evaluate " + quote(dir / "run/best.pt") + " " + quote(kaggle) + " --out " + quote(dir / "eval"));
   ASSERT_EQ(r.code, 0) << r.output;
@@ -190,12 +194,12 @@ TEST(RealData, TissueMaskScoresPaleTissueAndLeavesGlassOnMostlyTissueAndMostlyGl
   TempDir dir;
   auto index = histoscan::data::index_source(valid.string());
   for (bool mostly_glass : {false, true}) {
-    histoscan::slide::TestSlideSpec spec;
+    histoscan::slide::SynthSlideSpec spec;
     spec.slide_mpp = 0.972;
     spec.seed = 7;
     if (mostly_glass) spec.width = spec.height = 96 * 60;
     const fs::path path = dir / (mostly_glass ? "glass.tif" : "tissue.tif");
-    histoscan::slide::write_test_slide(path, &index, spec);
+    histoscan::slide::write_synth_slide(path, &index, spec);
     histoscan::slide::ScanOptions o;
     o.stride = 96;
     o.progress = false;

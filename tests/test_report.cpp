@@ -84,14 +84,12 @@ TEST(Plots, EachChartIsADrawnPngOfItsSize) {
                {{"best.pt at 0.50", 0.1, 0.63}, {"last.pt at 0.50", 0.2, 0.57}});
   ev::plot_pr(dir / "pr.png", {curve("best.pt", 0.1)}, {{"threshold 0.50", 0.8, 0.97}}, 0.4);
   ev::plot_confusion(dir / "confusion.png", {1200, 80, 95, 900}, 0.5);
-  ev::plot_reliability(dir / "reliability.png", {0.05, 0.3, 0.55, 0.93}, {0.02, 0.25, 0.6, 0.97}, {500, 40, 60, 400},
-                       0.031, 10);
+  ev::plot_reliability(dir / "reliability.png", {0.05, 0.3, 0.55, 0.93}, {0.02, 0.25, 0.6, 0.97}, {500, 40, 60, 400}, 0.031, 10);
   ev::plot_history(dir / "history.png", some_history());
   for (const char* name : {"roc.png", "pr.png", "confusion.png", "reliability.png"})
     expect_drawn_png(dir / name, ev::kPlotWidth, ev::kPlotHeight);
   expect_drawn_png(dir / "history.png", ev::kHistoryWidth, ev::kHistoryHeight);
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 5)
-      << "a temporary file was left behind";
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 5) << "a temporary file was left behind";
 }
 
 TEST(Plots, DegenerateInputsStillDraw) {
@@ -269,10 +267,11 @@ TEST(Report, OpensInChromiumWithoutConsoleErrors) {
 
   // The checker must notice a page that does log an error.
   TempDir dir;
-  write_text(dir / "bad.html", "<!DOCTYPE html><html><body><section id=\"summary\">x</section>"
-                               "<section id=\"metrics\">x</section><section id=\"operating-point\">x</section>"
-                               "<section id=\"plots\">x</section><section id=\"errors\">x</section>"
-                               "<script>console.error('deliberate')</script></body></html>");
+  write_text(dir / "bad.html",
+             "<!DOCTYPE html><html><body><section id=\"summary\">x</section>"
+             "<section id=\"metrics\">x</section><section id=\"operating-point\">x</section>"
+             "<section id=\"plots\">x</section><section id=\"errors\">x</section>"
+             "<script>console.error('deliberate')</script></body></html>");
   EXPECT_EQ(check_in_chromium(dir / "bad.html", dir / "bad.png"), 1);
 }
 

@@ -7,8 +7,8 @@
 #include <sstream>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "cli_util.h"
 #include "histoscan/eval/analysis.h"
@@ -44,7 +44,8 @@ double max_difference(const fs::path& a, const fs::path& b) {
   auto px = x.net->named_parameters(), py = y.net->named_parameters();
   for (const auto& p : px) worst = std::max(worst, (p.value() - py[p.key()]).abs().max().item<double>());
   auto bx = x.net->named_buffers(), by = y.net->named_buffers();
-  for (const auto& b : bx) worst = std::max(worst, (b.value().to(torch::kFloat64) - by[b.key()].to(torch::kFloat64)).abs().max().item<double>());
+  for (const auto& b : bx)
+    worst = std::max(worst, (b.value().to(torch::kFloat64) - by[b.key()].to(torch::kFloat64)).abs().max().item<double>());
   return worst;
 }
 
@@ -149,9 +150,15 @@ TEST_F(Robustness, SigkillAtRandomMomentsLeavesOnlyCompleteFiles) {
     fs::path out = *dir_ / ("kill" + std::to_string(round));
     fs::create_directories(out);
     std::vector<std::string> args =
-        train ? train_args(*dir_ / "data", out / "run")
-              : std::vector<std::string>{"predict", ckpt.string(), (*dir_ / "data/test").string(), "--out", (out / "s.csv").string(),
-                                         "--batch", "4", "--threads", "1"};
+        train ? train_args(*dir_ / "data", out / "run") : std::vector<std::string>{"predict",
+                                                                                   ckpt.string(),
+                                                                                   (*dir_ / "data/test").string(),
+                                                                                   "--out",
+                                                                                   (out / "s.csv").string(),
+                                                                                   "--batch",
+                                                                                   "4",
+                                                                                   "--threads",
+                                                                                   "1"};
     pid_t pid = spawn_cli(args, *dir_ / "kill.log");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     kill(pid, SIGKILL);
@@ -162,7 +169,8 @@ TEST_F(Robustness, SigkillAtRandomMomentsLeavesOnlyCompleteFiles) {
       SCOPED_TRACE(entry.path().string());
       if (name == "config.json") EXPECT_NO_THROW(nlohmann::json::parse(read_text(entry.path())));
       else if (name == "history.csv") {
-        for (const auto& line : lines_of(read_text(entry.path()))) EXPECT_EQ(std::count(line.begin(), line.end(), ','), 7) << line;
+        for (const auto& line : lines_of(read_text(entry.path())))
+          EXPECT_EQ(std::count(line.begin(), line.end(), ','), 7) << line;
       } else if (name == "best.pt" || name == "last.pt") EXPECT_NO_THROW(model::load_checkpoint(entry.path()));
       else if (name == "resume.pt") EXPECT_GT(fs::file_size(entry.path()), 1000u);
       else if (name == "s.csv") EXPECT_EQ(lines_of(read_text(entry.path())).size(), 61u);
@@ -172,7 +180,8 @@ TEST_F(Robustness, SigkillAtRandomMomentsLeavesOnlyCompleteFiles) {
 }
 
 TEST_F(Robustness, ExplodingLossStopsNamingEpochAndStep) {
-  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "nan") + " --lr 1e30 --epochs 2 --batch 32 --no-progress");
+  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "nan") +
+                   " --lr 1e30 --epochs 2 --batch 32 --no-progress");
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("the loss became"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("at epoch 1 step"), std::string::npos) << r.output;
@@ -193,8 +202,16 @@ TEST_F(Robustness, CohortKilledAtRandomMomentsEndsAsAnUninterruptedRun) {
   }
   write_text(dir / "manifest.csv", manifest);
   auto args = [&](const fs::path& out) {
-    return std::vector<std::string>{"scan", (*dir_ / "full/best.pt").string(), (dir / "manifest.csv").string(), "--out", out.string(),
-                                    "--threads", "1", "--no-progress", "--batch", "16"};
+    return std::vector<std::string>{"scan",
+                                    (*dir_ / "full/best.pt").string(),
+                                    (dir / "manifest.csv").string(),
+                                    "--out",
+                                    out.string(),
+                                    "--threads",
+                                    "1",
+                                    "--no-progress",
+                                    "--batch",
+                                    "16"};
   };
   ASSERT_EQ(wait_exit(spawn_cli(args(dir / "full"), dir / "full.log")), 0) << read_text(dir / "full.log");
 

@@ -18,7 +18,7 @@
 #include "histoscan/slide/scan_map.h"
 #include "histoscan/slide/scan_plan.h"
 #include "histoscan/slide/slide.h"
-#include "histoscan/slide/test_slide.h"
+#include "histoscan/slide/synth_slide.h"
 #include "histoscan/util/error.h"
 #include "test_util.h"
 
@@ -45,8 +45,8 @@ double ring_area(const nlohmann::json& ring) {
 
 TEST(Slide, TestSlideOpensInOpenSlideWithItsPyramidAndResolution) {
   TempDir dir;
-  slide::TestSlideSpec spec;  // 24 x 16 synthetic patches at 0.486 um/px
-  auto truth = slide::write_test_slide(dir / "s.tif", nullptr, spec);
+  slide::SynthSlideSpec spec;  // 24 x 16 synthetic patches at 0.486 um/px
+  auto truth = slide::write_synth_slide(dir / "s.tif", nullptr, spec);
   auto s = slide::Slide::open(dir / "s.tif");
   EXPECT_EQ(s.vendor(), "generic-tiff");
   ASSERT_GE(s.levels().size(), 3u);
@@ -74,10 +74,10 @@ TEST(Slide, TestSlideOpensInOpenSlideWithItsPyramidAndResolution) {
 
 TEST(Slide, PlanReadsTheLevelMatchingTheNetworksResolution) {
   TempDir dir;
-  slide::TestSlideSpec spec;
+  slide::SynthSlideSpec spec;
   spec.cols = spec.rows = 8;
   spec.tumour = cv::Rect(2, 2, 3, 3);
-  slide::write_test_slide(dir / "s.tif", nullptr, spec);
+  slide::write_synth_slide(dir / "s.tif", nullptr, spec);
   auto s = slide::Slide::open(dir / "s.tif");
   auto plan = slide::plan_read(s, 0.972);  // 0.486 um/px slide: level 1 is exactly right
   EXPECT_EQ(plan.level, 1);
@@ -112,7 +112,7 @@ TEST(Slide, PlainImagesAreOneLevelSlidesWithoutResolution) {
   EXPECT_EQ(s.levels()[0].width, 400);
   EXPECT_EQ(s.mpp(), 0);
   EXPECT_EQ(slide::plan_read(s, 0.972).mpp_source, "assumed");
-  cv::Mat px = s.read(0, 390, 0, 20, 1);  // half inside, half outside
+  cv::Mat px = s.read(0, 390, 0, 20, 1);                        // half inside, half outside
   EXPECT_EQ(px.at<cv::Vec3b>(0, 0), cv::Vec3b(150, 100, 200));  // RGB
   EXPECT_EQ(px.at<cv::Vec3b>(0, 15), cv::Vec3b(255, 255, 255));
 }
@@ -132,10 +132,10 @@ TEST(Slide, FilesThatAreNotSlidesGetOneLineNamingThem) {
   EXPECT_NE(message(dir / "missing.svs").find("missing.svs: no such slide"), std::string::npos);
   EXPECT_NE(message(dir.path()).find("is a folder"), std::string::npos);
   // A slide cut short: OpenSlide or the image reader refuses it, with the file's name.
-  slide::TestSlideSpec spec;
+  slide::SynthSlideSpec spec;
   spec.cols = spec.rows = 6;
   spec.tumour = cv::Rect(1, 1, 2, 2);
-  slide::write_test_slide(dir / "whole.tif", nullptr, spec);
+  slide::write_synth_slide(dir / "whole.tif", nullptr, spec);
   auto size = fs::file_size(dir / "whole.tif");
   fs::copy_file(dir / "whole.tif", dir / "cut.tif");
   fs::resize_file(dir / "cut.tif", size / 3);
@@ -217,12 +217,12 @@ TEST(Slide, RegionsBecomeClosedGeoJsonPolygonsInLevel0Coordinates) {
 TEST(Slide, LargeSlidesAreWrittenTileByTile) {
   // 20,000 x 12,000 pixels of glass around a small mosaic: the pyramid writer never holds a level.
   TempDir dir;
-  slide::TestSlideSpec spec;
+  slide::SynthSlideSpec spec;
   spec.cols = spec.rows = 6;
   spec.tumour = cv::Rect(2, 2, 2, 2);
   spec.width = 20000;
   spec.height = 12000;
-  slide::write_test_slide(dir / "big.tif", nullptr, spec);
+  slide::write_synth_slide(dir / "big.tif", nullptr, spec);
   auto s = slide::Slide::open(dir / "big.tif");
   EXPECT_EQ(s.levels()[0].width, 20000);
   EXPECT_EQ(s.levels()[0].height, 12000);
@@ -240,7 +240,7 @@ TEST(Slide, LargeSlidesAreWrittenTileByTile) {
 // a corner, a thin margin of glass. Otsu's threshold falls between pale and dense and dropped
 // the pale part; the threshold from the glass keeps it.
 TEST(Slide, TissueMaskKeepsPaleTissueOnAMostlyTissueSlide) {
-  cv::Mat thumb(200, 300, CV_8UC3, cv::Scalar(243, 243, 245));          // glass
+  cv::Mat thumb(200, 300, CV_8UC3, cv::Scalar(243, 243, 245));         // glass
   thumb(cv::Rect(10, 10, 280, 180)).setTo(cv::Scalar(236, 214, 226));  // pale pink: saturation about 24
   thumb(cv::Rect(10, 10, 60, 60)).setTo(cv::Scalar(150, 60, 140));     // dense: about 150
   auto t = slide::find_tissue(thumb);
@@ -269,13 +269,13 @@ namespace {
 // A cohort of `n` test slides s0..s(n-1) in dir/in, and a manifest naming them with labels.
 std::vector<std::string> write_cohort_inputs(const fs::path& dir, int n) {
   fs::create_directories(dir / "in");
-  slide::TestSlideSpec spec;
+  slide::SynthSlideSpec spec;
   spec.cols = spec.rows = 4;
   spec.tumour = cv::Rect(1, 1, 2, 2);
   std::string manifest = "slide,label\n";
   for (int i = 0; i < n; ++i) {
-    spec.seed = static_cast<std::uint64_t>(i + 1);
-    slide::write_test_slide(dir / "in" / ("s" + std::to_string(i) + ".tif"), nullptr, spec);
+    spec.seed = static_cast<std::uint64_t>(i) + 1;
+    slide::write_synth_slide(dir / "in" / ("s" + std::to_string(i) + ".tif"), nullptr, spec);
     manifest += "s" + std::to_string(i) + ".tif," + (i % 2 ? "tumour" : "normal") + "\n";
   }
   write_text(dir / "in/manifest.csv", manifest);
@@ -298,7 +298,6 @@ struct FakeScan {
     return slide::write_scan_outputs(dir, plan, o, plan.tiles, 0.1);
   }
 };
-
 
 }  // namespace
 
@@ -340,8 +339,9 @@ TEST(Cohort, BadManifestsNameTheirLine) {
   EXPECT_NE(error("slide\n").find("no slides"), std::string::npos);
   fs::create_directories(dir / "other");
   fs::copy_file(dir / "in/s0.tif", dir / "other/s0.tif");
-  EXPECT_NE(error_of([&] { cohort::collect_slides({(dir / "in/s0.tif").string(), (dir / "other/s0.tif").string()}); })
-                .find("have the same name 's0'"),
+  EXPECT_NE(error_of([&] {
+              cohort::collect_slides({(dir / "in/s0.tif").string(), (dir / "other/s0.tif").string()});
+            }).find("have the same name 's0'"),
             std::string::npos);
 }
 
@@ -355,7 +355,8 @@ TEST(Cohort, FailuresAreRowsResumeSkipsDoneSlidesAndTheTableHasSlideMetrics) {
   FakeScan scan;
   scan.fail = {"s2"};
   std::size_t i = 0;
-  auto t = cohort::scan_slides(out, slides, std::ref(scan), [&] { return i++; }, false);
+  auto t = cohort::scan_slides(
+      out, slides, std::ref(scan), [&] { return i++; }, false);
   EXPECT_EQ(t.scanned, 3u);
   EXPECT_EQ(t.failed, 1u);
   auto o = cohort::write_cohort_outputs(out, slides, 0.5);
@@ -391,7 +392,8 @@ TEST(Cohort, FailuresAreRowsResumeSkipsDoneSlidesAndTheTableHasSlideMetrics) {
   scan.fail.clear();
   scan.calls = 0;
   i = 0;
-  t = cohort::scan_slides(out, slides, std::ref(scan), [&] { return i++; }, false);
+  t = cohort::scan_slides(
+      out, slides, std::ref(scan), [&] { return i++; }, false);
   EXPECT_EQ(scan.calls, 1);
   EXPECT_EQ(t.skipped, 3u);
   o = cohort::write_cohort_outputs(out, slides, 0.5);
@@ -403,14 +405,16 @@ TEST(Cohort, FailuresAreRowsResumeSkipsDoneSlidesAndTheTableHasSlideMetrics) {
   // --rescan scans them all; other settings without it are refused.
   i = 0;
   scan.calls = 0;
-  cohort::scan_slides(out, slides, std::ref(scan), [&] { return i++; }, true);
+  cohort::scan_slides(
+      out, slides, std::ref(scan), [&] { return i++; }, true);
   EXPECT_EQ(scan.calls, 4);
   std::string refused = error_of([&] { cohort::prepare_cohort_dir(out, {{"stride", 64}}, false, false); });
   EXPECT_NE(refused.find("other settings (stride was 32, now 64)"), std::string::npos) << refused;
   EXPECT_NO_THROW(cohort::prepare_cohort_dir(out, {{"stride", 64}}, true, false));
   // A folder that is not a cohort is not written into.
   write_text(dir / "notes/a.txt", "mine");
-  EXPECT_NE(error_of([&] { cohort::prepare_cohort_dir(dir / "notes", settings, false, false); }).find("--out"), std::string::npos);
+  EXPECT_NE(error_of([&] { cohort::prepare_cohort_dir(dir / "notes", settings, false, false); }).find("--out"),
+            std::string::npos);
 }
 
 TEST(Cohort, ReportOpensInChromiumWithItsSections) {
@@ -419,11 +423,12 @@ TEST(Cohort, ReportOpensInChromiumWithItsSections) {
   cohort::prepare_cohort_dir(dir / "out", {}, false, false);
   FakeScan scan;
   std::size_t i = 0;
-  cohort::scan_slides(dir / "out", slides, std::ref(scan), [&] { return i++; }, false);
+  cohort::scan_slides(
+      dir / "out", slides, std::ref(scan), [&] { return i++; }, false);
   cohort::write_cohort_outputs(dir / "out", slides, 0.5);
   const std::string command = "/usr/bin/python3 " + std::string(HISTOSCAN_SOURCE_DIR) + "/tests/report/check_report.py '" +
-                              (dir / "out/cohort.html").string() + "' '" + (fs::current_path() / "cohort_screenshot.png").string() +
-                              "' --sections summary,metrics,roc,slides";
+                              (dir / "out/cohort.html").string() + "' '" +
+                              (fs::current_path() / "cohort_screenshot.png").string() + "' --sections summary,metrics,roc,slides";
   int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status));
   if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no Chromium installed";
@@ -449,30 +454,35 @@ std::string asap_xml(const std::vector<std::pair<std::string, std::array<double,
 }
 
 std::string geojson_rect(const std::array<double, 4>& r, const std::string& cls) {
-  nlohmann::json ring = nlohmann::json::array({{r[0], r[1]}, {r[0] + r[2], r[1]}, {r[0] + r[2], r[1] + r[3]}, {r[0], r[1] + r[3]}, {r[0], r[1]}});
-  nlohmann::json f = {{"type", "Feature"},
-                      {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
-                      {"properties", {{"objectType", "annotation"}, {"classification", {{"name", cls}, {"color", {200, 0, 0}}}}}}};
+  nlohmann::json ring =
+      nlohmann::json::array({{r[0], r[1]}, {r[0] + r[2], r[1]}, {r[0] + r[2], r[1] + r[3]}, {r[0], r[1] + r[3]}, {r[0], r[1]}});
+  nlohmann::json f = {
+      {"type", "Feature"},
+      {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
+      {"properties", {{"objectType", "annotation"}, {"classification", {{"name", cls}, {"color", {200, 0, 0}}}}}}};
   return nlohmann::json{{"type", "FeatureCollection"}, {"features", {f}}}.dump();
 }
 
 }  // namespace
 
 TEST(Lesions, AsapXmlAndQuPathGeoJsonReadAsTumourAndExclusionRegions) {
-  auto a = cohort::parse_annotations(asap_xml({{"_0", {10, 10, 100, 50}}, {"_1", {300, 300, 20, 20}}, {"_2", {20, 20, 10, 10}}}), "a.xml");
+  auto a = cohort::parse_annotations(asap_xml({{"_0", {10, 10, 100, 50}}, {"_1", {300, 300, 20, 20}}, {"_2", {20, 20, 10, 10}}}),
+                                     "a.xml");
   ASSERT_EQ(a.tumour.size(), 2u);
   ASSERT_EQ(a.exclusion.size(), 1u);
   EXPECT_EQ(a.tumour[0].rings[0].size(), 4u);
   EXPECT_DOUBLE_EQ(a.tumour[0].rings[0][2].x, 110);
   auto g = cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Tumor"), "a.geojson");
   EXPECT_EQ(g.tumour.size(), 1u);
-  EXPECT_EQ(cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Stroma"), "b.geojson").ignored, 1u) << "other classes are left out";
+  EXPECT_EQ(cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Stroma"), "b.geojson").ignored, 1u)
+      << "other classes are left out";
   EXPECT_EQ(cohort::parse_annotations(geojson_rect({0, 0, 50, 50}, "Exclusion"), "c.geojson").exclusion.size(), 1u);
   EXPECT_EQ(cohort::classify_annotation("Metastases"), cohort::AnnotationClass::tumour);
   // What does not parse is refused with the file's name, never a crash.
   auto message = [](const std::string& text) { return error_of([&] { cohort::parse_annotations(text, "bad.xml"); }); };
   EXPECT_NE(message("<ASAP_Annotations><Annotations>").find("bad.xml: not ASAP XML"), std::string::npos);
-  EXPECT_NE(message("<A><Annotation><Coordinates><Coordinate X=\"1,5\" Y=\"2\"/></Coordinates></Annotation></A>").find("'1,5' is not a number"),
+  EXPECT_NE(message("<A><Annotation><Coordinates><Coordinate X=\"1,5\" Y=\"2\"/></Coordinates></Annotation></A>")
+                .find("'1,5' is not a number"),
             std::string::npos);
   EXPECT_NE(message("tumour somewhere").find("neither ASAP XML nor GeoJSON"), std::string::npos);
   EXPECT_NE(message("{\"type\": \"Polygon\", \"coordinates\": [[[0, 0], [1]]]}").find("not [x, y]"), std::string::npos);
@@ -515,7 +525,8 @@ TEST(Lesions, DetectionsHitLesionsAndDiceComparesTheCalledCells) {
   // Truth: the same block of cells (cell (i, j) is centred at 32 (i + 1.5) level-0 px), a second
   // lesion far away that the scan missed, and one smaller than isolated tumour cells.
   auto cell = [](int i) { return 32.0 + 32.0 * i; };
-  std::string xml = asap_xml({{"_0", {cell(10), cell(10), 320, 320}}, {"_0", {cell(2), cell(30), 320, 320}}, {"_0", {cell(30), cell(5), 40, 40}}});
+  std::string xml = asap_xml(
+      {{"_0", {cell(10), cell(10), 320, 320}}, {"_0", {cell(2), cell(30), 320, 320}}, {"_0", {cell(30), cell(5), 40, 40}}});
   auto truth = cohort::parse_annotations(xml, "t.xml");
   auto r = cohort::evaluate_lesions(g, 2.43, &truth, 0.5);
   EXPECT_EQ(r.lesions, 2u);
@@ -523,7 +534,8 @@ TEST(Lesions, DetectionsHitLesionsAndDiceComparesTheCalledCells) {
   ASSERT_EQ(r.tp.size(), 2u);
   EXPECT_FLOAT_EQ(static_cast<float>(*std::max_element(r.tp.begin(), r.tp.end())), 0.95f);
   EXPECT_EQ(*std::min_element(r.tp.begin(), r.tp.end()), 0.0) << "the missed lesion";
-  EXPECT_EQ(r.fp, (std::vector<double>{static_cast<double>(0.7f)})) << "the false alarm only: more hits on a lesion are not false";
+  EXPECT_EQ(r.fp, (std::vector<double>{static_cast<double>(0.7f)}))
+      << "the false alarm only: more hits on a lesion are not false";
   // Dice: 100 cells called and true, 1 called only, the missed lesion's 100 true only.
   EXPECT_NEAR(r.dice, 200.0 / (101 + 200), 0.02);
   auto normal = cohort::evaluate_lesions(g, 2.43, nullptr, 0.5);
@@ -537,21 +549,23 @@ TEST(Cohort, AnnotatedSlidesGetDiceAndTheCohortAFroc) {
   auto inputs = write_cohort_inputs(dir.path(), 4);
   // Outlines of each tumour slide's true block: s1 in ASAP XML, s3 in GeoJSON; s0 and s2 are
   // labelled normal; a fifth slide's outlines do not parse.
-  slide::TestSlideSpec spec;
+  slide::SynthSlideSpec spec;
   spec.cols = spec.rows = 4;
   spec.tumour = cv::Rect(1, 1, 2, 2);
-  auto truth = slide::write_test_slide(dir / "in/s4.tif", nullptr, spec);
+  auto truth = slide::write_synth_slide(dir / "in/s4.tif", nullptr, spec);
   auto t = truth["tumour"];
   std::array<double, 4> rect = {t[0].get<double>(), t[1].get<double>(), t[2].get<double>(), t[3].get<double>()};
   write_text(dir / "in/s1.xml", asap_xml({{"_0", rect}}));
   write_text(dir / "in/s3.geojson", geojson_rect(rect, "Tumor"));
   write_text(dir / "in/s4.xml", "<ASAP_Annotations><Annotation");
-  write_text(dir / "in/manifest.csv", "slide,label,annotations\ns0.tif,0,\ns1.tif,1,s1.xml\ns2.tif,normal,\ns3.tif,1,s3.geojson\ns4.tif,1,s4.xml\n");
+  write_text(dir / "in/manifest.csv",
+             "slide,label,annotations\ns0.tif,0,\ns1.tif,1,s1.xml\ns2.tif,normal,\ns3.tif,1,s3.geojson\ns4.tif,1,s4.xml\n");
   auto slides = cohort::collect_slides(inputs);
   cohort::prepare_cohort_dir(dir / "out", {}, false, false);
   FakeScan scan;
   std::size_t i = 0;
-  auto tally = cohort::scan_slides(dir / "out", slides, std::ref(scan), [&] { return i++; }, false);
+  auto tally = cohort::scan_slides(
+      dir / "out", slides, std::ref(scan), [&] { return i++; }, false);
   EXPECT_EQ(tally.failed, 1u);
   EXPECT_EQ(scan.calls, 4) << "annotations that do not parse fail the slide before its scan";
   auto o = cohort::write_cohort_outputs(dir / "out", slides, 0.5);

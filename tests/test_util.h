@@ -5,10 +5,10 @@
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
-#include <sstream>
-#include <vector>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "histoscan/util/error.h"
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/registry.h"
@@ -61,7 +61,8 @@ void run(Params& p) {
   const double make_s = seconds_since(t0);
   log::info("made " + std::to_string(p.patches) + " training and " + std::to_string(p.valid) + " validation patches on " +
             make_device.str() + " in " + format_number(make_s) + " s; training " + c.model + " on " + c.device + " (" +
-            (c.amp ? "bfloat16 autocast" : "float32") + ", memory format " + c.memory_format + ", CPU threads: " + std::to_string(threads) + ")");
+            (c.amp ? "bfloat16 autocast" : "float32") + ", memory format " + c.memory_format +
+            ", CPU threads: " + std::to_string(threads) + ")");
   fs::create_directories(p.out);
   auto result = train::train_model(train_set, valid_set, c, p.out, {{"data", "synthetic"}});
 
@@ -96,8 +97,12 @@ void run(Params& p) {
   if (!p.json.empty()) {
     nlohmann::json history = nlohmann::json::array();
     for (const auto& r : h)
-      history.push_back({{"epoch", r.epoch}, {"loss", r.loss}, {"accuracy", r.accuracy}, {"val_loss", r.val_loss},
-                         {"val_auc", r.val_auc}, {"seconds", r.seconds}});
+      history.push_back({{"epoch", r.epoch},
+                         {"loss", r.loss},
+                         {"accuracy", r.accuracy},
+                         {"val_loss", r.val_loss},
+                         {"val_auc", r.val_auc},
+                         {"seconds", r.seconds}});
     nlohmann::json j = {{"device", c.device},
                         {"optimizer", c.optimizer},
                         {"augment", c.augment},
@@ -121,8 +126,9 @@ void run(Params& p) {
 
 int main(int argc, char** argv) {
   histoscan::reuse_freed_memory();  // before the first large allocation
-  CLI::App app{"histoscan-engine: train and apply histoscan's networks on synthetic patches (no files) to check and time "
-               "a machine, a GPU or a LibTorch build"};
+  CLI::App app{
+      "histoscan-engine: train and apply histoscan's networks on synthetic patches (no files) to check and time "
+      "a machine, a GPU or a LibTorch build"};
   app.set_version_flag("--version", std::string("histoscan-engine ") + HISTOSCAN_VERSION);
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("histoscan-engine: error: ") + e.what() + " (see --help)\n";
@@ -144,11 +150,12 @@ int main(int argc, char** argv) {
   app.add_flag("--amp", c.amp, "mixed precision (bfloat16 autocast)");
   app.add_option("--memory-format", c.memory_format,
                  "layout while training: auto (channels-last on a GPU and under --amp, NCHW for float32 on the CPU), nchw or "
-                  "channels-last")
+                 "channels-last")
       ->capture_default_str();
   app.add_option("--augment", c.augment,
                  "flips, dihedral, or steps joined by '+' (flips, dihedral, colour[=S], hed[=S], shift[=PIXELS]), as in "
-                 "histoscan train")->capture_default_str();
+                 "histoscan train")
+      ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "adam or sgd (with momentum 0.9)")->capture_default_str();
   app.add_option("--make-on", p.make_on,
                  "where to make the synthetic patches: cpu (the same bytes on every machine) or device (the training "

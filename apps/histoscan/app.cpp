@@ -19,7 +19,8 @@ std::string current_command;
 // A word as a POSIX shell reads it back: bare when it holds only safe characters, else in single
 // quotes (a quote inside as '\'').
 std::string shell_word(const std::string& w) {
-  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos)
+  if (!w.empty() &&
+      w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos)
     return w;
   std::string out = "'";
   for (char c : w) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -42,9 +43,8 @@ int run_command_line(const std::vector<std::string>& args, std::string* error) {
   app.set_version_flag("--version", std::string("histoscan ") + HISTOSCAN_VERSION);
   // CLI11's own parse errors (an unknown flag, flags that exclude each other, a bad number):
   // one line with the prefix of every other error.
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return std::string("histoscan: error: ") + e.what() + " (see --help)\n";
-  });
+  app.failure_message(
+      [](const CLI::App*, const CLI::Error& e) { return std::string("histoscan: error: ") + e.what() + " (see --help)\n"; });
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "only warnings and errors on stderr");
   app.add_flag("-v,--verbose", verbose, "debug messages on stderr");

@@ -20,8 +20,12 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--data", p->options.data, "class folders 0/ 1/ of real patches")->capture_default_str();
   cmd->add_option("--peer", p->options.peer, "the peer script (skipped when missing)")->capture_default_str();
   cmd->add_option("--images", p->options.images, "patches per measurement")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--runs", p->options.runs, "each figure is the median of this many runs")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--train-steps", p->options.train_steps, "timed training steps of 128 per run")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--runs", p->options.runs, "each figure is the median of this many runs")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--train-steps", p->options.train_steps, "timed training steps of 128 per run")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--device", p->options.device,
                   "cpu, cuda or auto: where histoscan's training, inference, predict and scan rows run (the peer and the "
                   "2-rank rows stay on the CPU; on a GPU machine histoscan-engine and scripts/engine_gpu_check.sh compare "

@@ -3,8 +3,8 @@
 #include <iostream>
 #include <memory>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "histoscan/data/inspect.h"
@@ -18,12 +18,6 @@
 #include "histoscan/util/parallel.h"
 
 namespace histoscan::cli {
-
-int set_threads(int threads) {
-  int n = resolve_threads(threads);
-  torch::set_num_threads(n);
-  return n;
-}
 
 void add_inspect(CLI::App& app) {
   struct Params {
@@ -91,7 +85,9 @@ void add_synth(CLI::App& app) {
   cmd->add_option("DIR", *dir, "folder to create: DIR/train/*.tif, DIR/train_labels.csv, DIR/test/*.tif")->required();
   cmd->add_option("--train", p->train, "labelled training patches")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--test", p->test, "unlabelled test patches")->capture_default_str();
-  cmd->add_option("--positive-fraction", p->positive_fraction, "share of tumour patches")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--positive-fraction", p->positive_fraction, "share of tumour patches")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", p->seed, "random seed")->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "replace DIR if it exists");
   cmd->callback([p, dir] {
@@ -154,7 +150,8 @@ void add_models(CLI::App& app) {
         const auto r = train::recipe_config(name);
         std::cout << "--recipe " << name << " trains " << r.model;
         std::string with;
-        for (const auto& [key, value] : r.model_options.items()) with += (with.empty() ? " with " : ", ") + key + "=" + value.dump();
+        for (const auto& [key, value] : r.model_options.items())
+          with += (with.empty() ? " with " : ", ") + key + "=" + value.dump();
         std::cout << with << '\n';
       }
       print_builtin_models();

@@ -13,29 +13,23 @@
 
 namespace histoscan::cli {
 
-namespace {
-
-void refuse_existing_dir(const std::string& out, bool overwrite) {
-  if (fs::exists(out) && !overwrite && !(fs::is_directory(out) && fs::is_empty(out)))
-    throw InputError("--out " + out + " exists; pass --overwrite to replace its results or choose another folder");
-}
-
-}  // namespace
-
 void add_evaluate(CLI::App& app) {
   struct Params {
     std::vector<std::string> inputs;
     std::string out, labels, device = "auto";
-    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false, skip_bad = false, tta = false, amp = false;
+    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false, skip_bad = false, tta = false,
+         amp = false;
     int threads = 0, batch = 256;
     CutoffFlags cutoff;
   };
   auto p = std::make_shared<Params>();
-  auto* cmd = app.add_subcommand("evaluate",
-                                 "metrics with 95% intervals, operating point, plots and report.html of one or more checkpoints on labelled data");
-  cmd->add_option("[CHECKPOINT...] DATA", p->inputs,
-                  "one or more checkpoints (best.pt) or built-in models' names (default: the built-in model, see 'histoscan models'), "
-                  "then the labelled patches (any DATA form)")
+  auto* cmd = app.add_subcommand(
+      "evaluate",
+      "metrics with 95% intervals, operating point, plots and report.html of one or more checkpoints on labelled data");
+  cmd->add_option(
+         "[CHECKPOINT...] DATA", p->inputs,
+         "one or more checkpoints (best.pt) or built-in models' names (default: the built-in model, see 'histoscan models'), "
+         "then the labelled patches (any DATA form)")
       ->required()
       ->expected(1, -1);
   cmd->add_option("-o,--out", p->out, "folder for metrics.json, predictions.csv, plots and report.html")->required();
@@ -44,15 +38,18 @@ void add_evaluate(CLI::App& app) {
   cmd->add_flag("--resize", p->resize, "resize images that are not 96x96 instead of refusing them");
   cmd->add_flag("--skip-bad", p->skip_bad, "leave out unreadable images, listed in EVAL_DIR/skipped.csv");
   add_cutoff_flags(cmd, p->cutoff);
-  cmd->add_flag("--save-threshold", p->save_threshold, "write the chosen cut-off into each checkpoint (predict --binary uses it)");
+  cmd->add_flag("--save-threshold", p->save_threshold,
+                "write the chosen cut-off into each checkpoint (predict --binary uses it)");
   cmd->add_flag("--tta", p->tta, "score each patch in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", p->amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
+  cmd->add_flag(
+      "--amp", p->amp,
+      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_option("--batch", p->batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing folder");
   cmd->callback([p] {
-    refuse_existing_dir(p->out, p->overwrite);
+    check_output_dir(p->out, p->overwrite, "--out");
     set_threads(p->threads);
     std::vector<std::string> paths(p->inputs.begin(), p->inputs.end() - 1);
     if (paths.empty()) paths.push_back(default_checkpoint());
@@ -60,10 +57,12 @@ void add_evaluate(CLI::App& app) {
     for (const auto& path : paths) {
       checkpoints.push_back(model::load_checkpoint(path));
       if (p->save_threshold && model::is_builtin_file(model::resolve_model(path)))
-        throw InputError("--save-threshold: " + path + " is a built-in model, which histoscan does not rewrite; copy the file and give "
+        throw InputError("--save-threshold: " + path +
+                         " is a built-in model, which histoscan does not rewrite; copy the file and give "
                          "the copy instead");
       if (p->save_threshold && interop::is_foreign(checkpoints.back().net))
-        throw InputError("--save-threshold: " + path + " is a model made elsewhere, which histoscan does not rewrite; give the threshold "
+        throw InputError("--save-threshold: " + path +
+                         " is a model made elsewhere, which histoscan does not rewrite; give the threshold "
                          "to scan with --threshold instead");
     }
     data::SourceOptions source;
@@ -83,7 +82,8 @@ void add_evaluate(CLI::App& app) {
     options.seed = p->cutoff.seed;
     std::vector<eval::ModelResult> results;
     for (std::size_t i = 0; i < paths.size(); ++i)
-      results.push_back(eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->device, options, cutoff_given, p->batch, p->tta, p->amp));
+      results.push_back(
+          eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->device, options, cutoff_given, p->batch, p->tta, p->amp));
 
     prepare_output_dir(p->out, p->overwrite, "--out");
     if (!skipped.empty()) {
@@ -106,7 +106,10 @@ void add_evaluate(CLI::App& app) {
     if (p->save_threshold) {
       for (std::size_t i = 0; i < results.size(); ++i) {
         const auto& point = results[i].summary.point;
-        model::save_threshold(paths[i], point.threshold, {{"rule", point.rule}, {"target", std::isnan(point.target) ? nlohmann::json(nullptr) : nlohmann::json(point.target)}, {"data", index.describe()}});
+        model::save_threshold(paths[i], point.threshold,
+                              {{"rule", point.rule},
+                               {"target", std::isnan(point.target) ? nlohmann::json(nullptr) : nlohmann::json(point.target)},
+                               {"data", index.describe()}});
         log::info("saved threshold " + format_number(point.threshold) + " (" + point.rule + ") into " + paths[i]);
       }
     }
@@ -128,7 +131,7 @@ void add_metrics(CLI::App& app) {
   cmd->add_flag("--json", p->json, "print metrics.json instead of the text report");
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing --out folder");
   cmd->callback([p] {
-    if (!p->out.empty()) refuse_existing_dir(p->out, p->overwrite);
+    if (!p->out.empty()) check_output_dir(p->out, p->overwrite, "--out");
     auto preds = eval::read_predictions_csv(p->predictions);
     eval::SummaryOptions options;
     p->cutoff.request(options.cutoff);

@@ -21,9 +21,10 @@ void add_predict(CLI::App& app) {
   };
   auto p = std::make_shared<Params>();
   auto* cmd = app.add_subcommand("predict", "tumour probability of every patch, as Kaggle's submission.csv (id,label)");
-  cmd->add_option("[CHECKPOINT] DIR", p->inputs,
-                  "best.pt of a run or a built-in model's name (default: the built-in model, see 'histoscan models'), then a folder of "
-                  "patches (Kaggle's test/) or any DATA form")
+  cmd->add_option(
+         "[CHECKPOINT] DIR", p->inputs,
+         "best.pt of a run or a built-in model's name (default: the built-in model, see 'histoscan models'), then a folder of "
+         "patches (Kaggle's test/) or any DATA form")
       ->required()
       ->expected(1, 2);
   cmd->add_option("-o,--out", p->out, "CSV to write")->capture_default_str();
@@ -33,7 +34,9 @@ void add_predict(CLI::App& app) {
   cmd->add_flag("--resize", p->stream.decode.resize, "resize images that are not 96x96 instead of refusing them");
   cmd->add_flag("--skip-bad", p->stream.skip_bad, "leave out unreadable images, listed in OUT.skipped.csv");
   cmd->add_flag("--tta", p->stream.tta, "score each patch in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", p->stream.amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
+  cmd->add_flag(
+      "--amp", p->stream.amp,
+      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_flag("--binary", p->binary, "write 0/1 labels at the checkpoint's threshold (see evaluate --save-threshold)");
   cmd->add_flag("--overwrite", p->overwrite, "replace --out if it exists");
   cmd->callback([p] {
@@ -43,7 +46,7 @@ void add_predict(CLI::App& app) {
     const std::string checkpoint_path = p->inputs.size() == 2 ? p->inputs[0] : default_checkpoint();
     auto checkpoint = model::load_checkpoint(checkpoint_path);
     if (p->binary) {
-      p->stream.binary_threshold = checkpoint.meta.value("threshold", 0.5);
+      p->stream.binary_threshold = model::saved_threshold(checkpoint.meta);
       log::info("labels at threshold " + format_number(p->stream.binary_threshold) + " from " + checkpoint_path);
     }
     data::SourceOptions source;

@@ -13,7 +13,7 @@
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/cohort_scan.h"
 #include "histoscan/scan/scanner.h"
-#include "histoscan/slide/test_slide.h"
+#include "histoscan/slide/synth_slide.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -38,7 +38,8 @@ nlohmann::json cohort_settings(const ScanParams& p) {
   const auto& o = p.scan;
   std::error_code ec;
   // A WSInfer model folder's size is its TorchScript file's.
-  const fs::path model_file = fs::is_directory(p.checkpoint) ? fs::path(p.checkpoint) / "torchscript_model.pt" : fs::path(p.checkpoint);
+  const fs::path model_file =
+      fs::is_directory(p.checkpoint) ? fs::path(p.checkpoint) / "torchscript_model.pt" : fs::path(p.checkpoint);
   return {{"checkpoint", fs::absolute(p.checkpoint).string()},
           {"checkpoint_bytes", fs::file_size(model_file, ec)},
           {"target_mpp", o.target_mpp},
@@ -59,16 +60,16 @@ nlohmann::json cohort_settings(const ScanParams& p) {
 model::Checkpoint load_for_scan(ScanParams& p) {
   set_threads(p.threads);
   auto checkpoint = model::load_checkpoint(p.checkpoint);
-  p.scan.threshold = p.threshold >= 0 ? p.threshold : checkpoint.meta.value("threshold", 0.5);
-  if (p.mpp && p.mpp->count() == 0 && checkpoint.meta.contains("patch_mpp")) p.scan.target_mpp = checkpoint.meta["patch_mpp"].get<double>();
+  p.scan.threshold = p.threshold >= 0 ? p.threshold : model::saved_threshold(checkpoint.meta);
+  if (p.mpp && p.mpp->count() == 0 && checkpoint.meta.contains("patch_mpp"))
+    p.scan.target_mpp = checkpoint.meta["patch_mpp"].get<double>();
   p.scan.progress = !p.no_progress;
   slide::check_scan_options(p.scan);
   return checkpoint;
 }
 
 void scan_one(ScanParams& p) {
-  if (fs::exists(p.out) && fs::is_directory(p.out) && !fs::is_empty(p.out) && !p.scan.overwrite)
-    throw InputError("--out " + p.out + " exists and is not empty; pass --overwrite to write into it or choose another folder");
+  check_output_dir(p.out, p.scan.overwrite, "--out");
   auto checkpoint = load_for_scan(p);
   auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
   auto s = scan::scan_slide(checkpoint.net, device, p.inputs[0], p.out, p.scan);
@@ -80,7 +81,8 @@ void scan_one(ScanParams& p) {
 // process or as one rank of a job (RANK, WORLD_SIZE).
 void scan_cohort(ScanParams& p) {
   auto slides = cohort::collect_slides(p.inputs);  // every input checked before anything is written
-  if (!(p.dist_timeout > 0)) throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
+  if (!(p.dist_timeout > 0))
+    throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
   auto checkpoint = load_for_scan(p);
   auto launch = dist::launch_from_environment(p.dist_url);
   std::unique_ptr<dist::Group> group;
@@ -96,10 +98,10 @@ void scan_cohort(ScanParams& p) {
   const auto& outcome = *r.outcome;
   log::info("cohort of " + std::to_string(slides.size()) + " slides: " + std::to_string(outcome.ok) + " scanned, " +
             std::to_string(outcome.failed) + " failed, " + std::to_string(outcome.tumour) + " called tumour (" +
-            (group ? "rank 0 " : "this run ") + "scanned " + std::to_string(t.scanned) + ", skipped " + std::to_string(t.skipped) +
-            " done before, " + std::to_string(t.failed) + " failed); wrote cohort.csv, failures.csv, cohort.html" +
-            (outcome.metrics ? ", metrics/" : "") + (outcome.froc >= 0 ? ", lesions.json (FROC " + format_number(outcome.froc) + ")" : "") +
-            " to " + p.out);
+            (group ? "rank 0 " : "this run ") + "scanned " + std::to_string(t.scanned) + ", skipped " +
+            std::to_string(t.skipped) + " done before, " + std::to_string(t.failed) +
+            " failed); wrote cohort.csv, failures.csv, cohort.html" + (outcome.metrics ? ", metrics/" : "") +
+            (outcome.froc >= 0 ? ", lesions.json (FROC " + format_number(outcome.froc) + ")" : "") + " to " + p.out);
   if (outcome.failed)
     throw SomeFailed(std::to_string(outcome.failed) + " of " + std::to_string(slides.size()) + " slides failed; see " +
                      (fs::path(p.out) / "failures.csv").string() + ", fix them and run the same command again");
@@ -109,19 +111,23 @@ void scan_cohort(ScanParams& p) {
 
 void add_scan(CLI::App& app) {
   auto p = std::make_shared<ScanParams>();
-  auto* cmd = app.add_subcommand("scan",
-                                 "tumour heatmaps of whole slides: one slide into --out (heatmap.png, tissue.png, tiles.csv, tumour.geojson, "
-                                 "summary.json), or a cohort of slides into --out/slides/NAME with cohort.csv and cohort.html");
-  cmd->add_option("[CHECKPOINT] INPUT", p->inputs,
-                  "best.pt of a run, a WSInfer folder or a built-in model's name (default: the built-in model, see 'histoscan models'); "
-                  "then a slide OpenSlide reads (.svs .tif .ndpi .mrxs ...) or a plain PNG/JPEG/TIFF; or several, folders of slides, or "
-                  "manifest CSVs (slide[,label][,mpp][,annotations]), which make a cohort")
+  auto* cmd = app.add_subcommand(
+      "scan",
+      "tumour heatmaps of whole slides: one slide into --out (heatmap.png, tissue.png, tiles.csv, tumour.geojson, "
+      "summary.json), or a cohort of slides into --out/slides/NAME with cohort.csv and cohort.html");
+  cmd->add_option(
+         "[CHECKPOINT] INPUT", p->inputs,
+         "best.pt of a run, a WSInfer folder or a built-in model's name (default: the built-in model, see 'histoscan models'); "
+         "then a slide OpenSlide reads (.svs .tif .ndpi .mrxs ...) or a plain PNG/JPEG/TIFF; or several, folders of slides, or "
+         "manifest CSVs (slide[,label][,mpp][,annotations]), which make a cohort")
       ->required();
   cmd->add_option("-o,--out", p->out, "folder for the outputs")->required();
   auto& o = p->scan;
-  p->mpp = cmd->add_option("--mpp", o.target_mpp,
-                           "microns per pixel the network was trained at (PCam: 0.972; a TorchScript model: its config.json's spacing_um_px)")
-               ->capture_default_str();
+  p->mpp =
+      cmd->add_option(
+             "--mpp", o.target_mpp,
+             "microns per pixel the network was trained at (PCam: 0.972; a TorchScript model: its config.json's spacing_um_px)")
+          ->capture_default_str();
   cmd->add_option("--slide-mpp", o.slide_mpp, "microns per pixel of the slide's level 0, when the file lacks or misstates it");
   cmd->add_option("--level", o.level, "pyramid level to read (default: the one matching --mpp)");
   cmd->add_option("--stride", o.stride, "pixels between tiles at --mpp; 32 covers tissue with the tiles' labelled centres")
@@ -130,7 +136,8 @@ void add_scan(CLI::App& app) {
   cmd->add_option("--tissue-threshold", o.tissue_threshold,
                   "HSV saturation (0-255) above which a thumbnail pixel is tissue (default: 15 above the glass's, at least 20)");
   cmd->add_option("--threshold", p->threshold, "tumour at probability >= this (default: the checkpoint's threshold)");
-  cmd->add_option("--smooth", o.smooth, "heatmap and regions average each tile with its neighbours this many tiles away (0: none)")
+  cmd->add_option("--smooth", o.smooth,
+                  "heatmap and regions average each tile with its neighbours this many tiles away (0: none)")
       ->capture_default_str();
   cmd->add_option("--top-k", o.top_k, "slide call on the mean of the k most likely tiles")->capture_default_str();
   cmd->add_option("--batch", o.batch, "batch size")->capture_default_str();
@@ -139,21 +146,25 @@ void add_scan(CLI::App& app) {
   cmd->add_option("--threads", p->threads, "CPU threads for the network (0: all cores)")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--tta", o.tta, "score each tile in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag("--amp", o.amp, "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
+  cmd->add_flag(
+      "--amp", o.amp,
+      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_flag("--no-progress", p->no_progress, "no progress bar");
   cmd->add_flag("--overwrite", o.overwrite, "write into an existing, non-empty --out");
   cmd->add_flag("--rescan", p->rescan, "cohort: scan every slide again, also those done before (default: a re-run skips them)");
   cmd->add_option("--dist-url", p->dist_url,
                   "cohort across processes: tcp://HOST:PORT of rank 0 or file:///PATH (RANK and WORLD_SIZE from the environment, "
                   "as torchrun and Slurm set them)");
-  cmd->add_option("--dist-timeout", p->dist_timeout, "cohort across processes: seconds a rank waits for the others")->capture_default_str();
+  cmd->add_option("--dist-timeout", p->dist_timeout, "cohort across processes: seconds a rank waits for the others")
+      ->capture_default_str();
   cmd->callback([p] {
     // The first argument is the model when it names one (a .pt file, a WSInfer folder, a built-in
     // model's name); otherwise every argument is a slide and the built-in model scores them.
     if (names_a_model(p->inputs.front())) {
       const std::string given = p->inputs.front();
       p->inputs.erase(p->inputs.begin());
-      if (p->inputs.empty()) throw InputError("scan " + given + ": no slides given; give one or more slides, folders or manifests after the model");
+      if (p->inputs.empty())
+        throw InputError("scan " + given + ": no slides given; give one or more slides, folders or manifests after the model");
       p->checkpoint = model::resolve_model(given);
     } else {
       p->checkpoint = default_checkpoint();
@@ -167,17 +178,20 @@ void add_synth_slide(CLI::App& app) {
   struct Params {
     std::string data, out;
     std::vector<int> tumour{13, 5, 8, 6};
-    slide::TestSlideSpec spec;
+    slide::SynthSlideSpec spec;
     bool overwrite = false;
   };
   auto p = std::make_shared<Params>();
-  auto* cmd = app.add_subcommand("synth-slide",
-                                 "write a pyramidal TIFF test slide from labelled patches, with its tumour region in OUT.truth.json");
+  auto* cmd = app.add_subcommand(
+      "synth-slide", "write a pyramidal TIFF test slide from labelled patches, with its tumour region in OUT.truth.json");
   cmd->add_option("OUT", p->out, "slide to write (.tif)")->required();
   cmd->add_option("--from", p->data, "labelled patches (any DATA form); default: synthetic patches");
   cmd->add_option("--cols", p->spec.cols, "mosaic width, patches")->capture_default_str();
   cmd->add_option("--rows", p->spec.rows, "mosaic height, patches")->capture_default_str();
-  cmd->add_option("--tumour", p->tumour, "tumour block: column,row,width,height in patches")->delimiter(',')->expected(4)->capture_default_str();
+  cmd->add_option("--tumour", p->tumour, "tumour block: column,row,width,height in patches")
+      ->delimiter(',')
+      ->expected(4)
+      ->capture_default_str();
   cmd->add_option("--slide-mpp", p->spec.slide_mpp, "microns per pixel of level 0 (patches are 0.972)")->capture_default_str();
   cmd->add_option("--width", p->spec.width, "level-0 canvas width, pixels (default: the mosaic plus a margin)");
   cmd->add_option("--height", p->spec.height, "level-0 canvas height, pixels");
@@ -188,12 +202,12 @@ void add_synth_slide(CLI::App& app) {
     p->spec.tumour = cv::Rect(p->tumour[0], p->tumour[1], p->tumour[2], p->tumour[3]);
     std::unique_ptr<data::PatchIndex> index;
     if (!p->data.empty()) index = std::make_unique<data::PatchIndex>(data::index_source(p->data));
-    auto truth = slide::write_test_slide(p->out, index.get(), p->spec);
+    auto truth = slide::write_synth_slide(p->out, index.get(), p->spec);
     fs::path truth_path = fs::path(p->out).replace_extension(".truth.json");
     write_file_atomic(truth_path, [&](std::ostream& f) { f << truth.dump(2) << '\n'; });
     log::info("wrote " + p->out + " (" + std::to_string(truth["width"].get<std::int64_t>()) + "x" +
-              std::to_string(truth["height"].get<std::int64_t>()) + " at " + format_number(p->spec.slide_mpp) +
-              " µm/px) and " + truth_path.string());
+              std::to_string(truth["height"].get<std::int64_t>()) + " at " + format_number(p->spec.slide_mpp) + " µm/px) and " +
+              truth_path.string());
   });
 }
 

@@ -1,9 +1,9 @@
 // histoscan train DATA --out RUN_DIR
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
-#include <functional>
 #include <memory>
 #include <thread>
 #include <unordered_set>
@@ -14,11 +14,11 @@
 #include "app.h"
 #include "commands.h"
 #include "histoscan/data/labels_csv.h"
+#include "histoscan/data/sampling.h"
+#include "histoscan/data/store.h"
 #include "histoscan/dist/dist.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/predict/predictor.h"
-#include "histoscan/data/sampling.h"
-#include "histoscan/data/store.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
@@ -91,7 +91,8 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
 void load_resumed_flags(TrainParams& p) {
   fs::path config_path = fs::path(p.resume) / "config.json";
   if (!fs::exists(config_path) || !train::can_resume(p.resume))
-    throw InputError("--resume " + p.resume + ": not a run folder (no config.json and resume.pt); give the --out folder of an earlier 'histoscan train'");
+    throw InputError("--resume " + p.resume +
+                     ": not a run folder (no config.json and resume.pt); give the --out folder of an earlier 'histoscan train'");
   try {
     nlohmann::json c = nlohmann::json::parse(read_text_file(config_path));
     p.data = c.at("data");
@@ -138,7 +139,8 @@ void load_resumed_flags(TrainParams& p) {
 // A distributed run's processes, before anything else: every rank loads the data and rank 0
 // alone writes. nullptr for a plain single process.
 std::unique_ptr<dist::Group> join_job(TrainParams& p) {
-  if (!(p.dist_timeout > 0)) throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
+  if (!(p.dist_timeout > 0))
+    throw InputError("--dist-timeout " + format_number(p.dist_timeout) + " must be a positive number of seconds");
   auto launch = dist::launch_from_environment(p.dist_url);
   if (!launch) return nullptr;
   auto group = std::make_unique<dist::Group>(*launch, p.dist_timeout);
@@ -166,10 +168,10 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   train::validate(p.config);
   if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
-    throw InputError("--val-fraction " + format_number(p.val_fraction) + " must be between 0 and 1 (exclusive), or pass --valid DATA");
+    throw InputError("--val-fraction " + format_number(p.val_fraction) +
+                     " must be between 0 and 1 (exclusive), or pass --valid DATA");
   if (p.per_class < 0) throw InputError("--per-class must be positive");
-  if (rank0 && p.resume.empty() && fs::exists(p.out) && !p.overwrite && !(fs::is_directory(p.out) && fs::is_empty(p.out)))
-    throw InputError("--out " + p.out + " exists; pass --overwrite to replace its results or choose another folder");
+  if (rank0 && p.resume.empty()) check_output_dir(p.out, p.overwrite, "--out");
   int threads = set_threads(p.threads);
 
   data::SourceOptions source;
@@ -200,7 +202,9 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     for (std::size_t r : rows) train_ids.insert(index.entries[r].id);
     std::size_t shared = 0;
     for (const auto& e : vindex.entries) shared += train_ids.count(e.id);
-    if (shared) log::warn(std::to_string(shared) + " ids of --valid " + p.valid + " are also training patches; validation will flatter the model");
+    if (shared)
+      log::warn(std::to_string(shared) + " ids of --valid " + p.valid +
+                " are also training patches; validation will flatter the model");
     log::info("training on " + std::to_string(rows.size()) + " patches of " + index.describe() + ", validating on " +
               std::to_string(vindex.entries.size()) + " of " + vindex.describe());
     train_store = data::load_patches(index, rows, load, &skipped);
@@ -225,7 +229,7 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     std::vector<std::size_t> all = split.train;
     all.insert(all.end(), split.valid.begin(), split.valid.end());
     auto store = data::load_patches(index, all, load, &skipped);  // one decode pass over both sides
-    std::unordered_set<std::string> bad;  // skipped images shrink the side they came from
+    std::unordered_set<std::string> bad;                          // skipped images shrink the side they came from
     for (const auto& s : skipped) bad.insert(s.id);
     std::size_t train_kept = 0;
     for (std::size_t r : split.train) train_kept += bad.count(index.entries[r].id) == 0;
@@ -297,30 +301,20 @@ void run_train(TrainParams& p) {
 
 }  // namespace
 
-// KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.
-nlohmann::json parse_model_options(const std::vector<std::string>& items) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& item : items) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) throw InputError("--model-option " + item + ": expected KEY=VALUE, e.g. dropout=0");
-    const std::string value = item.substr(eq + 1);
-    nlohmann::json v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
-    out[item.substr(0, eq)] = (v.is_discarded() || v.is_object() || v.is_array()) ? nlohmann::json(value) : v;
-  }
-  return out;
-}
-
 void add_train(CLI::App& app) {
   auto p = std::make_shared<TrainParams>();
   auto& c = p->config;
   c = train::recipe_config("default");  // what each flag shows as its default
   auto* cmd = app.add_subcommand("train", "train a network; writes best.pt, last.pt, history.csv and config.json to --out");
-  auto* data = cmd->add_option("DATA", p->data, "training patches: Kaggle folder (+ train_labels.csv), class folders 0/ 1/, or .h5");
+  auto* data =
+      cmd->add_option("DATA", p->data, "training patches: Kaggle folder (+ train_labels.csv), class folders 0/ 1/, or .h5");
   auto* out = cmd->add_option("-o,--out", p->out, "run folder to write");
   cmd->add_option("--resume", p->resume, "continue an interrupted run from its folder (flags from its config.json)")
-      ->excludes(data)->excludes(out);
+      ->excludes(data)
+      ->excludes(out);
   cmd->add_option("--valid", p->valid, "a separate validation set (any DATA form) instead of splitting DATA");
-  cmd->add_option("--val-fraction", p->val_fraction, "share of DATA held out for validation when --valid is not given")->capture_default_str();
+  cmd->add_option("--val-fraction", p->val_fraction, "share of DATA held out for validation when --valid is not given")
+      ->capture_default_str();
   cmd->add_option("--per-class", p->per_class, "draw a balanced random sample of N patches per class (the notebook: 40000)");
   cmd->add_option("--groups", p->groups, "CSV id,group (e.g. slide): each group stays on one side of the split");
   cmd->add_option("--labels", p->labels, "labels CSV for DATA (default: train_labels.csv in or beside it)");
@@ -336,7 +330,8 @@ void add_train(CLI::App& app) {
   using Take = std::function<void(const train::TrainConfig&)>;
   std::vector<std::pair<CLI::Option*, Take>> from_recipe;
   auto recipe_flag = [&](CLI::Option* o, Take take) { from_recipe.emplace_back(o->capture_default_str(), std::move(take)); };
-  recipe_flag(cmd->add_option("--model", c.model, "network (see 'histoscan models')"), [&c](const auto& r) { c.model = r.model; });
+  recipe_flag(cmd->add_option("--model", c.model, "network (see 'histoscan models')"),
+              [&c](const auto& r) { c.model = r.model; });
   recipe_flag(cmd->add_option("--epochs", c.epochs, "maximum epochs"), [&c](const auto& r) { c.epochs = r.epochs; });
   recipe_flag(cmd->add_option("--max-minutes", c.max_minutes,
                               "wall-clock budget of the epochs (0: none): no epoch starts that would end past it, judged by "
@@ -346,18 +341,22 @@ void add_train(CLI::App& app) {
   recipe_flag(cmd->add_option("--lr", c.lr, "learning rate"), [&c](const auto& r) { c.lr = r.lr; });
   recipe_flag(cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)"),
               [&c](const auto& r) { c.optimizer = r.optimizer; });
-  recipe_flag(cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd"), [&c](const auto& r) { c.momentum = r.momentum; });
-  recipe_flag(cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)"),
-              [&c](const auto& r) { c.early_stopping_patience = r.early_stopping_patience; });
+  recipe_flag(cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd"),
+              [&c](const auto& r) { c.momentum = r.momentum; });
+  recipe_flag(
+      cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)"),
+      [&c](const auto& r) { c.early_stopping_patience = r.early_stopping_patience; });
   recipe_flag(cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement"),
               [&c](const auto& r) { c.lr_patience = r.lr_patience; });
-  recipe_flag(cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor"), [&c](const auto& r) { c.lr_factor = r.lr_factor; });
+  recipe_flag(cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor"),
+              [&c](const auto& r) { c.lr_factor = r.lr_factor; });
   recipe_flag(cmd->add_option("--schedule", c.schedule,
                               "learning rate: plateau (reduce on plateau: --lr-patience, --lr-factor) or cosine (warm-up, "
                               "then a half cosine to 0 at the last epoch, every step)"),
               [&c](const auto& r) { c.schedule = r.schedule; });
-  recipe_flag(cmd->add_option("--warmup-epochs", c.warmup_epochs, "--schedule cosine: epochs of linear warm-up (fractions allowed)"),
-              [&c](const auto& r) { c.warmup_epochs = r.warmup_epochs; });
+  recipe_flag(
+      cmd->add_option("--warmup-epochs", c.warmup_epochs, "--schedule cosine: epochs of linear warm-up (fractions allowed)"),
+      [&c](const auto& r) { c.warmup_epochs = r.warmup_epochs; });
   recipe_flag(cmd->add_option("--ema", c.ema,
                               "validate, checkpoint and keep an exponential moving average of the weights with this decay "
                               "(e.g. 0.999; 0: off)"),
@@ -380,14 +379,19 @@ void add_train(CLI::App& app) {
                   "channels-last")
       ->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
-  cmd->add_option("--model-option", p->model_options, "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false), over the recipe's own "
-                  "(default recipe: resnet crop=" + std::to_string(train::kDefaultCrop) + "); repeatable");
+  cmd->add_option("--model-option", p->model_options,
+                  "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false), over the recipe's own "
+                  "(default recipe: resnet crop=" +
+                      std::to_string(train::kDefaultCrop) + "); repeatable");
   cmd->add_option("--dist-url", p->dist_url,
                   "distributed training: tcp://HOST:PORT of rank 0 or file:///PATH (RANK and WORLD_SIZE from the "
                   "environment); default: torchrun's MASTER_ADDR/MASTER_PORT when RANK and WORLD_SIZE are set");
-  cmd->add_flag("--sync-bn", c.sync_bn, "distributed training: BatchNorm statistics over the whole batch, all ranks (default: each rank's share, as PyTorch's DDP)");
+  cmd->add_flag("--sync-bn", c.sync_bn,
+                "distributed training: BatchNorm statistics over the whole batch, all ranks (default: each rank's share, as "
+                "PyTorch's DDP)");
   cmd->add_option("--dist-timeout", p->dist_timeout, "seconds a rank waits for the others before failing")->capture_default_str();
-  cmd->add_flag("--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
+  cmd->add_flag(
+      "--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
   cmd->callback([p, from_recipe, amp, no_amp] {
     // The default recipe's --amp: where the CPU it trains on computes in bfloat16 (AMX, AVX512-BF16).
     if (p->resume.empty() && p->config.recipe == "default" && amp->count() == 0 && no_amp->count() == 0)

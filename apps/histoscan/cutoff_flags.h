@@ -31,14 +31,19 @@ struct CutoffFlags {
 };
 
 inline void add_cutoff_flags(CLI::App* cmd, CutoffFlags& f) {
-  auto* t = cmd->add_option("--threshold", f.threshold, "operating point: this probability cut-off (default: the checkpoint's, 0.5)");
-  auto* se = cmd->add_option("--target-sensitivity", f.target_sensitivity, "operating point: the highest cut-off whose sensitivity reaches S");
-  auto* sp = cmd->add_option("--target-specificity", f.target_specificity, "operating point: the lowest cut-off whose specificity reaches S");
+  auto* t =
+      cmd->add_option("--threshold", f.threshold, "operating point: this probability cut-off (default: the checkpoint's, 0.5)");
+  auto* se = cmd->add_option("--target-sensitivity", f.target_sensitivity,
+                             "operating point: the highest cut-off whose sensitivity reaches S");
+  auto* sp = cmd->add_option("--target-specificity", f.target_specificity,
+                             "operating point: the lowest cut-off whose specificity reaches S");
   auto* y = cmd->add_flag("--youden", f.youden, "operating point: the cut-off maximizing sensitivity + specificity - 1");
   t->excludes(se)->excludes(sp)->excludes(y);
   se->excludes(sp)->excludes(y);
   sp->excludes(y);
-  cmd->add_option("--bootstrap", f.bootstrap, "bootstrap resamples for the 95% intervals (0: none)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--bootstrap", f.bootstrap, "bootstrap resamples for the 95% intervals (0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", f.seed, "seed of the bootstrap")->capture_default_str();
 }
 

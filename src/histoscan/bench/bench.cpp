@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -16,11 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <opencv2/core/utility.hpp>
-#include <opencv2/dnn.hpp>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/dnn.hpp>
 
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
@@ -31,13 +31,14 @@
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
-#include "histoscan/slide/test_slide.h"
+#include "histoscan/slide/synth_slide.h"
 #include "histoscan/train/adam.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
 #include "histoscan/util/parallel.h"
+#include "histoscan/util/sysinfo.h"
 
 namespace histoscan::bench {
 
@@ -63,13 +64,6 @@ double median_seconds(int runs, F&& f) {
     s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   return median(s);
-}
-
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
 }
 
 // GFLOP/s of a float32 product of two 2048 x 2048 matrices, the median over `runs`, done two
@@ -117,7 +111,8 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
   std::mt19937_64 rng(1);
   auto step = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
-    auto x = train::standardize(train::random_flips(train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(layout), rng));
+    auto x = train::standardize(
+        train::random_flips(train::to_float_channels_last(images.index_select(0, idx).to(device)).contiguous(layout), rng));
     auto logits = model::forward(net, x, device, amp).reshape({batch});
     auto loss = torch::binary_cross_entropy_with_logits(logits, labels.index_select(0, idx.to(device)));
     opt.zero_grad();
@@ -146,7 +141,7 @@ double augment_images_per_s(const data::PatchStore& store, const BenchOptions& o
   const train::Augmentation augment(train::kDefaultAugment);
   auto batch_k = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
-    auto x = train::to_float_nchw(images.index_select(0, idx).to(device)).contiguous(layout);
+    auto x = train::to_float_channels_last(images.index_select(0, idx).to(device)).contiguous(layout);
     auto out = train::standardize(augment(x, rng)).contiguous(layout);
     if (device.is_cuda()) torch::cuda::synchronize();
     return out;
@@ -211,7 +206,8 @@ double dist_train_rate(const fs::path& exe, const fs::path& packed, const fs::pa
         }
         const std::string p = packed.string(), o = out.string();
         ::execl(exe.c_str(), exe.c_str(), "-q", "train", p.c_str(), "--valid", p.c_str(), "--out", o.c_str(), "--epochs", "2",
-                "--batch", "128", "--model", "seed-cnn", "--no-amp", "--augment", "flips", "--threads", "1", "--no-progress", "--patience", "0", static_cast<char*>(nullptr));
+                "--batch", "128", "--model", "seed-cnn", "--no-amp", "--augment", "flips", "--threads", "1", "--no-progress",
+                "--patience", "0", static_cast<char*>(nullptr));
         ::_exit(127);
       }
       pids.push_back(pid);
@@ -280,14 +276,15 @@ for _ in range(runs):
 print(json.dumps({"images_per_s": n / statistics.median(times)}))
 )";
   }
-  double rate = run_peer((dir / "python_predict.py").string() + " " + module_dir.string() + " " + (dir / "seed-cnn.pt").string() + " " +
-                         (dir / "patches.u8").string() + " " + std::to_string(store.size()) + " " + std::to_string(o.runs) + " " +
-                         std::to_string(threads));
+  double rate = run_peer((dir / "python_predict.py").string() + " " + module_dir.string() + " " + (dir / "seed-cnn.pt").string() +
+                         " " + (dir / "patches.u8").string() + " " + std::to_string(store.size()) + " " + std::to_string(o.runs) +
+                         " " + std::to_string(threads));
   if (rate < 0) {
     log::warn("bench: the Python row failed (import histoscan from " + module_dir.string() + ")");
     return;
   }
-  results.push_back(row("import histoscan: model.predict from NumPy vs histoscan", "images/s", rate, (infer_rate + reference()) / 2));
+  results.push_back(
+      row("import histoscan: model.predict from NumPy vs histoscan", "images/s", rate, (infer_rate + reference()) / 2));
 }
 
 }  // namespace
@@ -304,7 +301,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   data::SourceOptions so;
   auto index = data::index_source(o.data, so);
   if (index.kind != data::SourceKind::class_folders)
-    throw InputError("--data " + o.data.string() + ": the bench needs class folders 0/ and 1/ of patches (e.g. pcam-subset/valid)");
+    throw InputError("--data " + o.data.string() +
+                     ": the bench needs class folders 0/ and 1/ of patches (e.g. pcam-subset/valid)");
   // Both classes in turn, so the peer's ImageFolder finds both folders filled.
   std::vector<std::size_t> by_class[2];
   for (std::size_t i = 0; i < index.entries.size(); ++i) by_class[index.entries[i].label].push_back(i);
@@ -327,7 +325,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   log::info("bench: decode " + std::to_string(n) + " files into the store");
   double decode_s = median_seconds(o.runs, [&] { data::load_patches(index, rows, load); });
   auto store = data::load_patches(index, rows, load);
-  results.push_back(row("decode into store (" + std::string(index.entries[0].path.extension()) + ")", "images/s", double(n) / decode_s));
+  results.push_back(
+      row("decode into store (" + std::string(index.entries[0].path.extension()) + ")", "images/s", double(n) / decode_s));
 
   log::info("bench: inference from memory");
   // seed-cnn as evaluate, predict and scan run it (with amp: all but the last layer in
@@ -347,7 +346,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   };
   auto inference_seconds = [&](torch::nn::Sequential& net, bool amp, int cpu_rows = predict::kCpuInferenceRows) {
     predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, amp, cpu_rows);
-    return median_seconds(o.runs, [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device, false, amp, cpu_rows); });
+    return median_seconds(o.runs,
+                          [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device, false, amp, cpu_rows); });
   };
   auto net = inference_net(false);  // float32, also for the predict and scan rows below
   double infer_rate = double(n) / inference_seconds(net, false);
@@ -391,7 +391,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
     eo.format = interop::ExportFormat::torchscript;
     interop::export_model(dir / "seed-cnn.pt", dir / "model.pt", eo);
     auto u8 = torch::from_blob(store.pixels.data(), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
-    auto x = train::to_float_nchw(u8).contiguous();
+    auto x = train::to_float_channels_last(u8).contiguous();
     cv::setNumThreads(threads);
     cv::dnn::Net onnx = cv::dnn::readNetFromONNX((dir / "model.onnx").string());
     onnx.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
@@ -404,7 +404,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
       }
     };
     run_onnx();
-    results.push_back(row("exported ONNX in OpenCV DNN vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_onnx), infer_rate));
+    results.push_back(
+        row("exported ONNX in OpenCV DNN vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_onnx), infer_rate));
     auto script = torch::jit::load((dir / "model.pt").string());
     auto run_script = [&] {
       c10::InferenceMode guard;
@@ -412,9 +413,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
         script.forward({x.narrow(0, start, std::min<int64_t>(64, static_cast<int64_t>(n) - start))});
     };
     run_script();
-    results.push_back(
-        row("exported TorchScript in LibTorch vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_script), infer_rate));
-    python_predict_row(o, dir, store, threads, infer_rate, [&] { return double(n) / inference_seconds(net, false); }, results);
+    results.push_back(row("exported TorchScript in LibTorch vs histoscan", "images/s",
+                          double(n) / median_seconds(o.runs, run_script), infer_rate));
+    python_predict_row(
+        o, dir, store, threads, infer_rate, [&] { return double(n) / inference_seconds(net, false); }, results);
     std::error_code ec;
     fs::remove_all(dir, ec);
   }
@@ -441,11 +443,11 @@ nlohmann::json run_bench(const BenchOptions& o) {
 
   // A whole slide: reading, tissue detection, tiling and the network, against predict's rate.
   log::info("bench: scan a test slide");
-  slide::TestSlideSpec spec;
+  slide::SynthSlideSpec spec;
   // About 2n tissue tiles (a mosaic cell gives about 3.8 at stride 32 once glass and pale fat are left out).
   spec.cols = spec.rows = std::clamp(static_cast<int>(std::lround(std::sqrt(double(n) / 1.9))), 4, 40);
   spec.tumour = cv::Rect(spec.cols / 4, spec.rows / 4, spec.cols / 2, spec.rows / 2);
-  slide::write_test_slide(tmp / "slide.tif", &index, spec);
+  slide::write_synth_slide(tmp / "slide.tif", &index, spec);
   scan::ScanOptions scan_options;
   scan_options.progress = false;
   scan_options.overwrite = true;
@@ -464,10 +466,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
     // Peak memory must not grow with the slide: a child process scans a huge canvas of glass
     // with the same tissue mosaic at its centre, and reports its own peak RSS.
     log::info("bench: write and scan a " + std::to_string(o.slide_side) + " x " + std::to_string(o.slide_side) + " slide");
-    slide::TestSlideSpec huge = spec;
+    slide::SynthSlideSpec huge = spec;
     huge.width = huge.height = o.slide_side;
     auto t_write = std::chrono::steady_clock::now();
-    slide::write_test_slide(tmp / "huge.tif", &index, huge);
+    slide::write_synth_slide(tmp / "huge.tif", &index, huge);
     double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
     // The network as trained: `net` itself is folded for inference, which no checkpoint holds.
     model::save_checkpoint(tmp / "bench.pt", bench_seed_cnn(),
@@ -477,8 +479,12 @@ nlohmann::json run_bench(const BenchOptions& o) {
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
     std::ifstream f(tmp / "huge-scan/summary.json");
     auto s = nlohmann::json::parse(f);
-    big = {{"side", o.slide_side}, {"file_mib", double(fs::file_size(tmp / "huge.tif")) / (1 << 20)}, {"write_seconds", write_s},
-           {"tiles_scored", s["tiles_scored"]}, {"tiles_total", s["tiles_total"]}, {"seconds", s["seconds"]},
+    big = {{"side", o.slide_side},
+           {"file_mib", double(fs::file_size(tmp / "huge.tif")) / (1 << 20)},
+           {"write_seconds", write_s},
+           {"tiles_scored", s["tiles_scored"]},
+           {"tiles_total", s["tiles_total"]},
+           {"seconds", s["seconds"]},
            {"peak_rss_mib", s["peak_rss_mib"]}};
   }
 
@@ -492,7 +498,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
     log::info("bench: a cohort of 8 small slides against one slide of their size, and 20 slides' peak memory");
     model::save_checkpoint(tmp / "cohort.pt", bench_seed_cnn(),
                            {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
-    slide::TestSlideSpec small;
+    slide::SynthSlideSpec small;
     small.cols = small.rows = 6;
     small.tumour = cv::Rect(2, 2, 2, 2);
     fs::create_directories(tmp / "cohort8");
@@ -500,17 +506,17 @@ nlohmann::json run_bench(const BenchOptions& o) {
     for (int k = 0; k < 20; ++k) {
       small.seed = static_cast<std::uint64_t>(k + 1);
       fs::path f = tmp / "cohort20" / ("s" + std::to_string(100 + k) + ".tif");
-      slide::write_test_slide(f, &index, small);
+      slide::write_synth_slide(f, &index, small);
       if (k < 8) fs::copy_file(f, tmp / "cohort8" / f.filename());
     }
-    slide::TestSlideSpec large = small;
+    slide::SynthSlideSpec large = small;
     large.cols = 24;
     large.rows = 12;
     large.tumour = cv::Rect(8, 4, 8, 4);
-    slide::write_test_slide(tmp / "large.tif", &index, large);
+    slide::write_synth_slide(tmp / "large.tif", &index, large);
     auto child_scan = [&](const fs::path& input, const fs::path& out) {
-      std::string cmd = o.exe.string() + " -q scan " + (tmp / "cohort.pt").string() + " " + input.string() + " --out " + out.string() +
-                        " --no-progress --threads " + std::to_string(threads);
+      std::string cmd = o.exe.string() + " -q scan " + (tmp / "cohort.pt").string() + " " + input.string() + " --out " +
+                        out.string() + " --no-progress --threads " + std::to_string(threads);
       auto t0 = std::chrono::steady_clock::now();
       if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -520,15 +526,17 @@ nlohmann::json run_bench(const BenchOptions& o) {
     double large_tiles = summary_of(tmp / "large-scan")["tiles_scored"].get<double>();
     double cohort_s = child_scan(tmp / "cohort8", tmp / "cohort8-scan");
     double cohort_tiles = 0;
-    for (const auto& e : fs::directory_iterator(tmp / "cohort8-scan/slides")) cohort_tiles += summary_of(e.path())["tiles_scored"].get<double>();
+    for (const auto& e : fs::directory_iterator(tmp / "cohort8-scan/slides"))
+      cohort_tiles += summary_of(e.path())["tiles_scored"].get<double>();
     child_scan(tmp / "cohort20", tmp / "cohort20-scan");
     double first_rss = summary_of(tmp / "cohort20-scan/slides/s100")["peak_rss_mib"].get<double>();
     double last_rss = summary_of(tmp / "cohort20-scan/slides/s119")["peak_rss_mib"].get<double>();
     cohort = {{"large", {{"mosaic", "24x12"}, {"tiles", large_tiles}, {"seconds", large_s}}},
               {"cohort8", {{"mosaic", "8 x 6x6"}, {"tiles", cohort_tiles}, {"seconds", cohort_s}}},
               {"cohort20_peak_rss_mib", {{"after_first", first_rss}, {"after_last", last_rss}}}};
-    cohort_rows = {row("scan cohort of 8 slides vs 1 slide of 8x their mosaic", "images/s", cohort_tiles / cohort_s, large_tiles / large_s),
-                   row("scan cohort of 20 slides: peak RSS after the last vs the first", "MiB", last_rss, first_rss)};
+    cohort_rows = {
+        row("scan cohort of 8 slides vs 1 slide of 8x their mosaic", "images/s", cohort_tiles / cohort_s, large_tiles / large_s),
+        row("scan cohort of 20 slides: peak RSS after the last vs the first", "MiB", last_rss, first_rss)};
   }
 
   log::info("bench: training steps (batch 128, flips and standardization)");
@@ -551,7 +559,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   double rank2 = dist_train_rate(o.exe, tmp / "bench.h5", tmp, 2, o.runs);
 
   double peer_train = -1, peer_train_preload = -1, peer_predict = -1, peer_predict_preload = -1;
-  bool peer = !o.peer.empty() && fs::exists(o.peer) && std::system("/usr/bin/python3 -c 'import torch, torchvision, PIL' 2>/dev/null") == 0;
+  bool peer = !o.peer.empty() && fs::exists(o.peer) &&
+              std::system("/usr/bin/python3 -c 'import torch, torchvision, PIL' 2>/dev/null") == 0;
   if (peer) {
     log::info("bench: the PyTorch peer (this takes a while)");
     // Two epochs so the peer's first, slower step weighs less; it reports images over seconds trained.
@@ -563,7 +572,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
     peer_predict = peer_median(o.runs, pred);
     peer_predict_preload = peer_median(o.runs, pred + " --preload");
   } else {
-    log::warn("bench: no peer rows (" + o.peer.string() + " or Debian's python3-torch, python3-torchvision or python3-pil missing)");
+    log::warn("bench: no peer rows (" + o.peer.string() +
+              " or Debian's python3-torch, python3-torchvision or python3-pil missing)");
   }
   results.push_back(row("training vs peer (DataLoader)", "images/s", train_rate, peer_train));
   results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
@@ -572,8 +582,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   results.push_back(row("training --amp vs peer --preload", "images/s", train_amp_rate, peer_train_preload));
   // Float32 in channels-last memory: on the CPU not the default (its BatchNorm sums less
   // exactly, docs/performance.md), so a row of its own.
-  results.push_back(row("training --memory-format channels-last vs peer --preload", "images/s", train_cl_rate,
-                        peer_train_preload));
+  results.push_back(
+      row("training --memory-format channels-last vs peer --preload", "images/s", train_cl_rate, peer_train_preload));
   results.push_back(row(std::string("input pipeline: ") + train::kDefaultAugment + ", standardize", "images/s", augment_rate));
   // The peer column holds one process of one thread: the ratio is the speed-up of 2 ranks.
   results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", rank2, rank1));
@@ -586,14 +596,18 @@ nlohmann::json run_bench(const BenchOptions& o) {
   if (!big.is_null()) {
     std::string side = std::to_string(o.slide_side);
     results.push_back(row("scan " + side + "^2 slide: peak RSS", "MiB", big["peak_rss_mib"].get<double>()));
-    results.push_back(row("scan " + side + "^2 slide: tiles/s", "images/s",
-                          big["tiles_scored"].get<double>() / big["seconds"].get<double>()));
+    results.push_back(
+        row("scan " + side + "^2 slide: tiles/s", "images/s", big["tiles_scored"].get<double>() / big["seconds"].get<double>()));
   }
   std::error_code ec;
   fs::remove_all(tmp, ec);
 
-  return {{"machine", {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()}, {"threads", threads},
-                       {"libtorch", TORCH_VERSION}, {"device", device.str()}}},
+  return {{"machine",
+           {{"cpu", cpu_model_name()},
+            {"cores", std::thread::hardware_concurrency()},
+            {"threads", threads},
+            {"libtorch", TORCH_VERSION},
+            {"device", device.str()}}},
           {"images", n},
           {"runs", o.runs},
           {"seed_cnn_gflop_per_patch", flops / 1e9},

@@ -10,13 +10,14 @@
 namespace histoscan::bench {
 
 struct BenchOptions {
-  std::filesystem::path data;   // class folders 0/ 1/ of real patches
-  std::filesystem::path peer;   // torch_seed_recipe.py; empty or missing: no peer rows
-  int images = 512;             // patches per measurement
-  int runs = 3;                 // each figure is the median of this many runs
-  int threads = 0;              // 0: all cores, for histoscan and the peer alike
-  std::string device = "cpu";   // histoscan's network rows (training, inference, predict, scan); the peer and the ranks stay on the CPU
-  int train_steps = 6;          // timed training steps (batch 128) after one warm-up step
+  std::filesystem::path data;  // class folders 0/ 1/ of real patches
+  std::filesystem::path peer;  // torch_seed_recipe.py; empty or missing: no peer rows
+  int images = 512;            // patches per measurement
+  int runs = 3;                // each figure is the median of this many runs
+  int threads = 0;             // 0: all cores, for histoscan and the peer alike
+  std::string device =
+      "cpu";            // histoscan's network rows (training, inference, predict, scan); the peer and the ranks stay on the CPU
+  int train_steps = 6;  // timed training steps (batch 128) after one warm-up step
   std::int64_t slide_side = 0;  // > 0: also scan a slide this many pixels square in a child process and report its peak RSS
   std::filesystem::path exe;    // the histoscan binary, for that child
 };

@@ -35,8 +35,8 @@ std::string lower_extension(const fs::path& p) {
 
 // What OpenSlide reads, and the plain images `scan` takes.
 bool is_slide_file(const fs::path& p) {
-  static const std::set<std::string> ext = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
-                                            ".bif", ".png", ".jpg", ".jpeg"};
+  static const std::set<std::string> ext = {".svs",  ".tif",     ".tiff", ".ndpi", ".vms", ".vmu", ".scn",
+                                            ".mrxs", ".svslide", ".bif",  ".png",  ".jpg", ".jpeg"};
   return ext.count(lower_extension(p)) > 0;
 }
 
@@ -57,14 +57,16 @@ std::vector<SlideEntry> read_manifest(const fs::path& csv) {
     CsvReader<4> reader(csv.string());
     reader.read_header(io::ignore_extra_column | io::ignore_missing_column, "slide", "label", "mpp", "annotations");
     if (!reader.has_column("slide"))
-      throw InputError(csv.string() + ": the header has no 'slide' column; a manifest names its columns slide[,label][,mpp][,annotations]");
+      throw InputError(csv.string() +
+                       ": the header has no 'slide' column; a manifest names its columns slide[,label][,mpp][,annotations]");
     std::string slide, label, mpp, annotations;
     while (reader.read_row(slide, label, mpp, annotations)) {
       const std::string at = csv.string() + " line " + std::to_string(reader.get_file_line());
       if (slide.empty()) throw InputError(at + ": empty slide; every row names a slide file");
       fs::path path = fs::path(slide).is_absolute() ? fs::path(slide) : base / slide;
       if (!fs::is_regular_file(path))
-        throw InputError(at + ": slide " + slide + " does not exist (" + path.string() + "; paths are relative to the manifest's folder)");
+        throw InputError(at + ": slide " + slide + " does not exist (" + path.string() +
+                         "; paths are relative to the manifest's folder)");
       SlideEntry e = entry_for(path, at);
       auto l = parse_label(label);
       if (!l) throw InputError(at + ": label '" + label + "' of " + slide + " is not 0, 1, normal or tumour (or empty: unknown)");
@@ -73,12 +75,14 @@ std::vector<SlideEntry> read_manifest(const fs::path& csv) {
         char* end = nullptr;
         e.mpp = std::strtod(mpp.c_str(), &end);
         if (*end != '\0' || !(e.mpp > 0 && e.mpp < 1000))
-          throw InputError(at + ": mpp '" + mpp + "' of " + slide + " is not a positive number of microns per pixel (or empty: the slide's own)");
+          throw InputError(at + ": mpp '" + mpp + "' of " + slide +
+                           " is not a positive number of microns per pixel (or empty: the slide's own)");
       }
       if (!annotations.empty()) {
         e.annotations = fs::path(annotations).is_absolute() ? fs::path(annotations) : base / annotations;
         if (!fs::is_regular_file(e.annotations))
-          throw InputError(at + ": annotations " + annotations + " of " + slide + " do not exist (" + e.annotations.string() + ")");
+          throw InputError(at + ": annotations " + annotations + " of " + slide + " do not exist (" + e.annotations.string() +
+                           ")");
       }
       out.push_back(std::move(e));
     }
@@ -152,7 +156,8 @@ void write_tables(const fs::path& dir, const std::vector<Row>& rows, bool labell
   write_file_atomic(dir / "failures.csv", [&](std::ostream& f) {
     f << "slide,path,error\n";
     for (const auto& r : rows)
-      if (!r.ok()) f << csv_field(r.slide->name) << ',' << csv_field(r.slide->path.string()) << ',' << csv_field(r.error()) << '\n';
+      if (!r.ok())
+        f << csv_field(r.slide->name) << ',' << csv_field(r.slide->path.string()) << ',' << csv_field(r.error()) << '\n';
   });
 }
 
@@ -195,8 +200,8 @@ p.note { color: #5b6675; font-size: 14px; }
 </style></head><body>
 )";
 
-void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome& o, double threshold, const eval::Summary* metrics,
-                const Froc* froc) {
+void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome& o, double threshold,
+                const eval::Summary* metrics, const Froc* froc) {
   std::vector<const Row*> ok;
   for (const auto& r : rows)
     if (r.ok()) ok.push_back(&r);
@@ -220,9 +225,10 @@ void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome
       f << "<section id=\"metrics\"><h2>Slide-level metrics</h2><table><tbody>"
         << "<tr><th>slides with a label</th><td>" << metrics->n << " (" << metrics->positives << " tumour, " << metrics->negatives
         << " normal)</td></tr><tr><th>AUC (95% bootstrap interval)</th><td>" << num(metrics->auc) << " (" << num(ci.low) << " to "
-        << num(ci.high) << ")</td></tr><tr><th>sensitivity</th><td>" << num(op.sensitivity) << "</td></tr><tr><th>specificity</th><td>"
-        << num(op.specificity) << "</td></tr><tr><th>confusion (TN FP FN TP)</th><td>" << c.tn << ' ' << c.fp << ' ' << c.fn << ' '
-        << c.tp << "</td></tr></tbody></table><p class=\"note\">metrics/ holds metrics.json, the plots and report.html.</p></section>\n";
+        << num(ci.high) << ")</td></tr><tr><th>sensitivity</th><td>" << num(op.sensitivity)
+        << "</td></tr><tr><th>specificity</th><td>" << num(op.specificity) << "</td></tr><tr><th>confusion (TN FP FN TP)</th><td>"
+        << c.tn << ' ' << c.fp << ' ' << c.fn << ' ' << c.tp
+        << "</td></tr></tbody></table><p class=\"note\">metrics/ holds metrics.json, the plots and report.html.</p></section>\n";
       f << "<section id=\"roc\"><h2>Slide-level ROC</h2><img alt=\"slide-level ROC\" src=\"data:image/png;base64,"
         << eval::base64_encode(file_bytes(dir / "metrics" / "roc.png")) << "\"></section>\n";
     }
@@ -232,27 +238,35 @@ void write_html(const fs::path& dir, const std::vector<Row>& rows, const Outcome
       f << "<th>FROC score</th></tr></thead><tbody><tr><td>sensitivity</td>";
       for (double v : froc->at) f << "<td class=\"num\">" << fixed(v, 4) << "</td>";
       f << "<td class=\"num\">" << fixed(froc->score, 4) << "</td></tr></tbody></table><p class=\"note\">" << froc->lesions
-        << " lesions to find on " << froc->slides << " slides with known truth; lesions.json has the curve, cohort.csv each slide's Dice.</p></section>\n";
+        << " lesions to find on " << froc->slides
+        << " slides with known truth; lesions.json has the curve, cohort.csv each slide's Dice.</p></section>\n";
     }
     f << "<section id=\"slides\"><h2>Slides, most likely tumour first</h2><table><thead><tr><th>slide</th><th>heatmap</th>"
-         "<th>call</th><th>top-k mean</th><th>max p</th><th>tumour mm&sup2;</th><th>tissue mm&sup2;</th><th>label</th></tr></thead><tbody>\n";
+         "<th>call</th><th>top-k mean</th><th>max p</th><th>tumour mm&sup2;</th><th>tissue "
+         "mm&sup2;</th><th>label</th></tr></thead><tbody>\n";
     for (const Row* r : ok) {
       const auto& s = r->summary();
       std::string uri = thumbnail_uri(slide_dir(dir, *r->slide) / "heatmap.png");
       bool tumour = s["call"] == "tumour";
       f << "<tr><td>" << eval::html_escape(r->slide->name) << "</td><td>"
-        << (uri.empty() ? std::string("(no heatmap)") : "<img class=\"heat\" alt=\"heatmap of " + eval::html_escape(r->slide->name) + "\" src=\"" + uri + "\">")
+        << (uri.empty() ? std::string("(no heatmap)")
+                        : "<img class=\"heat\" alt=\"heatmap of " + eval::html_escape(r->slide->name) + "\" src=\"" + uri + "\">")
         << "</td><td" << (tumour ? " class=\"tumour\"" : "") << ">" << s["call"].get<std::string>() << "</td><td class=\"num\">"
-        << fixed(s["top_k_mean_probability"].get<double>(), 3) << "</td><td class=\"num\">" << fixed(s["max_probability"].get<double>(), 3)
-        << "</td><td class=\"num\">" << fixed(s["tumour_area_mm2"].get<double>(), 2) << "</td><td class=\"num\">"
+        << fixed(s["top_k_mean_probability"].get<double>(), 3) << "</td><td class=\"num\">"
+        << fixed(s["max_probability"].get<double>(), 3) << "</td><td class=\"num\">"
+        << fixed(s["tumour_area_mm2"].get<double>(), 2) << "</td><td class=\"num\">"
         << fixed(s["tissue_area_mm2"].get<double>(), 2) << "</td><td>"
-        << (r->slide->label < 0 ? "" : r->slide->label ? "tumour" : "normal") << "</td></tr>\n";
+        << (r->slide->label < 0 ? ""
+            : r->slide->label   ? "tumour"
+                                : "normal")
+        << "</td></tr>\n";
     }
     f << "</tbody></table></section>\n";
     if (o.failed) {
       f << "<section id=\"failures\"><h2>Failed slides</h2><table><thead><tr><th>slide</th><th>error</th></tr></thead><tbody>\n";
       for (const auto& r : rows)
-        if (!r.ok()) f << "<tr><td>" << eval::html_escape(r.slide->name) << "</td><td>" << eval::html_escape(r.error()) << "</td></tr>\n";
+        if (!r.ok())
+          f << "<tr><td>" << eval::html_escape(r.slide->name) << "</td><td>" << eval::html_escape(r.error()) << "</td></tr>\n";
       f << "</tbody></table></section>\n";
     }
     f << "</main></body></html>\n";
@@ -269,7 +283,8 @@ std::string lesion_truth(const SlideEntry& s) {
 // Evaluates a scanned slide's lesions against `truth` (null: a normal slide) from its
 // summary and the tiles.csv in `out`, writes its detections.csv (CAMELYON16's submission
 // format: probability,x,y, no header) and returns what status.json keeps.
-nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out, const nlohmann::json& summary, const Annotations* truth) {
+nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out, const nlohmann::json& summary,
+                                      const Annotations* truth) {
   auto grid = read_scan_grid(out / "tiles.csv", summary);
   auto detections = detect_lesions(grid);
   write_file_atomic(out / "detections.csv", [&](std::ostream& f) {
@@ -279,7 +294,8 @@ nlohmann::json evaluate_slide_lesions(const SlideEntry& s, const fs::path& out, 
       f << line;
     }
   });
-  auto r = evaluate_lesions(grid, detections, summary.at("slide_mpp").get<double>(), truth, summary.at("threshold").get<double>());
+  auto r =
+      evaluate_lesions(grid, detections, summary.at("slide_mpp").get<double>(), truth, summary.at("threshold").get<double>());
   auto j = to_json(r);
   j["truth"] = lesion_truth(s);
   j["ignored_annotations"] = truth ? truth->ignored : 0;
@@ -332,10 +348,12 @@ std::vector<SlideEntry> collect_slides(const std::vector<std::string>& inputs) {
     std::error_code ec;
     std::string key = fs::weakly_canonical(s.path, ec).string();
     if (auto it = by_path.find(key); it != by_path.end())
-      throw InputError(s.origin + ": slide " + s.path.string() + " is named twice (also at " + it->second->origin + "); name each slide once");
+      throw InputError(s.origin + ": slide " + s.path.string() + " is named twice (also at " + it->second->origin +
+                       "); name each slide once");
     if (auto it = by_name.find(s.name); it != by_name.end())
-      throw InputError(s.origin + ": slides " + it->second->path.string() + " and " + s.path.string() + " have the same name '" + s.name +
-                       "', and each slide's outputs go to a folder of that name; rename one or scan them into different --out folders");
+      throw InputError(
+          s.origin + ": slides " + it->second->path.string() + " and " + s.path.string() + " have the same name '" + s.name +
+          "', and each slide's outputs go to a folder of that name; rename one or scan them into different --out folders");
     by_path[key] = &s;
     by_name[s.name] = &s;
   }
@@ -371,7 +389,8 @@ void prepare_cohort_dir(const fs::path& dir, const nlohmann::json& settings, boo
   write_file_atomic(record, [&](std::ostream& f) { f << nlohmann::json{{"settings", settings}}.dump(2) << '\n'; });
 }
 
-Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, const ScanFn& scan, const NextFn& next, bool rescan) {
+Tally scan_slides(const fs::path& dir, const std::vector<SlideEntry>& slides, const ScanFn& scan, const NextFn& next,
+                  bool rescan) {
   Tally t;
   for (std::size_t i = next(); i < slides.size(); i = next()) {
     const auto& s = slides[i];
@@ -463,8 +482,9 @@ Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>&
                           {"slides", froc->slides},
                           {"lesions", froc->lesions},
                           {"curve", {{"fp_per_slide", froc->fp_per_slide}, {"sensitivity", froc->sensitivity}}},
-                          {"definition", "CAMELYON16 (Bejnordi et al., JAMA 2017; the challenge's Evaluation_FROC.py): see docs/cohorts.md"}}
-                .dump(2)
+                          {"definition",
+                           "CAMELYON16 (Bejnordi et al., JAMA 2017; the challenge's Evaluation_FROC.py): see docs/cohorts.md"}}
+               .dump(2)
         << '\n';
     });
     o.froc = froc->score;
@@ -478,7 +498,8 @@ Outcome write_cohort_outputs(const fs::path& dir, const std::vector<SlideEntry>&
     options.cutoff.value = threshold;
     r.summary = eval::summarize(r.labels, r.probs, options);
     fs::create_directories(dir / "metrics");
-    eval::write_model_outputs(dir / "metrics", r, nullptr, "slide-level: top-k mean probability of each scanned slide in " + dir.string());
+    eval::write_model_outputs(dir / "metrics", r, nullptr,
+                              "slide-level: top-k mean probability of each scanned slide in " + dir.string());
     o.metrics = true;
   } else {
     std::error_code ec;

@@ -35,7 +35,8 @@ std::string lower(std::string s) {
 double coordinate(const char* text, const std::string& where) {
   char* end = nullptr;
   double v = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !std::isfinite(v)) throw InputError(where + ": coordinate '" + std::string(text) + "' is not a number");
+  if (end == text || *end != '\0' || !std::isfinite(v))
+    throw InputError(where + ": coordinate '" + std::string(text) + "' is not a number");
   return v;
 }
 
@@ -45,9 +46,15 @@ void add_region(Annotations& a, const std::string& cls, Region&& r) {
     return;
   }
   switch (classify_annotation(cls)) {
-    case AnnotationClass::tumour: a.tumour.push_back(std::move(r)); break;
-    case AnnotationClass::exclusion: a.exclusion.push_back(std::move(r)); break;
-    case AnnotationClass::other: ++a.ignored; break;
+    case AnnotationClass::tumour:
+      a.tumour.push_back(std::move(r));
+      break;
+    case AnnotationClass::exclusion:
+      a.exclusion.push_back(std::move(r));
+      break;
+    case AnnotationClass::other:
+      ++a.ignored;
+      break;
   }
 }
 
@@ -107,7 +114,8 @@ void parse_geojson_value(const nlohmann::json& v, const std::string& cls, Annota
     for (const auto& item : v) parse_geojson_value(item, cls, a, where, depth + 1);
     return;
   }
-  if (!v.is_object() || !v.contains("type") || !v["type"].is_string()) throw InputError(where + ": a GeoJSON object without a type");
+  if (!v.is_object() || !v.contains("type") || !v["type"].is_string())
+    throw InputError(where + ": a GeoJSON object without a type");
   const std::string type = v["type"].get<std::string>();
   auto member = [&](const char* key) -> const nlohmann::json& {
     if (!v.contains(key)) throw InputError(where + ": a " + type + " without '" + key + "'");
@@ -173,7 +181,8 @@ double interp(double x, const std::vector<double>& xp, const std::vector<double>
 }  // namespace
 
 AnnotationClass classify_annotation(const std::string& name) {
-  static const std::set<std::string> tumour = {"", "_0", "_1", "tumor", "tumour", "metastasis", "metastases", "carcinoma", "cancer", "positive"};
+  static const std::set<std::string> tumour = {"",           "_0",         "_1",        "tumor",  "tumour",
+                                               "metastasis", "metastases", "carcinoma", "cancer", "positive"};
   static const std::set<std::string> exclusion = {"_2", "exclusion", "exclude", "ignore", "normal", "non-tumor", "non-tumour"};
   std::string n = lower(name);
   if (tumour.count(n)) return AnnotationClass::tumour;
@@ -211,7 +220,8 @@ std::vector<Detection> detect_lesions(const slide::ScanGrid& grid, int radius, d
   std::vector<std::uint32_t> cells;
   for (int j = 0; j < grid.ny; ++j)
     for (int i = 0; i < grid.nx; ++i)
-      if (grid.scored(i, j) && grid.at(i, j) >= min_probability) cells.push_back(static_cast<std::uint32_t>(std::size_t(j) * grid.nx + i));
+      if (grid.scored(i, j) && grid.at(i, j) >= min_probability)
+        cells.push_back(static_cast<std::uint32_t>(std::size_t(j) * grid.nx + i));
   std::stable_sort(cells.begin(), cells.end(), [&](auto a, auto b) { return grid.probability[a] > grid.probability[b]; });
   cv::Mat taken(std::max(grid.ny, 1), std::max(grid.nx, 1), CV_8U, cv::Scalar(0));  // within `radius` of a detection
   std::vector<Detection> out;
@@ -241,7 +251,8 @@ LesionResult evaluate_lesions(const slide::ScanGrid& grid, const std::vector<Det
   const double scale = slide_mpp / kEvalUm;  // raster pixels per level-0 pixel
   const double extent_x = ((grid.nx > 0 ? grid.nx - 1 : 0) * grid.stride + grid.patch) * grid.input_to_level0;
   const double extent_y = ((grid.ny > 0 ? grid.ny - 1 : 0) * grid.stride + grid.patch) * grid.input_to_level0;
-  const int W = std::max(1, static_cast<int>(std::ceil(extent_x * scale))), H = std::max(1, static_cast<int>(std::ceil(extent_y * scale)));
+  const int W = std::max(1, static_cast<int>(std::ceil(extent_x * scale))),
+            H = std::max(1, static_cast<int>(std::ceil(extent_y * scale)));
   cv::Mat tumour(H, W, CV_8U, cv::Scalar(0));
   for (const auto& region : truth->tumour) {
     auto rings = raster_rings(region, scale);
@@ -264,7 +275,8 @@ LesionResult evaluate_lesions(const slide::ScanGrid& grid, const std::vector<Det
   for (int y = 0; y < H; ++y) {
     const int* row = labels.ptr<int>(y);
     for (int x = 0; x < W; ++x)
-      if (int k = row[x]) s0[k] += 1, sx[k] += x, sy[k] += y, sxx[k] += double(x) * x, syy[k] += double(y) * y, sxy[k] += double(x) * y;
+      if (int k = row[x])
+        s0[k] += 1, sx[k] += x, sy[k] += y, sxx[k] += double(x) * x, syy[k] += double(y) * y, sxy[k] += double(x) * y;
   }
   std::vector<char> itc(n + 1, 0);
   for (int k = 1; k <= n; ++k) {
@@ -310,7 +322,9 @@ Froc compute_froc(const std::vector<LesionResult>& slides) {
     tp.insert(tp.end(), s.tp.begin(), s.tp.end());
     f.lesions += s.lesions;
   }
-  if (f.lesions == 0) throw InputError("no slide has a lesion to find (tumour outlines larger than isolated tumour cells); FROC needs at least one");
+  if (f.lesions == 0)
+    throw InputError(
+        "no slide has a lesion to find (tumour outlines larger than isolated tumour cells); FROC needs at least one");
   std::vector<double> all(fp);
   all.insert(all.end(), tp.begin(), tp.end());
   // The challenge's TP list also holds a 0 for each isolated-tumour-cells lesion, which can
@@ -321,7 +335,9 @@ Froc compute_froc(const std::vector<LesionResult>& slides) {
   all.erase(std::unique(all.begin(), all.end()), all.end());
   std::sort(fp.begin(), fp.end());
   std::sort(tp.begin(), tp.end());
-  auto at_least = [](const std::vector<double>& v, double t) { return double(v.end() - std::lower_bound(v.begin(), v.end(), t)); };
+  auto at_least = [](const std::vector<double>& v, double t) {
+    return double(v.end() - std::lower_bound(v.begin(), v.end(), t));
+  };
   // As the challenge's computeFROC: every threshold but the smallest, then (0, 0).
   for (std::size_t k = 1; k < all.size(); ++k) {
     f.fp_per_slide.push_back(at_least(fp, all[k]) / double(f.slides));
@@ -343,7 +359,10 @@ nlohmann::json to_json(const LesionResult& r) {
     for (double x : v) a.push_back(std::round(x * 1e6) / 1e6);
     return a;
   };
-  return {{"fp", rounded(r.fp)}, {"tp", rounded(r.tp)}, {"lesions", r.lesions}, {"itc", r.itc},
+  return {{"fp", rounded(r.fp)},
+          {"tp", rounded(r.tp)},
+          {"lesions", r.lesions},
+          {"itc", r.itc},
           {"dice", r.dice < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.dice)}};
 }
 

@@ -3,11 +3,11 @@
 #include <hdf5.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <stdexcept>
 #include <numeric>
+#include <stdexcept>
 
 #include "histoscan/data/image_io.h"
 #include "histoscan/util/error.h"
@@ -210,8 +210,8 @@ void h5_read_patches(const fs::path& path, const std::vector<std::size_t>& rows,
     H5Id mem_space(H5Screate_simple(4, size, nullptr), H5Sclose);
     buffer.resize(count * kPatchBytes);
     if (H5Dread(x, H5T_NATIVE_UINT8, mem_space, file_space, H5P_DEFAULT, buffer.data()) < 0)
-      throw InputError(path.string() + ": cannot read rows " + std::to_string(first) + ".." +
-                       std::to_string(first + count - 1) + " of 'x' (file damaged or truncated?)");
+      throw InputError(path.string() + ": cannot read rows " + std::to_string(first) + ".." + std::to_string(first + count - 1) +
+                       " of 'x' (file damaged or truncated?)");
     for (std::size_t j = 0; j < count; ++j)
       std::memcpy(out + order[k + j] * kPatchBytes, buffer.data() + j * kPatchBytes, kPatchBytes);
     k = end;
@@ -272,7 +272,8 @@ void h5_probe_isolated(const fs::path& path, ProbeFn probe, const std::string& a
     throw InputError(path.string() + ": reading its metadata made the HDF5 library take over " + std::to_string(kProbeMemoryMib) +
                      " MiB of memory; the file is damaged: write it again (histoscan pack) or download it again");
   if (outcome.kind == ProbeOutcome::kHung)
-    throw InputError(path.string() + ": reading its metadata did not finish within 5 minutes; the file is damaged or its disk does not answer");
+    throw InputError(path.string() +
+                     ": reading its metadata did not finish within 5 minutes; the file is damaged or its disk does not answer");
   if (outcome.kind == ProbeOutcome::kCrashed)
     throw InputError(path.string() + ": the HDF5 library crashed reading this file (" + outcome.how +
                      "); the file is damaged: write it again (histoscan pack) or download it again");

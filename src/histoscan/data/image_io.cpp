@@ -25,8 +25,7 @@ std::vector<unsigned char> read_bytes(const fs::path& path) {
   if (fs::is_directory(path, ec))
     throw InputError(path.string() + ": is a folder, expected an image file; move it out of the data folder");
   std::ifstream f(path, std::ios::binary);
-  if (!f)
-    throw InputError(path.string() + ": cannot open the file (missing or permission denied); check its permissions");
+  if (!f) throw InputError(path.string() + ": cannot open the file (missing or permission denied); check its permissions");
   std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   if (bytes.empty()) throw InputError(path.string() + ": the file is empty (0 bytes); remove it or replace it with the image");
   return bytes;
@@ -42,7 +41,9 @@ cv::Mat decode(const fs::path& path) {
     img.release();
   }
   if (img.empty())
-    throw InputError(path.string() + ": not a readable image (corrupt, truncated or not TIFF/JPEG/PNG); replace it or pass --skip-bad where offered");
+    throw InputError(
+        path.string() +
+        ": not a readable image (corrupt, truncated or not TIFF/JPEG/PNG); replace it or pass --skip-bad where offered");
   return img;
 }
 
@@ -69,7 +70,9 @@ void decode_patch(const fs::path& path, std::uint8_t* out, const DecodeOptions& 
                      "-bit image; histoscan reads 8-bit RGB patches, convert it to 8 bits per channel");
   cv::Mat rgb;
   switch (img.channels()) {
-    case 3: cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB); break;
+    case 3:
+      cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+      break;
     case 1:
       log::warn_once("gray", path.string() + " is grayscale: converting grayscale images to RGB (said once)");
       cv::cvtColor(img, rgb, cv::COLOR_GRAY2RGB);

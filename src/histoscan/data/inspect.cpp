@@ -1,5 +1,6 @@
 #include "histoscan/data/inspect.h"
 
+#include <cmath>
 #include <mutex>
 #include <sstream>
 
@@ -45,8 +46,8 @@ InspectReport inspect_source(const fs::path& data, const SourceOptions& options,
       continue;
     }
     const auto& info = infos[i];
-    r.formats[std::to_string(info.width) + "x" + std::to_string(info.height) + "x" + std::to_string(info.channels) +
-              " " + std::to_string(info.bits) + "-bit"]++;
+    r.formats[std::to_string(info.width) + "x" + std::to_string(info.height) + "x" + std::to_string(info.channels) + " " +
+              std::to_string(info.bits) + "-bit"]++;
   }
   return r;
 }
@@ -73,11 +74,11 @@ std::string format_report(const InspectReport& r) {
   auto bar = [&](const char* name, std::size_t count) {
     const int width = 40;
     double frac = labeled ? double(count) / double(labeled) : 0.0;
-    int filled = int(frac * width + 0.5);
+    int filled = static_cast<int>(std::lround(frac * width));
     char pct[16];
     std::snprintf(pct, sizeof pct, "%5.1f%%", 100 * frac);
-    out << "  " << name << " |" << std::string(std::size_t(filled), '#') << std::string(std::size_t(width - filled), ' ')
-        << "| " << count << " (" << pct << ")\n";
+    out << "  " << name << " |" << std::string(std::size_t(filled), '#') << std::string(std::size_t(width - filled), ' ') << "| "
+        << count << " (" << pct << ")\n";
   };
   out << "class balance\n";
   bar("0 normal", r.negatives);

@@ -6,10 +6,8 @@
 
 namespace histoscan::data {
 
-std::vector<CsvPair> read_csv_pair(const fs::path& path, const std::string& key_column,
-                                   const std::string& value_column) {
-  if (fs::is_directory(path))
-    throw InputError(path.string() + " is a folder, not a CSV file; give the labels file itself");
+std::vector<CsvPair> read_csv_pair(const fs::path& path, const std::string& key_column, const std::string& value_column) {
+  if (fs::is_directory(path)) throw InputError(path.string() + " is a folder, not a CSV file; give the labels file itself");
   if (!fs::exists(path)) throw InputError(path.string() + " does not exist");
   std::vector<CsvPair> rows;
   try {
@@ -21,8 +19,7 @@ std::vector<CsvPair> read_csv_pair(const fs::path& path, const std::string& key_
     }
   } catch (const io::error::missing_column_in_header& e) {
     throw InputError(path.string() + ": the header has no '" + e.column_name +
-                     "' column; the first line must name the columns, e.g. '" + key_column + "," +
-                     value_column + "'");
+                     "' column; the first line must name the columns, e.g. '" + key_column + "," + value_column + "'");
   } catch (const io::error::can_not_open_file&) {
     throw InputError(path.string() + ": cannot open the file; check it exists and is readable");
   } catch (const io::error::base& e) {
@@ -35,20 +32,19 @@ std::unordered_map<std::string, int> read_labels_csv(const fs::path& path) {
   std::unordered_map<std::string, int> labels;
   std::unordered_map<std::string, unsigned> first_line;
   for (const auto& row : read_csv_pair(path, "id", "label")) {
-    if (row.key.empty())
-      throw InputError(path.string() + " line " + std::to_string(row.line) + ": empty id");
+    if (row.key.empty()) throw InputError(path.string() + " line " + std::to_string(row.line) + ": empty id");
     int label;
     if (row.value == "0") label = 0;
     else if (row.value == "1") label = 1;
     else
-      throw InputError(path.string() + " line " + std::to_string(row.line) + ": label '" + row.value +
-                       "' of id " + row.key + " is not 0 or 1; labels must be 0 (no tumour) or 1 (tumour)");
+      throw InputError(path.string() + " line " + std::to_string(row.line) + ": label '" + row.value + "' of id " + row.key +
+                       " is not 0 or 1; labels must be 0 (no tumour) or 1 (tumour)");
     auto [it, inserted] = labels.emplace(row.key, label);
     if (!inserted) {
       if (it->second != label)
         throw InputError(path.string() + " line " + std::to_string(row.line) + ": id " + row.key +
-                         " appears again with a different label (first on line " +
-                         std::to_string(first_line[row.key]) + "); keep one row per id");
+                         " appears again with a different label (first on line " + std::to_string(first_line[row.key]) +
+                         "); keep one row per id");
       continue;
     }
     first_line[row.key] = row.line;

@@ -17,8 +17,7 @@ struct CsvPair {
 // Reads the columns `key_column` and `value_column` of a CSV with a header row. Accepts a
 // UTF-8 byte-order mark, CRLF line ends, quoted fields and extra columns. Throws
 // InputError naming the file (and line) when it cannot be read or a column is missing.
-std::vector<CsvPair> read_csv_pair(const fs::path& path, const std::string& key_column,
-                                   const std::string& value_column);
+std::vector<CsvPair> read_csv_pair(const fs::path& path, const std::string& key_column, const std::string& value_column);
 
 // id -> label from a labels CSV. Labels must be 0 or 1, ids unique (a repeated id with the
 // same label is tolerated, with conflicting labels it is an error); each violation is an

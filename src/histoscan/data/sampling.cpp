@@ -44,8 +44,8 @@ Split split_stratified(const std::vector<std::size_t>& rows, const std::vector<i
   std::shuffle(split.valid.begin(), split.valid.end(), rng);
   if (split.train.empty() || split.valid.empty())
     throw InputError("--val-fraction " + format_number(val_fraction) + " leaves " +
-                     (split.train.empty() ? "no training" : "no validation") + " patches out of " +
-                     std::to_string(rows.size()) + "; use more data or another fraction");
+                     (split.train.empty() ? "no training" : "no validation") + " patches out of " + std::to_string(rows.size()) +
+                     "; use more data or another fraction");
   return split;
 }
 
@@ -55,9 +55,9 @@ Split split_by_group(const std::vector<std::size_t>& rows, const std::vector<std
     throw InputError("--val-fraction " + format_number(val_fraction) + " must be between 0 and 1 (exclusive)");
   std::map<std::string, std::vector<std::size_t>> by_group;
   for (std::size_t r : rows) by_group[groups[r]].push_back(r);
-  if (by_group.size() < 2)
-    throw InputError("--groups: all patches are in one group; a group split needs at least two groups");
+  if (by_group.size() < 2) throw InputError("--groups: all patches are in one group; a group split needs at least two groups");
   std::vector<const std::string*> order;
+  order.reserve(by_group.size());
   for (const auto& [g, members] : by_group) order.push_back(&g);
   std::mt19937_64 rng(seed);
   std::shuffle(order.begin(), order.end(), rng);

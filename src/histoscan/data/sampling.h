@@ -17,13 +17,13 @@ struct Split {
 
 // Splits `rows` seeded and stratified by label: round(val_fraction * n_class) of each
 // class go to valid. val_fraction must be in (0, 1).
-Split split_stratified(const std::vector<std::size_t>& rows, const std::vector<int>& labels,
-                       double val_fraction, std::uint64_t seed);
+Split split_stratified(const std::vector<std::size_t>& rows, const std::vector<int>& labels, double val_fraction,
+                       std::uint64_t seed);
 
 // Splits by group: whole groups go to one side, chosen in seeded random order until valid
 // holds at least val_fraction of the rows. groups[r] is row r's group. Throws InputError
 // when there are fewer than two groups.
-Split split_by_group(const std::vector<std::size_t>& rows, const std::vector<std::string>& groups,
-                     double val_fraction, std::uint64_t seed);
+Split split_by_group(const std::vector<std::size_t>& rows, const std::vector<std::string>& groups, double val_fraction,
+                     std::uint64_t seed);
 
 }  // namespace histoscan::data

@@ -14,11 +14,16 @@ namespace histoscan::data {
 
 const char* to_string(SourceKind kind) {
   switch (kind) {
-    case SourceKind::kaggle: return "kaggle";
-    case SourceKind::class_folders: return "class-folders";
-    case SourceKind::pcam_h5: return "pcam-h5";
-    case SourceKind::packed: return "packed";
-    case SourceKind::image_folder: return "image-folder";
+    case SourceKind::kaggle:
+      return "kaggle";
+    case SourceKind::class_folders:
+      return "class-folders";
+    case SourceKind::pcam_h5:
+      return "pcam-h5";
+    case SourceKind::packed:
+      return "packed";
+    case SourceKind::image_folder:
+      return "image-folder";
   }
   return "?";
 }
@@ -40,11 +45,16 @@ std::size_t PatchIndex::count(int label) const {
 
 std::string PatchIndex::describe() const {
   switch (kind) {
-    case SourceKind::kaggle: return "Kaggle folder " + image_dir.string() + " with labels " + labels_file.string();
-    case SourceKind::class_folders: return "class folders " + image_dir.string() + "/{0,1}";
-    case SourceKind::pcam_h5: return "PCam HDF5 " + x_file.string() + (y_file.empty() ? "" : " + " + y_file.string());
-    case SourceKind::packed: return "packed store " + x_file.string();
-    case SourceKind::image_folder: return "image folder " + image_dir.string();
+    case SourceKind::kaggle:
+      return "Kaggle folder " + image_dir.string() + " with labels " + labels_file.string();
+    case SourceKind::class_folders:
+      return "class folders " + image_dir.string() + "/{0,1}";
+    case SourceKind::pcam_h5:
+      return "PCam HDF5 " + x_file.string() + (y_file.empty() ? "" : " + " + y_file.string());
+    case SourceKind::packed:
+      return "packed store " + x_file.string();
+    case SourceKind::image_folder:
+      return "image folder " + image_dir.string();
   }
   return data.string();
 }
@@ -93,14 +103,15 @@ PatchIndex index_h5_unchecked(const fs::path& data, const SourceOptions& options
   std::vector<std::string> ids;
   if (h5_has_dataset(data, "ids")) {
     ids = h5_read_ids(data);
-    if (ids.size() != n) throw InputError(data.string() + ": 'ids' holds " + std::to_string(ids.size()) + " entries but 'x' " + std::to_string(n));
+    if (ids.size() != n)
+      throw InputError(data.string() + ": 'ids' holds " + std::to_string(ids.size()) + " entries but 'x' " + std::to_string(n));
   }
   std::vector<int> labels;
   if (!index.y_file.empty()) {
     labels = h5_read_labels(index.y_file);
     if (labels.size() != n)
-      throw InputError(index.y_file.string() + ": 'y' holds " + std::to_string(labels.size()) + " labels but " +
-                       data.string() + " holds " + std::to_string(n) + " images; use the matching pair of files");
+      throw InputError(index.y_file.string() + ": 'y' holds " + std::to_string(labels.size()) + " labels but " + data.string() +
+                       " holds " + std::to_string(n) + " images; use the matching pair of files");
   } else if (options.require_labels) {
     throw InputError(data.string() + ": holds no labels (dataset 'y'); labels are needed here");
   }
@@ -150,7 +161,8 @@ fs::path find_labels(const fs::path& dir, const SourceOptions& options) {
 }  // namespace
 
 PatchIndex index_source(const fs::path& data, const SourceOptions& options) {
-  if (!fs::exists(data)) throw InputError(data.string() + " does not exist; give a folder of patches, a labels folder or an .h5 file");
+  if (!fs::exists(data))
+    throw InputError(data.string() + " does not exist; give a folder of patches, a labels folder or an .h5 file");
   if (!fs::is_directory(data)) {
     if (data.extension() == ".h5" || data.extension() == ".hdf5") return index_h5(data, options);
     throw InputError(data.string() + " is a file; give a folder of patches, class folders 0/ and 1/, or a PCam/packed .h5 file");
@@ -175,8 +187,7 @@ PatchIndex index_source(const fs::path& data, const SourceOptions& options) {
     fs::path dir = data;
     if (fs::is_directory(data / "train") && fs::is_regular_file(data / "train_labels.csv")) dir = data / "train";
     index.image_dir = dir;
-    for (auto& path : list_images(dir, index.ignored_files))
-      add_unique(index.entries, seen, {path.stem().string(), path, -1, 0});
+    for (auto& path : list_images(dir, index.ignored_files)) add_unique(index.entries, seen, {path.stem().string(), path, -1, 0});
     index.labels_file = find_labels(dir, options);
     if (!index.labels_file.empty()) {
       index.kind = SourceKind::kaggle;
@@ -196,27 +207,32 @@ PatchIndex index_source(const fs::path& data, const SourceOptions& options) {
       std::sort(index.labels_without_files.begin(), index.labels_without_files.end());
       // Unlabeled files stay in the index only where labels are not needed (predict, inspect).
       if (options.require_labels)
-        index.entries.erase(std::remove_if(index.entries.begin(), index.entries.end(),
-                                           [](const PatchEntry& e) { return e.label < 0; }),
-                            index.entries.end());
+        index.entries.erase(
+            std::remove_if(index.entries.begin(), index.entries.end(), [](const PatchEntry& e) { return e.label < 0; }),
+            index.entries.end());
     } else {
       index.kind = SourceKind::image_folder;
     }
   }
 
   if (index.entries.empty() && index.files_without_labels.empty())
-    throw InputError(data.string() + ": no images found (.tif, .jpg, .png); for training give class folders 0/ and 1/ or a folder with train_labels.csv");
+    throw InputError(
+        data.string() +
+        ": no images found (.tif, .jpg, .png); for training give class folders 0/ and 1/ or a folder with train_labels.csv");
   auto& ignored = index.ignored_files;  // the labels file beside the images is expected there
-  ignored.erase(std::remove_if(ignored.begin(), ignored.end(),
-                               [&](const fs::path& p) { return !index.labels_file.empty() && fs::equivalent(p, index.labels_file); }),
-                ignored.end());
+  ignored.erase(
+      std::remove_if(ignored.begin(), ignored.end(),
+                     [&](const fs::path& p) { return !index.labels_file.empty() && fs::equivalent(p, index.labels_file); }),
+      ignored.end());
   if (!index.ignored_files.empty())
     log::warn(std::to_string(index.ignored_files.size()) + " files in " + index.image_dir.string() +
               " are not images and were ignored (first: " + index.ignored_files.front().filename().string() + ")");
 
   if (options.require_labels) {
     if (index.kind == SourceKind::image_folder)
-      throw InputError(data.string() + ": no labels found; put class folders 0/ and 1/ in it, put train_labels.csv in or beside it, or pass --labels FILE");
+      throw InputError(
+          data.string() +
+          ": no labels found; put class folders 0/ and 1/ in it, put train_labels.csv in or beside it, or pass --labels FILE");
     std::size_t missing = index.files_without_labels.size() + index.labels_without_files.size();
     if (missing && !options.allow_missing) {
       std::string first = !index.files_without_labels.empty()
@@ -226,7 +242,9 @@ PatchIndex index_source(const fs::path& data, const SourceOptions& options) {
                        " files without labels and " + std::to_string(index.labels_without_files.size()) +
                        " labels without files (" + first + "); fix them or pass --allow-missing to use the matched ones");
     }
-    if (index.entries.empty()) throw InputError(data.string() + ": no image has a label; check the labels file's ids are the file names without extension");
+    if (index.entries.empty())
+      throw InputError(data.string() +
+                       ": no image has a label; check the labels file's ids are the file names without extension");
   }
   std::sort(index.entries.begin(), index.entries.end(), [](const PatchEntry& a, const PatchEntry& b) { return a.id < b.id; });
   return index;

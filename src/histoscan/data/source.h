@@ -21,16 +21,16 @@ struct PatchEntry {
 
 struct PatchIndex {
   SourceKind kind = SourceKind::image_folder;
-  fs::path data;         // what the user gave
-  fs::path image_dir;    // where the images are (folder kinds)
-  fs::path labels_file;  // Kaggle labels CSV, when used
-  fs::path x_file, y_file;  // HDF5 kinds (equal for a packed store; y empty when unlabeled)
+  fs::path data;                    // what the user gave
+  fs::path image_dir;               // where the images are (folder kinds)
+  fs::path labels_file;             // Kaggle labels CSV, when used
+  fs::path x_file, y_file;          // HDF5 kinds (equal for a packed store; y empty when unlabeled)
   std::vector<PatchEntry> entries;  // sorted by id
   std::vector<fs::path> files_without_labels;
   std::vector<std::string> labels_without_files;
   std::vector<fs::path> ignored_files;  // files in image folders that are not images
 
-  bool labeled() const;                   // every entry has a label
+  bool labeled() const;  // every entry has a label
   std::vector<int> labels() const;
   std::size_t count(int label) const;
   std::string describe() const;  // "Kaggle folder X with labels Y", for logs and metadata

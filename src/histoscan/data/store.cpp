@@ -14,8 +14,8 @@
 
 namespace histoscan::data {
 
-PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>& rows,
-                        const LoadOptions& options, std::vector<SkippedFile>* skipped) {
+PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>& rows, const LoadOptions& options,
+                        std::vector<SkippedFile>* skipped) {
   PatchStore store;
   std::size_t n = rows.size();
   store.pixels.resize(n * kPatchBytes);
@@ -56,8 +56,7 @@ PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>&
       if (skipped) skipped->push_back({e.id, e.path, reasons[k]});
       continue;
     }
-    if (kept != k)
-      std::copy_n(store.pixels.data() + k * kPatchBytes, kPatchBytes, store.pixels.data() + kept * kPatchBytes);
+    if (kept != k) std::copy_n(store.pixels.data() + k * kPatchBytes, kPatchBytes, store.pixels.data() + kept * kPatchBytes);
     store.ids.push_back(e.id);
     store.labels.push_back(e.label);
     ++kept;

@@ -13,18 +13,18 @@ namespace histoscan::data {
 
 struct PatchStore {
   std::vector<std::string> ids;
-  std::vector<int> labels;            // -1 where unknown
-  std::vector<std::uint8_t> pixels;   // size() * kPatchBytes
+  std::vector<int> labels;           // -1 where unknown
+  std::vector<std::uint8_t> pixels;  // size() * kPatchBytes
 
   std::size_t size() const { return ids.size(); }
   const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * kPatchBytes; }
 };
 
 struct LoadOptions {
-  int threads = 0;         // decode threads; 0: all cores
+  int threads = 0;  // decode threads; 0: all cores
   DecodeOptions decode;
-  bool skip_bad = false;   // drop unreadable images (listed in `skipped`) instead of failing
-  bool progress = true;    // a progress bar on a terminal
+  bool skip_bad = false;  // drop unreadable images (listed in `skipped`) instead of failing
+  bool progress = true;   // a progress bar on a terminal
 };
 
 struct SkippedFile {
@@ -35,8 +35,8 @@ struct SkippedFile {
 
 // Decodes entries `rows` of `index` (in that order) into a store. Throws InputError for
 // the first unreadable image unless options.skip_bad, which records it in *skipped.
-PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>& rows,
-                        const LoadOptions& options = {}, std::vector<SkippedFile>* skipped = nullptr);
+PatchStore load_patches(const PatchIndex& index, const std::vector<std::size_t>& rows, const LoadOptions& options = {},
+                        std::vector<SkippedFile>* skipped = nullptr);
 
 // All entries of `index`.
 PatchStore load_all_patches(const PatchIndex& index, const LoadOptions& options = {},

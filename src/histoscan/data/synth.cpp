@@ -15,8 +15,8 @@ namespace histoscan::data {
 
 namespace {
 
-void draw_nuclei(cv::Mat& img, std::mt19937_64& rng, int count, cv::Rect area, float min_r, float max_r,
-                 cv::Scalar colour, double darkness) {
+void draw_nuclei(cv::Mat& img, std::mt19937_64& rng, int count, cv::Rect area, float min_r, float max_r, cv::Scalar colour,
+                 double darkness) {
   std::uniform_real_distribution<float> x(float(area.x), float(area.x + area.width));
   std::uniform_real_distribution<float> y(float(area.y), float(area.y + area.height));
   std::uniform_real_distribution<float> r(min_r, max_r);
@@ -43,8 +43,8 @@ void synth_patch(bool tumour, std::uint64_t seed, std::uint8_t* out) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0, 1);
   // Stain varies per patch, as between slides and scanners.
-  cv::Scalar eosin(225 + 20 * u(rng), 150 + 40 * u(rng), 195 + 30 * u(rng));        // RGB pink
-  cv::Scalar hematoxylin(70 + 40 * u(rng), 40 + 30 * u(rng), 120 + 40 * u(rng));    // RGB purple
+  cv::Scalar eosin(225 + 20 * u(rng), 150 + 40 * u(rng), 195 + 30 * u(rng));      // RGB pink
+  cv::Scalar hematoxylin(70 + 40 * u(rng), 40 + 30 * u(rng), 120 + 40 * u(rng));  // RGB purple
   cv::Mat img(kPatchSide, kPatchSide, CV_32FC3, eosin);
   cv::Mat noise(kPatchSide, kPatchSide, CV_32FC3);
   cv::randn(noise, 0, 12);
@@ -70,8 +70,7 @@ void synth_patch(bool tumour, std::uint64_t seed, std::uint8_t* out) {
 
 void write_synthetic_dataset(const std::filesystem::path& dir, const SynthOptions& options) {
   namespace fs = std::filesystem;
-  if (fs::exists(dir) && (!fs::is_directory(dir) || !fs::is_empty(dir)) && !options.overwrite)
-    throw InputError(dir.string() + " exists; pass --overwrite to replace it or choose another folder");
+  check_output_dir(dir, options.overwrite, "");
   fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
   fs::create_directories(parent);
   fs::path tmp = parent / ("." + dir.filename().string() + ".tmp");

@@ -9,9 +9,9 @@
 namespace histoscan::data {
 
 struct SynthOptions {
-  std::size_t train = 2000;          // labelled training patches
-  std::size_t test = 200;            // unlabelled test patches
-  double positive_fraction = 0.4;    // Kaggle's is 0.405
+  std::size_t train = 2000;        // labelled training patches
+  std::size_t test = 200;          // unlabelled test patches
+  double positive_fraction = 0.4;  // Kaggle's is 0.405
   std::uint64_t seed = 7;
   bool overwrite = false;
 };

@@ -52,8 +52,9 @@ void check_tiff(const std::filesystem::path& path, const std::vector<unsigned ch
   bool tiff_bytes = starts_with(bytes, {'I', 'I', 42, 0}) || starts_with(bytes, {'M', 'M', 0, 42}) ||
                     starts_with(bytes, {'I', 'I', 43, 0}) || starts_with(bytes, {'M', 'M', 0, 43});
   if (tiff_name && !tiff_bytes) {
-    const char* what = starts_with(bytes, {0xFF, 0xD8, 0xFF}) ? "JPEG"
-                       : starts_with(bytes, {0x89, 'P', 'N', 'G'}) ? "PNG" : nullptr;
+    const char* what = starts_with(bytes, {0xFF, 0xD8, 0xFF})      ? "JPEG"
+                       : starts_with(bytes, {0x89, 'P', 'N', 'G'}) ? "PNG"
+                                                                   : nullptr;
     if (what)
       throw InputError(path.string() + ": a " + what + " file named " + ext + "; rename it to its real extension (." +
                        (std::string(what) == "JPEG" ? "jpg" : "png") + ")");

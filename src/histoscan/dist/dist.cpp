@@ -44,7 +44,8 @@ int env_int(const char* name, const std::string& value, int lo, int hi) {
     if (used == value.size() && v >= lo && v <= hi) return v;
   } catch (const std::exception&) {
   }
-  throw InputError(std::string(name) + "=" + value + " must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  throw InputError(std::string(name) + "=" + value + " must be a whole number from " + std::to_string(lo) + " to " +
+                   std::to_string(hi));
 }
 
 // The first line of a library's message, cut to a readable length.
@@ -68,10 +69,13 @@ std::optional<Launch> launch_from_environment(const std::string& url) {
     rank_name = "SLURM_PROCID", world_name = "SLURM_NTASKS";
   }
   if (!rank && !world) {
-    if (!url.empty()) throw InputError("--dist-url " + url + " needs RANK and WORLD_SIZE in the environment (as torchrun sets them)");
+    if (!url.empty())
+      throw InputError("--dist-url " + url + " needs RANK and WORLD_SIZE in the environment (as torchrun sets them)");
     return std::nullopt;
   }
-  if (!rank || !world) throw InputError(std::string(rank ? world_name : rank_name) + " is not set; a distributed run needs both RANK and WORLD_SIZE");
+  if (!rank || !world)
+    throw InputError(std::string(rank ? world_name : rank_name) +
+                     " is not set; a distributed run needs both RANK and WORLD_SIZE");
   Launch l;
   l.world_size = env_int(world_name, *world, 1, 1 << 16);
   l.rank = env_int(rank_name, *rank, 0, l.world_size - 1);
@@ -158,8 +162,8 @@ Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_
   } catch (const InputError&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error(launch.describe() + ": cannot join the job within " + std::to_string(static_cast<int>(timeout_s)) +
-                " s (" + brief(e.what()) + "); start every rank with the same address and port, rank 0 first or within --dist-timeout");
+    throw Error(launch.describe() + ": cannot join the job within " + std::to_string(static_cast<int>(timeout_s)) + " s (" +
+                brief(e.what()) + "); start every rank with the same address and port, rank 0 first or within --dist-timeout");
   }
 }
 
@@ -252,7 +256,8 @@ struct Group::Impl {};
 
 namespace {
 [[noreturn]] void no_gloo(const Launch& launch) {
-  throw Error(launch.describe() + ": this build of histoscan has no Gloo (its LibTorch came without gloo's headers, as a "
+  throw Error(launch.describe() +
+              ": this build of histoscan has no Gloo (its LibTorch came without gloo's headers, as a "
               "PyTorch wheel does), so it trains in one process only; unset RANK and WORLD_SIZE, or build against a "
               "LibTorch that has them (Debian's libtorch-dev)");
 }

@@ -16,7 +16,7 @@ namespace histoscan::dist {
 // Where this process stands in a job.
 struct Launch {
   int rank = 0, world_size = 1, local_rank = 0, local_world_size = 1;
-  std::string store;  // "tcp://HOST:PORT" (rank 0 serves it) or "file:///PATH" (a file every rank can reach)
+  std::string store;             // "tcp://HOST:PORT" (rank 0 serves it) or "file:///PATH" (a file every rank can reach)
   std::string describe() const;  // "rank 1 of 2 (tcp://127.0.0.1:29500)"
 };
 

@@ -21,8 +21,8 @@ struct SyncBatchNormFn : torch::autograd::Function<SyncBatchNormFn> {
     auto* group = reinterpret_cast<Group*>(group_address);
     const int64_t c = x.size(1);
     auto xd = x.to(torch::kFloat64);
-    std::vector<torch::Tensor> sums{torch::cat({xd.sum({0, 2, 3}), (xd * xd).sum({0, 2, 3}),
-                                                torch::full({1}, double(x.numel() / c), torch::kFloat64)})};
+    std::vector<torch::Tensor> sums{
+        torch::cat({xd.sum({0, 2, 3}), (xd * xd).sum({0, 2, 3}), torch::full({1}, double(x.numel() / c), torch::kFloat64)})};
     group->allreduce_sum(sums, "synchronising BatchNorm statistics");
     const double count = sums[0][2 * c].item<double>();
     auto mean = sums[0].narrow(0, 0, c) / count;
@@ -98,8 +98,7 @@ torch::nn::Sequential with_sync_batchnorm(const torch::nn::Sequential& net, Grou
   for (const auto& any : *net) {
     if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(any.ptr()))
       out->push_back(SyncBatchNorm2d(torch::nn::BatchNorm2d(bn), group));
-    else
-      out->push_back(any);
+    else out->push_back(any);
   }
   return out;
 }

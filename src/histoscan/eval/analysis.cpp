@@ -20,14 +20,13 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Programming errors (the CSV reader rules these out), hence not InputError.
 void check_pairs(const std::vector<int>& labels, const std::vector<double>& probs) {
   if (labels.size() != probs.size()) {
-    throw std::invalid_argument("analysis: " + std::to_string(labels.size()) + " labels but " +
-                                std::to_string(probs.size()) + " probabilities");
+    throw std::invalid_argument("analysis: " + std::to_string(labels.size()) + " labels but " + std::to_string(probs.size()) +
+                                " probabilities");
   }
   if (labels.empty()) throw std::invalid_argument("analysis: no predictions");
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if ((labels[i] != 0 && labels[i] != 1) || !std::isfinite(probs[i])) {
-      throw std::invalid_argument("analysis: label or probability at index " + std::to_string(i) +
-                                  " is not 0/1 or not finite");
+      throw std::invalid_argument("analysis: label or probability at index " + std::to_string(i) + " is not 0/1 or not finite");
     }
   }
 }
@@ -37,8 +36,7 @@ std::pair<std::size_t, std::size_t> require_both_classes(const std::vector<int>&
   const auto positives = static_cast<std::size_t>(std::count(labels.begin(), labels.end(), 1));
   const std::size_t negatives = labels.size() - positives;
   if (positives == 0 || negatives == 0) {
-    throw InputError("the labels hold only one class (" + std::to_string(negatives) +
-                     " negatives, " + std::to_string(positives) +
+    throw InputError("the labels hold only one class (" + std::to_string(negatives) + " negatives, " + std::to_string(positives) +
                      " positives): AUC, sensitivity/specificity are undefined; evaluate on data "
                      "holding both classes");
   }
@@ -60,8 +58,7 @@ struct Candidates {
 Candidates candidates_of(const std::vector<int>& labels, const std::vector<double>& probs) {
   std::vector<std::size_t> order(probs.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
-  std::sort(order.begin(), order.end(),
-            [&](std::size_t a, std::size_t b) { return probs[a] > probs[b]; });
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return probs[a] > probs[b]; });
   Candidates c;
   long long tp = 0, fp = 0;
   for (std::size_t k = 0; k < order.size(); ++k) {
@@ -78,20 +75,28 @@ Candidates candidates_of(const std::vector<int>& labels, const std::vector<doubl
 
 const char* flag_of(CutoffRule rule) {
   switch (rule) {
-    case CutoffRule::threshold: return "--threshold";
-    case CutoffRule::target_sensitivity: return "--target-sensitivity";
-    case CutoffRule::target_specificity: return "--target-specificity";
-    case CutoffRule::youden: return "--youden";
+    case CutoffRule::threshold:
+      return "--threshold";
+    case CutoffRule::target_sensitivity:
+      return "--target-sensitivity";
+    case CutoffRule::target_specificity:
+      return "--target-specificity";
+    case CutoffRule::youden:
+      return "--youden";
   }
   return "?";
 }
 
 const char* name_of(CutoffRule rule) {
   switch (rule) {
-    case CutoffRule::threshold: return "threshold";
-    case CutoffRule::target_sensitivity: return "target_sensitivity";
-    case CutoffRule::target_specificity: return "target_specificity";
-    case CutoffRule::youden: return "youden";
+    case CutoffRule::threshold:
+      return "threshold";
+    case CutoffRule::target_sensitivity:
+      return "target_sensitivity";
+    case CutoffRule::target_specificity:
+      return "target_specificity";
+    case CutoffRule::youden:
+      return "youden";
   }
   return "?";
 }
@@ -110,12 +115,11 @@ std::size_t pick_target(const Candidates& c, CutoffRule rule, double target) {
   // Unreachable: the best is at the far end, the lowest (highest) candidate threshold.
   const std::size_t best = sens ? m - 1 : 0;
   const long long h = hits(best);
-  throw InputError(std::string(flag_of(rule)) + " " + format_number(target) +
-                   " cannot be reached: the best " + (sens ? "sensitivity" : "specificity") +
-                   " at any candidate threshold (the distinct probabilities) is " +
+  throw InputError(std::string(flag_of(rule)) + " " + format_number(target) + " cannot be reached: the best " +
+                   (sens ? "sensitivity" : "specificity") + " at any candidate threshold (the distinct probabilities) is " +
                    std::to_string(h) + "/" + std::to_string(total) + " = " +
-                   format_number(static_cast<double>(h) / static_cast<double>(total)) +
-                   " (threshold " + format_number(c.thresholds[best]) + "); ask for at most that");
+                   format_number(static_cast<double>(h) / static_cast<double>(total)) + " (threshold " +
+                   format_number(c.thresholds[best]) + "); ask for at most that");
 }
 
 // Youden's J = tp/P - fp/N, compared as tp*N - fp*P so that ties are exact.
@@ -175,8 +179,7 @@ Ranked rank_rows(const std::vector<double>& probs, double threshold) {
   Ranked r;
   r.row.resize(probs.size());
   std::iota(r.row.begin(), r.row.end(), std::size_t{0});
-  std::sort(r.row.begin(), r.row.end(),
-            [&](std::size_t a, std::size_t b) { return probs[a] < probs[b]; });
+  std::sort(r.row.begin(), r.row.end(), [&](std::size_t a, std::size_t b) { return probs[a] < probs[b]; });
   for (std::size_t k = 0; k < r.row.size(); ++k) {
     if (k + 1 < r.row.size() && probs[r.row[k + 1]] == probs[r.row[k]]) continue;
     r.group_end.push_back(k + 1);
@@ -220,8 +223,7 @@ std::size_t draw_index(std::mt19937_64& rng, std::size_t n) {
 
 }  // namespace
 
-OperatingPoint choose_operating_point(const std::vector<int>& labels,
-                                      const std::vector<double>& probs,
+OperatingPoint choose_operating_point(const std::vector<int>& labels, const std::vector<double>& probs,
                                       const CutoffRequest& request) {
   check_pairs(labels, probs);
   require_both_classes(labels);
@@ -233,9 +235,7 @@ OperatingPoint choose_operating_point(const std::vector<int>& labels,
   double threshold = request.value;
   if (request.rule != CutoffRule::threshold) {
     const Candidates c = candidates_of(labels, probs);
-    const std::size_t k = request.rule == CutoffRule::youden
-                              ? pick_youden(c)
-                              : pick_target(c, request.rule, request.value);
+    const std::size_t k = request.rule == CutoffRule::youden ? pick_youden(c) : pick_target(c, request.rule, request.value);
     threshold = c.thresholds[k];
   }
   OperatingPoint p = point_from(confusion_at(labels, probs, threshold), threshold);
@@ -244,8 +244,7 @@ OperatingPoint choose_operating_point(const std::vector<int>& labels,
   return p;
 }
 
-BootstrapIntervals bootstrap_intervals(const std::vector<int>& labels,
-                                       const std::vector<double>& probs, double threshold,
+BootstrapIntervals bootstrap_intervals(const std::vector<int>& labels, const std::vector<double>& probs, double threshold,
                                        int resamples, std::uint64_t seed) {
   check_pairs(labels, probs);
   require_both_classes(labels);
@@ -274,8 +273,7 @@ BootstrapIntervals bootstrap_intervals(const std::vector<int>& labels,
       ++out.skipped;
       continue;
     }
-    auc.push_back(static_cast<double>(t.auc_numerator2) /
-                  (2.0 * static_cast<double>(pos) * static_cast<double>(neg)));
+    auc.push_back(static_cast<double>(t.auc_numerator2) / (2.0 * static_cast<double>(pos) * static_cast<double>(neg)));
   }
   const OperatingPoint point = point_from(full, threshold);
   out.auc = interval_of(roc_auc(labels, probs), auc);
@@ -285,8 +283,7 @@ BootstrapIntervals bootstrap_intervals(const std::vector<int>& labels,
   return out;
 }
 
-Calibration calibration(const std::vector<int>& labels, const std::vector<double>& probs,
-                        int bins) {
+Calibration calibration(const std::vector<int>& labels, const std::vector<double>& probs, int bins) {
   check_pairs(labels, probs);
   if (bins < 1) throw std::invalid_argument("analysis: calibration needs at least one bin");
   // Edges as numpy.linspace(0, 1, bins + 1) computes them: i * (1 / bins), last exactly 1.
@@ -300,13 +297,12 @@ Calibration calibration(const std::vector<int>& labels, const std::vector<double
   cal.count.assign(nb, 0);
   for (std::size_t i = 0; i < probs.size(); ++i) {
     if (probs[i] < 0.0 || probs[i] > 1.0) {
-      throw std::invalid_argument("analysis: probability at index " + std::to_string(i) +
-                                  " lies outside [0, 1]");
+      throw std::invalid_argument("analysis: probability at index " + std::to_string(i) + " lies outside [0, 1]");
     }
     // sklearn's searchsorted(inner edges, p, side="left"): a value on an edge belongs
     // to the bin below it.
-    const auto bin = static_cast<std::size_t>(
-        std::lower_bound(edges.begin() + 1, edges.end() - 1, probs[i]) - (edges.begin() + 1));
+    const auto bin =
+        static_cast<std::size_t>(std::lower_bound(edges.begin() + 1, edges.end() - 1, probs[i]) - (edges.begin() + 1));
     sum_prob[bin] += probs[i];
     sum_true[bin] += labels[i];
     ++cal.count[bin];
@@ -325,8 +321,7 @@ Calibration calibration(const std::vector<int>& labels, const std::vector<double
   return cal;
 }
 
-Summary summarize(const std::vector<int>& labels, const std::vector<double>& probs,
-                  const SummaryOptions& options) {
+Summary summarize(const std::vector<int>& labels, const std::vector<double>& probs, const SummaryOptions& options) {
   check_pairs(labels, probs);
   Summary s;
   std::tie(s.negatives, s.positives) = require_both_classes(labels);
@@ -339,8 +334,7 @@ Summary summarize(const std::vector<int>& labels, const std::vector<double>& pro
   s.mcc = matthews_corrcoef(s.report.confusion);
   s.log_loss = log_loss(labels, probs);
   s.brier = brier_score(labels, probs);
-  s.intervals =
-      bootstrap_intervals(labels, probs, s.point.threshold, options.bootstrap, options.seed);
+  s.intervals = bootstrap_intervals(labels, probs, s.point.threshold, options.bootstrap, options.seed);
   s.calibration = calibration(labels, probs);
   s.roc = roc_curve(labels, probs);
   s.pr = pr_curve(labels, probs);

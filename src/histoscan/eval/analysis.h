@@ -37,7 +37,7 @@ struct CutoffRequest {
 // The confusion matrix and derived rates at one threshold. ppv/npv are NaN when nothing
 // is predicted positive/negative (printed "undefined", null in JSON).
 struct OperatingPoint {
-  std::string rule;  // "threshold", "target_sensitivity", "target_specificity", "youden"
+  std::string rule;     // "threshold", "target_sensitivity", "target_specificity", "youden"
   double target = 0.0;  // the request's value; NaN for youden
   double threshold = 0.5, sensitivity = 0.0, specificity = 0.0, ppv = 0.0, npv = 0.0, f1 = 0.0;
   Confusion confusion;
@@ -47,8 +47,7 @@ struct OperatingPoint {
 
 // Applies the request. InputError when the labels hold one class, the value lies outside
 // [0, 1], or the target cannot be reached (the message names the best reachable value).
-OperatingPoint choose_operating_point(const std::vector<int>& labels,
-                                      const std::vector<double>& probs,
+OperatingPoint choose_operating_point(const std::vector<int>& labels, const std::vector<double>& probs,
                                       const CutoffRequest& request);
 
 // A point estimate (on the full data) with its 95% interval; low/high are NaN when no
@@ -72,8 +71,7 @@ struct BootstrapIntervals {
 
 // Bootstrap intervals at `threshold`; resamples >= 0 (0 gives NaN bounds), both classes
 // present (InputError otherwise). O(resamples * n) after one sort.
-BootstrapIntervals bootstrap_intervals(const std::vector<int>& labels,
-                                       const std::vector<double>& probs, double threshold,
+BootstrapIntervals bootstrap_intervals(const std::vector<int>& labels, const std::vector<double>& probs, double threshold,
                                        int resamples, std::uint64_t seed);
 
 // Reliability curve over `bins` equal-width bins of [0, 1], every bin kept. Binning and
@@ -86,8 +84,7 @@ struct Calibration {
 };
 
 // Calibration of probabilities in [0, 1]; bins >= 1.
-Calibration calibration(const std::vector<int>& labels, const std::vector<double>& probs,
-                        int bins = 10);
+Calibration calibration(const std::vector<int>& labels, const std::vector<double>& probs, int bins = 10);
 
 // Rows of a predictions CSV, in file order.
 struct Predictions {
@@ -124,8 +121,7 @@ struct Summary {
 };
 
 // Computes the Summary. InputError (one line) when the labels hold one class only.
-Summary summarize(const std::vector<int>& labels, const std::vector<double>& probs,
-                  const SummaryOptions& options);
+Summary summarize(const std::vector<int>& labels, const std::vector<double>& probs, const SummaryOptions& options);
 
 // report_to_json(report, auc) plus n, negatives, positives, average_precision,
 // balanced_accuracy, mcc, log_loss, brier, operating_point, intervals, calibration,

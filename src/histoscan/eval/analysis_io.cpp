@@ -66,35 +66,29 @@ std::string ci(const Interval& i) {
 }
 
 // One aligned line of a table: name, value, optional interval.
-std::string line(const std::string& name, const std::string& value,
-                 const std::string& interval = "") {
+std::string line(const std::string& name, const std::string& value, const std::string& interval = "") {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "  %-34s %10s   %s", name.c_str(), value.c_str(),
-                interval.c_str());
+  std::snprintf(buf, sizeof buf, "  %-34s %10s   %s", name.c_str(), value.c_str(), interval.c_str());
   std::string s = buf;
   s.erase(s.find_last_not_of(' ') + 1);
   return s + "\n";
 }
 
 std::string rule_text(const OperatingPoint& p) {
-  if (p.rule == "target_sensitivity")
-    return "highest threshold with sensitivity >= " + format_number(p.target);
-  if (p.rule == "target_specificity")
-    return "lowest threshold with specificity >= " + format_number(p.target);
+  if (p.rule == "target_sensitivity") return "highest threshold with sensitivity >= " + format_number(p.target);
+  if (p.rule == "target_specificity") return "lowest threshold with specificity >= " + format_number(p.target);
   if (p.rule == "youden") return "Youden's J, max sensitivity + specificity - 1";
   return "fixed threshold";
 }
 
 std::string calibration_text(const Calibration& cal) {
-  std::string out = "calibration (reliability, " + std::to_string(cal.count.size()) +
-                    " equal-width bins; ECE " + format("%.4f", cal.ece) + ")\n";
+  std::string out = "calibration (reliability, " + std::to_string(cal.count.size()) + " equal-width bins; ECE " +
+                    format("%.4f", cal.ece) + ")\n";
   char buf[160];
-  std::snprintf(buf, sizeof buf, "  %-13s %8s %15s %18s\n", "bin", "count", "mean predicted",
-                "fraction positive");
+  std::snprintf(buf, sizeof buf, "  %-13s %8s %15s %18s\n", "bin", "count", "mean predicted", "fraction positive");
   out += buf;
   for (std::size_t b = 0; b < cal.count.size(); ++b) {
-    const std::string range =
-        format("%.2f", cal.bin_lower[b]) + "-" + format("%.2f", cal.bin_upper[b]);
+    const std::string range = format("%.2f", cal.bin_lower[b]) + "-" + format("%.2f", cal.bin_upper[b]);
     const bool empty = cal.count[b] == 0;
     std::snprintf(buf, sizeof buf, "  %-13s %8lld %15s %18s\n", range.c_str(), cal.count[b],
                   empty ? "-" : format("%.4f", cal.mean_predicted[b]).c_str(),
@@ -116,7 +110,8 @@ Predictions read_cohort_csv(const std::filesystem::path& path) {
     CsvReader<4> reader(path.string());
     reader.read_header(io::ignore_extra_column | io::ignore_missing_column, "slide", "status", "top_k_mean", "label");
     if (!reader.has_column("label"))
-      throw InputError(path.string() + ": this cohort has no labels; give them in the manifest's label column and run the scan again");
+      throw InputError(path.string() +
+                       ": this cohort has no labels; give them in the manifest's label column and run the scan again");
     std::string slide, status, prob, label;
     while (reader.read_row(slide, status, prob, label)) {
       const std::string at = path.string() + " line " + std::to_string(reader.get_file_line()) + ": ";
@@ -144,8 +139,7 @@ Predictions read_cohort_csv(const std::filesystem::path& path) {
 
 Predictions read_predictions_csv(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
-  if (fs::is_directory(path))
-    throw InputError(path.string() + " is a folder; give the predictions CSV file itself");
+  if (fs::is_directory(path)) throw InputError(path.string() + " is a folder; give the predictions CSV file itself");
   if (!fs::exists(path)) throw InputError(path.string() + " does not exist");
   {
     std::ifstream in(path);
@@ -157,20 +151,17 @@ Predictions read_predictions_csv(const std::filesystem::path& path) {
   const std::string where = path.string() + " line ";
   Predictions p;
   try {
-    CsvReader<3> reader(
-        path.string());
+    CsvReader<3> reader(path.string());
     reader.read_header(io::ignore_extra_column, "id", "label", "probability");
     std::string id, label, prob;
     while (reader.read_row(id, label, prob)) {
       const std::string at = where + std::to_string(reader.get_file_line()) + ": ";
       if (id.empty()) throw InputError(at + "empty id; every row needs an id");
       if (label != "0" && label != "1")
-        throw InputError(at + "label '" + label + "' of id " + id +
-                         " is not 0 or 1; labels must be 0 (no tumour) or 1 (tumour)");
+        throw InputError(at + "label '" + label + "' of id " + id + " is not 0 or 1; labels must be 0 (no tumour) or 1 (tumour)");
       double value = 0.0;
       if (!parse_probability(prob, value) || !(value >= 0.0 && value <= 1.0))
-        throw InputError(at + "probability '" + prob + "' of id " + id +
-                         " is not a number in [0, 1]; fix or drop the row");
+        throw InputError(at + "probability '" + prob + "' of id " + id + " is not a number in [0, 1]; fix or drop the row");
       p.ids.push_back(id);
       p.labels.push_back(label == "1" ? 1 : 0);
       p.probs.push_back(value == 0.0 ? 0.0 : value);  // "-0" reads as -0.0
@@ -184,8 +175,7 @@ Predictions read_predictions_csv(const std::filesystem::path& path) {
   } catch (const io::error::base& e) {
     throw InputError(std::string(e.what()) + "; fix the CSV (id,label,probability)");
   }
-  if (p.ids.empty())
-    throw InputError(path.string() + ": no predictions below the header; the file has no rows");
+  if (p.ids.empty()) throw InputError(path.string() + ": no predictions below the header; the file has no rows");
   return p;
 }
 
@@ -217,12 +207,8 @@ json to_json(const Summary& s) {
                       {"fraction_positive", numbers(c.fraction_positive)},
                       {"count", c.count},
                       {"ece", number(c.ece)}};
-  j["roc"] = {{"fpr", numbers(s.roc.fpr)},
-              {"tpr", numbers(s.roc.tpr)},
-              {"thresholds", numbers(s.roc.thresholds)}};
-  j["pr"] = {{"precision", numbers(s.pr.precision)},
-             {"recall", numbers(s.pr.recall)},
-             {"thresholds", numbers(s.pr.thresholds)}};
+  j["roc"] = {{"fpr", numbers(s.roc.fpr)}, {"tpr", numbers(s.roc.tpr)}, {"thresholds", numbers(s.roc.thresholds)}};
+  j["pr"] = {{"precision", numbers(s.pr.precision)}, {"recall", numbers(s.pr.recall)}, {"thresholds", numbers(s.pr.thresholds)}};
   return j;
 }
 
@@ -231,32 +217,25 @@ std::string format_summary(const Summary& s) {
   const BootstrapIntervals& b = s.intervals;
   const std::string thr = format("%.6g", p.threshold);
   std::ostringstream out;
-  out << "predictions: " << s.n << " (" << s.negatives << " negatives, " << s.positives
-      << " positives)\n\n";
+  out << "predictions: " << s.n << " (" << s.negatives << " negatives, " << s.positives << " positives)\n\n";
   out << "operating point: " << rule_text(p) << "\n";
   out << line("", "value", "95% CI") << line("threshold", thr)
       << line("sensitivity", format("%.4f", p.sensitivity), ci(b.sensitivity))
-      << line("specificity", format("%.4f", p.specificity), ci(b.specificity))
-      << line("PPV", format("%.4f", p.ppv)) << line("NPV", format("%.4f", p.npv))
-      << line("F1", format("%.4f", p.f1))
+      << line("specificity", format("%.4f", p.specificity), ci(b.specificity)) << line("PPV", format("%.4f", p.ppv))
+      << line("NPV", format("%.4f", p.npv)) << line("F1", format("%.4f", p.f1))
       << line("missed tumours per 1,000 patches", format("%.1f", p.missed_per_1000))
       << line("false alarms per 1,000 patches", format("%.1f", p.false_alarms_per_1000)) << "\n";
-  out << "confusion matrix (threshold " << thr << ")\n"
-      << format_confusion_matrix(p.confusion) << "\n";
-  out << "classification report (threshold " << thr << ")\n"
-      << format_classification_report(s.report, 4) << "\n";
+  out << "confusion matrix (threshold " << thr << ")\n" << format_confusion_matrix(p.confusion) << "\n";
+  out << "classification report (threshold " << thr << ")\n" << format_classification_report(s.report, 4) << "\n";
   out << "metrics\n"
       << line("", "value", "95% CI") << line("ROC AUC", format("%.4f", s.auc), ci(b.auc))
       << line("average precision", format("%.4f", s.average_precision))
       << line("accuracy", format("%.4f", s.report.accuracy), ci(b.accuracy))
-      << line("balanced accuracy", format("%.4f", s.balanced_accuracy))
-      << line("Matthews correlation", format("%.4f", s.mcc))
-      << line("log loss", format("%.4f", s.log_loss))
-      << line("Brier score", format("%.4f", s.brier))
+      << line("balanced accuracy", format("%.4f", s.balanced_accuracy)) << line("Matthews correlation", format("%.4f", s.mcc))
+      << line("log loss", format("%.4f", s.log_loss)) << line("Brier score", format("%.4f", s.brier))
       << line("expected calibration error", format("%.4f", s.calibration.ece)) << "\n";
   out << calibration_text(s.calibration) << "\n";
-  out << "95% CI: percentile bootstrap (2.5th-97.5th), " << b.resamples << " resamples, seed "
-      << b.seed;
+  out << "95% CI: percentile bootstrap (2.5th-97.5th), " << b.resamples << " resamples, seed " << b.seed;
   if (b.skipped > 0) out << "; " << b.skipped << " resamples lacking a class left out of the AUC";
   out << "\n";
   return out.str();

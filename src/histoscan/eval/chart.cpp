@@ -21,8 +21,7 @@ constexpr Rgb kFrame{0.35, 0.35, 0.35};
 void set_colour(cairo_t* cr, Rgb c, double alpha = 1.0) { cairo_set_source_rgba(cr, c.r, c.g, c.b, alpha); }
 
 void set_font(cairo_t* cr, double size, bool bold) {
-  cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
-                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, size);
 }
 
@@ -48,21 +47,21 @@ bool is_decade(double v) {
 }  // namespace
 
 Rgb palette(std::size_t i) {
-  static const Rgb colours[] = {{0.122, 0.467, 0.706}, {1.000, 0.498, 0.055}, {0.173, 0.627, 0.173},
-                                {0.839, 0.153, 0.157}, {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294},
-                                {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498}, {0.737, 0.741, 0.133},
-                                {0.090, 0.745, 0.812}};
+  static const Rgb colours[] = {{0.122, 0.467, 0.706}, {1.000, 0.498, 0.055}, {0.173, 0.627, 0.173}, {0.839, 0.153, 0.157},
+                                {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294}, {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498},
+                                {0.737, 0.741, 0.133}, {0.090, 0.745, 0.812}};
   return colours[i % 10];
 }
 
 Canvas::Canvas(int width, int height)
-    : width_(width), height_(height), surface_(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height)),
+    : width_(width),
+      height_(height),
+      surface_(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height)),
       cr_(cairo_create(surface_)) {
   if (cairo_status(cr_) != CAIRO_STATUS_SUCCESS) {
     cairo_destroy(cr_);
     cairo_surface_destroy(surface_);
-    throw std::runtime_error("cairo cannot create a " + std::to_string(width) + "x" + std::to_string(height) +
-                             " image");
+    throw std::runtime_error("cairo cannot create a " + std::to_string(width) + "x" + std::to_string(height) + " image");
   }
   cairo_set_source_rgb(cr_, 1, 1, 1);
   cairo_paint(cr_);
@@ -75,8 +74,7 @@ Canvas::~Canvas() {
   cairo_surface_destroy(surface_);
 }
 
-void Canvas::text(const std::string& s, double x, double y, double size, Align h, Align v, bool bold, Rgb colour,
-                  bool vertical) {
+void Canvas::text(const std::string& s, double x, double y, double size, Align h, Align v, bool bold, Rgb colour, bool vertical) {
   cairo_save(cr_);
   set_font(cr_, size, bold);
   set_colour(cr_, colour);
@@ -242,11 +240,13 @@ void Panel::frame(const std::string& title, double title_size) {
     canvas_.text(s, left_ - 9, py(t), 14, Align::end, Align::middle, false, kTickText);
   }
   if (x_.tick_labels)
-    for (double t : xt) canvas_.text(tick_label(t, xt, x_.log), px(t), bottom + 9, 14, Align::middle, Align::start, false, kTickText);
+    for (double t : xt)
+      canvas_.text(tick_label(t, xt, x_.log), px(t), bottom + 9, 14, Align::middle, Align::start, false, kTickText);
   if (!x_.label.empty())
     canvas_.text(x_.label, left_ + width_ / 2, bottom + (x_.tick_labels ? 34 : 10), 16, Align::middle, Align::start);
   if (!y_.label.empty())
-    canvas_.text(y_.label, left_ - std::max(widest + 18, y_.title_gap), top_ + height_ / 2, 16, Align::middle, Align::end, false, kBlack, true);
+    canvas_.text(y_.label, left_ - std::max(widest + 18, y_.title_gap), top_ + height_ / 2, 16, Align::middle, Align::end, false,
+                 kBlack, true);
   if (!title.empty()) canvas_.text(title, left_ + width_ / 2, top_ - 14, title_size, Align::middle, Align::end, true);
 }
 
@@ -328,8 +328,8 @@ double Panel::score_box(double x0, double y0, double x1, double y1) const {
 void Panel::legend(const std::vector<LegendEntry>& entries, std::vector<Place> preference, double size) {
   if (entries.empty()) return;
   using P = Place;
-  for (Place p : {P::upper_left, P::upper_right, P::lower_left, P::lower_right, P::upper_center, P::lower_center,
-                  P::center_left, P::center_right, P::center})
+  for (Place p : {P::upper_left, P::upper_right, P::lower_left, P::lower_right, P::upper_center, P::lower_center, P::center_left,
+                  P::center_right, P::center})
     if (std::find(preference.begin(), preference.end(), p) == preference.end()) preference.push_back(p);
   const double pad = 10, sample = 34, row = size * 1.55;
   double text_w = 0;

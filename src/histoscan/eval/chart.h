@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-typedef struct _cairo cairo_t;
-typedef struct _cairo_surface cairo_surface_t;
+typedef struct _cairo cairo_t;                  // NOLINT(bugprone-reserved-identifier): cairo's own names,
+typedef struct _cairo_surface cairo_surface_t;  // NOLINT(bugprone-reserved-identifier): declared as cairo.h does
 
 namespace histoscan::eval::chart {
 
@@ -35,8 +35,8 @@ class Canvas {
   int height() const { return height_; }
   // Draws `s` anchored at (x, y) by its horizontal and vertical alignment; vertical text
   // reads bottom to top, as a y-axis label does.
-  void text(const std::string& s, double x, double y, double size, Align h, Align v, bool bold = false,
-            Rgb colour = kBlack, bool vertical = false);
+  void text(const std::string& s, double x, double y, double size, Align h, Align v, bool bold = false, Rgb colour = kBlack,
+            bool vertical = false);
   double text_width(const std::string& s, double size, bool bold = false) const;
   // PNG bytes of what was drawn; throws std::runtime_error if cairo fails.
   std::vector<unsigned char> png() const;
@@ -67,8 +67,17 @@ struct LegendEntry {
 };
 
 // Where a legend may go inside the plot area: a 3x3 grid of spots (row * 3 + column).
-enum class Place { upper_left, upper_center, upper_right, center_left, center, center_right, lower_left, lower_center,
-                   lower_right };
+enum class Place {
+  upper_left,
+  upper_center,
+  upper_right,
+  center_left,
+  center,
+  center_right,
+  lower_left,
+  lower_center,
+  lower_right
+};
 
 // A rectangle of the canvas holding one chart; (left, top, width, height) is the plot area
 // inside the axes, so callers keep room outside it for tick labels and axis titles.
@@ -80,8 +89,7 @@ class Panel {
   // White plot area, grid at the ticks, frame, tick labels, axis titles and a title above.
   void frame(const std::string& title, double title_size = 20);
   // A polyline; NaN points break it. Recorded so the legend can avoid it.
-  void line(const std::vector<double>& x, const std::vector<double>& y, Rgb colour, double width = 2.5,
-            bool dashed = false);
+  void line(const std::vector<double>& x, const std::vector<double>& y, Rgb colour, double width = 2.5, bool dashed = false);
   // A filled circle with a dark edge, for operating points.
   void marker(double x, double y, Rgb colour, double radius = 7);
   // A bar from the x axis floor up to y between x0 and x1.

@@ -14,7 +14,8 @@ std::vector<double> score_store(model::Checkpoint& checkpoint, const data::Patch
 }
 
 ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
-                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch, bool tta, bool amp) {
+                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch, bool tta,
+                                bool amp) {
   for (int l : store.labels)
     if (l != 0 && l != 1) throw InputError("evaluate needs labelled data; some patches have no label");
   ModelResult r;
@@ -25,7 +26,7 @@ ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& chec
   r.ids = store.ids;
   r.labels = store.labels;
   r.probs = score_store(checkpoint, store, device, batch, tta, amp);
-  if (!cutoff_given) options.cutoff = {CutoffRule::threshold, checkpoint.meta.value("threshold", 0.5)};
+  if (!cutoff_given) options.cutoff = {CutoffRule::threshold, model::saved_threshold(checkpoint.meta)};
   r.summary = summarize(r.labels, r.probs, options);
   return r;
 }

@@ -74,8 +74,7 @@ bool is_numeric(const std::string& cell) {
 
 std::vector<unsigned char> read_binary(const std::filesystem::path& file, const std::filesystem::path& report) {
   std::ifstream in(file, std::ios::binary);
-  if (!in)
-    throw InputError("cannot write " + report.string() + ": plot " + file.string() + " cannot be read");
+  if (!in) throw InputError("cannot write " + report.string() + ": plot " + file.string() + " cannot be read");
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
@@ -107,8 +106,7 @@ void write_plots(std::ostream& out, const ReportInput& input, const std::filesys
   out << "<section id=\"plots\">\n<h2>Plots</h2>\n<div class=\"plots\">\n";
   for (const auto& [caption, file] : input.plots)
     out << "<figure><img alt=\"" << html_escape(caption) << "\" src=\"data:image/png;base64,"
-        << base64_encode(read_binary(file, report)) << "\"><figcaption>" << html_escape(caption)
-        << "</figcaption></figure>\n";
+        << base64_encode(read_binary(file, report)) << "\"><figcaption>" << html_escape(caption) << "</figcaption></figure>\n";
   out << "</div>\n</section>\n";
 }
 
@@ -125,11 +123,10 @@ void write_patches(std::ostream& out, const std::vector<ReportPatch>& patches, c
     char prob[64];
     std::snprintf(prob, sizeof prob, "p(tumour) = %.3f", p.probability);
     out << "<figure class=\"patch " << kind << "\"><div class=\"frame\"><img alt=\"patch " << html_escape(p.id)
-        << "\" src=\"data:image/png;base64,"
-        << base64_encode(png_bytes_rgb(p.rgb.data(), data::kPatchSide, data::kPatchSide)) << "\"></div>"
-        << "<figcaption><span class=\"prob\">" << prob << "</span><br>true label: "
-        << (p.label == 1 ? "1 tumour" : "0 normal") << "<br><span class=\"id\">" << html_escape(p.id)
-        << "</span></figcaption></figure>\n";
+        << "\" src=\"data:image/png;base64," << base64_encode(png_bytes_rgb(p.rgb.data(), data::kPatchSide, data::kPatchSide))
+        << "\"></div>"
+        << "<figcaption><span class=\"prob\">" << prob << "</span><br>true label: " << (p.label == 1 ? "1 tumour" : "0 normal")
+        << "<br><span class=\"id\">" << html_escape(p.id) << "</span></figcaption></figure>\n";
   }
   out << "</div>\n";
 }
@@ -152,12 +149,23 @@ std::string html_escape(const std::string& text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -183,7 +191,8 @@ std::string base64_encode(const std::vector<unsigned char>& bytes) {
 void write_html_report(const std::filesystem::path& path, const ReportInput& input) {
   const std::string title = html_escape(input.title.empty() ? "histoscan report" : input.title);
   write_file_atomic(path, [&](std::ostream& out) {
-    out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n" << kHead << "<title>" << title << "</title>\n"
+    out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
+        << kHead << "<title>" << title << "</title>\n"
         << kStyle << "</head>\n<body>\n<header><h1>" << title << "</h1>\n<nav>"
         << "<a href=\"#summary\">Model and data</a><a href=\"#metrics\">Metrics</a>"
         << "<a href=\"#operating-point\">Operating points</a><a href=\"#plots\">Plots</a>"

@@ -19,12 +19,12 @@ struct ReportPatch {
 
 // Everything the page shows; tables are rows of cells, their first row the header.
 struct ReportInput {
-  std::string title;                                                  // e.g. "histoscan evaluation"
-  std::vector<std::pair<std::string, std::string>> summary;           // model and data: (key, value)
-  std::vector<std::vector<std::string>> metrics_table;                // e.g. metric, value, 95% CI low, high
-  std::vector<std::vector<std::string>> operating_table;              // operating points
-  std::vector<std::pair<std::string, std::filesystem::path>> plots;   // caption, PNG file to embed
-  std::vector<ReportPatch> false_positives, false_negatives;          // most confidently wrong first
+  std::string title;                                                 // e.g. "histoscan evaluation"
+  std::vector<std::pair<std::string, std::string>> summary;          // model and data: (key, value)
+  std::vector<std::vector<std::string>> metrics_table;               // e.g. metric, value, 95% CI low, high
+  std::vector<std::vector<std::string>> operating_table;             // operating points
+  std::vector<std::pair<std::string, std::filesystem::path>> plots;  // caption, PNG file to embed
+  std::vector<ReportPatch> false_positives, false_negatives;         // most confidently wrong first
 };
 
 // Writes the page atomically, with sections "summary", "metrics", "operating-point",

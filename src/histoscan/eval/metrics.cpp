@@ -17,29 +17,24 @@ namespace {
 [[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
 
 // Shared checks of every entry point, so each error names the offending index.
-void validate(const std::vector<int>& labels, const std::vector<double>& values,
-              const char* values_name) {
+void validate(const std::vector<int>& labels, const std::vector<double>& values, const char* values_name) {
   if (labels.size() != values.size()) {
-    fail("metrics: " + std::to_string(labels.size()) + " labels but " +
-         std::to_string(values.size()) + " " + values_name + "; they must pair up one to one");
+    fail("metrics: " + std::to_string(labels.size()) + " labels but " + std::to_string(values.size()) + " " + values_name +
+         "; they must pair up one to one");
   }
   if (labels.empty()) fail("metrics: no samples; labels and " + std::string(values_name) + " are empty");
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] != 0 && labels[i] != 1) {
-      fail("metrics: label " + std::to_string(labels[i]) + " at index " + std::to_string(i) +
-           "; labels must be 0 or 1");
+      fail("metrics: label " + std::to_string(labels[i]) + " at index " + std::to_string(i) + "; labels must be 0 or 1");
     }
     if (!std::isfinite(values[i])) {
-      fail("metrics: " + std::string(values_name) + " value at index " + std::to_string(i) +
-           " is not finite");
+      fail("metrics: " + std::string(values_name) + " value at index " + std::to_string(i) + " is not finite");
     }
   }
 }
 
 // Division as sklearn's _prf_divide with zero_division="warn": 0.0 when undefined.
-double ratio(long long num, long long den) {
-  return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den);
-}
+double ratio(long long num, long long den) { return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den); }
 
 // Same operation order as sklearn's F-beta with beta = 1, to agree to the last bit.
 double f1_of(double p, double r) {
@@ -82,8 +77,7 @@ ClfCurve binary_clf_curve(const std::vector<int>& labels, const std::vector<doub
   std::iota(order.begin(), order.end(), std::size_t{0});
   // Order within tied scores is irrelevant: only the cumulative count after the last
   // member of each tie group is kept.
-  std::sort(order.begin(), order.end(),
-            [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
   ClfCurve c;
   long long tp = 0;
   for (std::size_t k = 0; k < order.size(); ++k) {
@@ -102,16 +96,14 @@ std::vector<double> normalised(const std::vector<long long>& counts) {
   const long long total = counts.back();
   for (std::size_t i = 0; i < counts.size(); ++i) {
     // sklearn returns NaN (with a warning) when the class is absent.
-    out[i] = total <= 0 ? std::numeric_limits<double>::quiet_NaN()
-                        : static_cast<double>(counts[i]) / static_cast<double>(total);
+    out[i] = total <= 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(counts[i]) / static_cast<double>(total);
   }
   return out;
 }
 
 }  // namespace
 
-Confusion confusion_at(const std::vector<int>& labels, const std::vector<double>& probs,
-                       double threshold) {
+Confusion confusion_at(const std::vector<int>& labels, const std::vector<double>& probs, double threshold) {
   validate(labels, probs, "probabilities");
   if (std::isnan(threshold)) fail("metrics: the decision threshold is NaN");
   Confusion c;
@@ -153,13 +145,11 @@ Report report_from_confusion(const Confusion& c, double threshold) {
   return r;
 }
 
-Report classification_report(const std::vector<int>& labels, const std::vector<double>& probs,
-                             double threshold) {
+Report classification_report(const std::vector<int>& labels, const std::vector<double>& probs, double threshold) {
   return report_from_confusion(confusion_at(labels, probs, threshold), threshold);
 }
 
-RocCurve roc_curve(const std::vector<int>& labels, const std::vector<double>& scores,
-                   bool drop_intermediate) {
+RocCurve roc_curve(const std::vector<int>& labels, const std::vector<double>& scores, bool drop_intermediate) {
   validate(labels, scores, "scores");
   ClfCurve c = binary_clf_curve(labels, scores);
 
@@ -171,8 +161,7 @@ RocCurve roc_curve(const std::vector<int>& labels, const std::vector<double>& sc
     for (std::size_t i = 0; i < n; ++i) {
       bool keep = i == 0 || i + 1 == n;
       if (!keep) {
-        keep = c.fps[i - 1] - 2 * c.fps[i] + c.fps[i + 1] != 0 ||
-               c.tps[i - 1] - 2 * c.tps[i] + c.tps[i + 1] != 0;
+        keep = c.fps[i - 1] - 2 * c.fps[i] + c.fps[i + 1] != 0 || c.tps[i - 1] - 2 * c.tps[i] + c.tps[i + 1] != 0;
       }
       if (!keep) continue;
       kept.fps.push_back(c.fps[i]);
@@ -213,17 +202,14 @@ double roc_auc(const std::vector<int>& labels, const std::vector<double>& scores
   const long long positives = std::count(labels.begin(), labels.end(), 1);
   const long long negatives = static_cast<long long>(labels.size()) - positives;
   if (positives == 0 || negatives == 0) {
-    fail("ROC AUC is undefined: the labels hold only one class (" + std::to_string(negatives) +
-         " negative, " + std::to_string(positives) +
-         " positive); evaluate on data with both classes");
+    fail("ROC AUC is undefined: the labels hold only one class (" + std::to_string(negatives) + " negative, " +
+         std::to_string(positives) + " positive); evaluate on data with both classes");
   }
   const RocCurve roc = roc_curve(labels, scores, true);
   return area_under(roc.fpr, roc.tpr);
 }
 
-double log_loss(const std::vector<int>& labels, const std::vector<double>& probs) {
-  return log_loss(labels, probs, kLogLossEps);
-}
+double log_loss(const std::vector<int>& labels, const std::vector<double>& probs) { return log_loss(labels, probs, kLogLossEps); }
 
 double log_loss(const std::vector<int>& labels, const std::vector<double>& probs, double eps) {
   validate(labels, probs, "probabilities");
@@ -232,8 +218,7 @@ double log_loss(const std::vector<int>& labels, const std::vector<double>& probs
   for (std::size_t i = 0; i < labels.size(); ++i) {
     const double p_raw = probs[i];
     if (p_raw < 0.0 || p_raw > 1.0) {
-      fail("metrics: probability " + std::to_string(p_raw) + " at index " + std::to_string(i) +
-           " lies outside [0, 1]");
+      fail("metrics: probability " + std::to_string(p_raw) + " at index " + std::to_string(i) + " lies outside [0, 1]");
     }
     const double p = std::clamp(p_raw, eps, 1.0 - eps);
     const double q = 1.0 - p;
@@ -282,8 +267,7 @@ double balanced_accuracy(const Confusion& c) {
   return (ratio(c.tn, negatives) + ratio(c.tp, positives)) / 2.0;
 }
 
-double balanced_accuracy(const std::vector<int>& labels, const std::vector<double>& probs,
-                         double threshold) {
+double balanced_accuracy(const std::vector<int>& labels, const std::vector<double>& probs, double threshold) {
   return balanced_accuracy(confusion_at(labels, probs, threshold));
 }
 
@@ -301,8 +285,7 @@ double matthews_corrcoef(const Confusion& c) {
   return cov_true_pred / std::sqrt(cov_true * cov_pred);
 }
 
-double matthews_corrcoef(const std::vector<int>& labels, const std::vector<double>& probs,
-                         double threshold) {
+double matthews_corrcoef(const std::vector<int>& labels, const std::vector<double>& probs, double threshold) {
   return matthews_corrcoef(confusion_at(labels, probs, threshold));
 }
 
@@ -311,8 +294,7 @@ double brier_score(const std::vector<int>& labels, const std::vector<double>& pr
   double sum = 0.0;
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if (probs[i] < 0.0 || probs[i] > 1.0) {
-      fail("metrics: probability " + std::to_string(probs[i]) + " at index " + std::to_string(i) +
-           " lies outside [0, 1]");
+      fail("metrics: probability " + std::to_string(probs[i]) + " at index " + std::to_string(i) + " lies outside [0, 1]");
     }
     const double d = static_cast<double>(labels[i]) - probs[i];
     sum += d * d;
@@ -329,12 +311,11 @@ std::string format_classification_report(const Report& r, int digits) {
   const bool float_support = c.tn + c.tp == 0;
   auto support = [&](long long n) { return std::to_string(n) + (float_support ? ".0" : ""); };
   auto row = [&](const std::string& name, const ClassStats& s) {
-    return right(name, width) + " " + " " + right(fixed(s.precision, digits), 9) + " " +
-           right(fixed(s.recall, digits), 9) + " " + right(fixed(s.f1, digits), 9) + " " +
-           right(support(s.support), 9) + "\n";
+    return right(name, width) + " " + " " + right(fixed(s.precision, digits), 9) + " " + right(fixed(s.recall, digits), 9) + " " +
+           right(fixed(s.f1, digits), 9) + " " + right(support(s.support), 9) + "\n";
   };
-  std::string out = right("", width) + " " + " " + right("precision", 9) + " " +
-                    right("recall", 9) + " " + right("f1-score", 9) + " " + right("support", 9);
+  std::string out = right("", width) + " " + " " + right("precision", 9) + " " + right("recall", 9) + " " + right("f1-score", 9) +
+                    " " + right("support", 9);
   out += "\n\n";
   out += row("0", r.negative);
   out += row("1", r.positive);
@@ -346,8 +327,8 @@ std::string format_classification_report(const Report& r, int digits) {
   const bool one_seen = c.tp + c.fn + c.fp > 0;
   const long long total = c.tn + c.fp + c.fn + c.tp;
   if (zero_seen && one_seen) {
-    out += right("accuracy", width) + " " + " " + right("", 9) + " " + right("", 9) + " " +
-           right(fixed(r.accuracy, digits), 9) + " " + right(support(total), 9) + "\n";
+    out += right("accuracy", width) + " " + " " + right("", 9) + " " + right("", 9) + " " + right(fixed(r.accuracy, digits), 9) +
+           " " + right(support(total), 9) + "\n";
   } else {
     ClassStats micro;
     micro.precision = micro.recall = r.accuracy;
@@ -361,17 +342,14 @@ std::string format_classification_report(const Report& r, int digits) {
 }
 
 std::string format_confusion_matrix(const Confusion& c) {
-  const std::string cells[4] = {std::to_string(c.tn), std::to_string(c.fp),
-                                std::to_string(c.fn), std::to_string(c.tp)};
+  const std::string cells[4] = {std::to_string(c.tn), std::to_string(c.fp), std::to_string(c.fn), std::to_string(c.tp)};
   int w = static_cast<int>(std::string("pred 0").size());
   for (const auto& s : cells) w = std::max(w, static_cast<int>(s.size()));
   const int label_w = static_cast<int>(std::string("true 1").size());
   std::ostringstream os;
   os << right("", label_w) << "  " << right("pred 0", w) << "  " << right("pred 1", w) << "\n";
-  os << right("true 0", label_w) << "  " << right(cells[0], w) << "  " << right(cells[1], w)
-     << "\n";
-  os << right("true 1", label_w) << "  " << right(cells[2], w) << "  " << right(cells[3], w)
-     << "\n";
+  os << right("true 0", label_w) << "  " << right(cells[0], w) << "  " << right(cells[1], w) << "\n";
+  os << right("true 1", label_w) << "  " << right(cells[2], w) << "  " << right(cells[3], w) << "\n";
   return os.str();
 }
 

@@ -16,8 +16,7 @@ struct Confusion {
 };
 
 // Confusion matrix when a sample is predicted positive iff its probability >= threshold.
-Confusion confusion_at(const std::vector<int>& labels, const std::vector<double>& probs,
-                       double threshold);
+Confusion confusion_at(const std::vector<int>& labels, const std::vector<double>& probs, double threshold);
 
 // One row of a classification report; support counts true samples of the class.
 struct ClassStats {
@@ -39,8 +38,7 @@ struct Report {
 Report report_from_confusion(const Confusion& c, double threshold);
 
 // Per-class and averaged precision/recall/F1 at `threshold` (zero_division -> 0.0).
-Report classification_report(const std::vector<int>& labels, const std::vector<double>& probs,
-                             double threshold = 0.5);
+Report classification_report(const std::vector<int>& labels, const std::vector<double>& probs, double threshold = 0.5);
 
 // Points of the ROC curve; thresholds decrease, thresholds[0] = max score + 1.
 struct RocCurve {
@@ -49,8 +47,7 @@ struct RocCurve {
 
 // Exactly sklearn.metrics.roc_curve (1.2), ties and drop_intermediate included. With
 // only one class present the undefined axis is all NaN, as sklearn returns it.
-RocCurve roc_curve(const std::vector<int>& labels, const std::vector<double>& scores,
-                   bool drop_intermediate = true);
+RocCurve roc_curve(const std::vector<int>& labels, const std::vector<double>& scores, bool drop_intermediate = true);
 
 // Trapezoid area under a curve whose x is monotonic (sklearn.metrics.auc).
 double area_under(const std::vector<double>& x, const std::vector<double>& y);
@@ -86,14 +83,12 @@ double average_precision(const std::vector<int>& labels, const std::vector<doubl
 
 // sklearn balanced_accuracy_score: the mean recall over the classes present in the labels.
 double balanced_accuracy(const Confusion& c);
-double balanced_accuracy(const std::vector<int>& labels, const std::vector<double>& probs,
-                         double threshold);
+double balanced_accuracy(const std::vector<int>& labels, const std::vector<double>& probs, double threshold);
 
 // sklearn matthews_corrcoef of the predictions at `threshold`; 0.0 where sklearn gives 0
 // (a row or column of the confusion matrix is empty).
 double matthews_corrcoef(const Confusion& c);
-double matthews_corrcoef(const std::vector<int>& labels, const std::vector<double>& probs,
-                         double threshold);
+double matthews_corrcoef(const std::vector<int>& labels, const std::vector<double>& probs, double threshold);
 
 // sklearn brier_score_loss: mean squared difference between label and probability.
 // Throws std::invalid_argument for a probability outside [0, 1].

@@ -98,12 +98,12 @@ ReportInput report_input(const ModelResult& r, const std::string& data) {
                       {"Brier score", fixed(s.brier), "", ""},
                       {"expected calibration error", fixed(s.calibration.ece), "", ""}};
   const auto& p = s.point;
-  in.operating_table = {{"rule", "threshold", "sensitivity", "specificity", "PPV", "NPV", "F1", "TN", "FP", "FN", "TP",
-                         "missed tumours / 1,000", "false alarms / 1,000"},
-                        {p.rule, fixed(p.threshold), fixed(p.sensitivity), fixed(p.specificity), fixed(p.ppv), fixed(p.npv),
-                         fixed(p.f1), std::to_string(p.confusion.tn), std::to_string(p.confusion.fp),
-                         std::to_string(p.confusion.fn), std::to_string(p.confusion.tp), fixed(p.missed_per_1000, 1),
-                         fixed(p.false_alarms_per_1000, 1)}};
+  in.operating_table = {
+      {"rule", "threshold", "sensitivity", "specificity", "PPV", "NPV", "F1", "TN", "FP", "FN", "TP", "missed tumours / 1,000",
+       "false alarms / 1,000"},
+      {p.rule, fixed(p.threshold), fixed(p.sensitivity), fixed(p.specificity), fixed(p.ppv), fixed(p.npv), fixed(p.f1),
+       std::to_string(p.confusion.tn), std::to_string(p.confusion.fp), std::to_string(p.confusion.fn),
+       std::to_string(p.confusion.tp), fixed(p.missed_per_1000, 1), fixed(p.false_alarms_per_1000, 1)}};
   return in;
 }
 
@@ -131,8 +131,8 @@ void write_model_outputs(const fs::path& dir, const ModelResult& r, const data::
   plot_pr(dir / "pr.png", {{r.name + " (AP " + fixed(s.average_precision, 3) + ")", s.pr.recall, s.pr.precision}},
           {{"threshold " + fixed(s.point.threshold, 3), s.point.sensitivity, s.point.ppv}}, positive_rate);
   plot_confusion(dir / "confusion.png", s.point.confusion, s.point.threshold);
-  plot_reliability(dir / "reliability.png", s.calibration.mean_predicted, s.calibration.fraction_positive,
-                   s.calibration.count, s.calibration.ece, static_cast<int>(s.calibration.count.size()));
+  plot_reliability(dir / "reliability.png", s.calibration.mean_predicted, s.calibration.fraction_positive, s.calibration.count,
+                   s.calibration.ece, static_cast<int>(s.calibration.count.size()));
   in.plots = {{"ROC curve", dir / "roc.png"},
               {"Precision-recall curve", dir / "pr.png"},
               {"Confusion matrix at the operating point", dir / "confusion.png"},

@@ -16,9 +16,9 @@ namespace fs = std::filesystem;
 
 // One model's predictions on labelled data and their summary.
 struct ModelResult {
-  std::string name;                  // what the user gave, e.g. "runs/a/best.pt"
+  std::string name;                                // what the user gave, e.g. "runs/a/best.pt"
   nlohmann::json meta = nlohmann::json::object();  // checkpoint metadata; {} for `metrics`
-  fs::path history_csv;              // the run's history.csv when it exists, else empty
+  fs::path history_csv;                            // the run's history.csv when it exists, else empty
   std::vector<std::string> ids;
   std::vector<int> labels;
   std::vector<double> probs;

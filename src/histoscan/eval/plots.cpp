@@ -17,8 +17,8 @@ namespace histoscan::eval {
 namespace {
 
 using chart::Align;
-using chart::Place;
 using chart::LegendEntry;
+using chart::Place;
 
 // Plot area of a single-panel chart: room on the left for tick labels and the y title,
 // below for tick labels and the x title.
@@ -38,8 +38,7 @@ void check_series(const std::vector<Series>& curves, const char* what) {
 }
 
 // Curves, then their operating points on top, each point in its curve's colour.
-std::vector<LegendEntry> draw_curves(chart::Panel& panel, const std::vector<Series>& curves,
-                                     const std::vector<Marker>& points) {
+std::vector<LegendEntry> draw_curves(chart::Panel& panel, const std::vector<Series>& curves, const std::vector<Marker>& points) {
   std::vector<LegendEntry> legend;
   for (std::size_t i = 0; i < curves.size(); ++i) {
     panel.line(curves[i].x, curves[i].y, chart::palette(i), 2.5);
@@ -94,8 +93,8 @@ void draw_colour_bar(chart::Canvas& canvas, double x, double top, double height)
     canvas.text(std::to_string(p) + "%", x + 31, y, 14, Align::start, Align::middle);
   }
   cairo_stroke(cr);
-  canvas.text("Share of the true class (row)", x + 85, top + height / 2, 16, Align::middle, Align::end, false,
-              chart::kBlack, true);
+  canvas.text("Share of the true class (row)", x + 85, top + height / 2, 16, Align::middle, Align::end, false, chart::kBlack,
+              true);
 }
 
 double parse_number(const std::filesystem::path& path, unsigned line, const char* column, const std::string& text) {
@@ -112,8 +111,7 @@ HistoryRow parse_history_row(const std::filesystem::path& path, unsigned line, c
   double v[7];
   for (int i = 0; i < 7; ++i) v[i] = parse_number(path, line, names[i], cells[i]);
   if (!(v[0] >= 0 && v[0] == std::floor(v[0]) && v[0] < 1e9))
-    throw InputError(path.string() + " line " + std::to_string(line) + ": epoch '" + cells[0] +
-                     "' is not a whole number >= 0");
+    throw InputError(path.string() + " line " + std::to_string(line) + ": epoch '" + cells[0] + "' is not a whole number >= 0");
   if (!(v[6] >= 0 && std::isfinite(v[6])))
     throw InputError(path.string() + " line " + std::to_string(line) + ": lr '" + cells[6] +
                      "' is not a learning rate (a finite number >= 0)");
@@ -156,8 +154,8 @@ class HistoryChart {
       if (std::isfinite(val_loss_[i]) && !(val_loss_[i] >= val_loss_[best])) best = i;
     if (std::isfinite(val_loss_[best])) {
       p.marker(epoch_[best], val_loss_[best], chart::palette(3), 7);
-      legend.push_back({"Lowest validation loss (epoch " + std::to_string(rows_[best].epoch) + ")",
-                        chart::palette(3), false, false, true});
+      legend.push_back(
+          {"Lowest validation loss (epoch " + std::to_string(rows_[best].epoch) + ")", chart::palette(3), false, false, true});
     }
     p.legend(legend, {Place::upper_right, Place::lower_left});
   }
@@ -168,8 +166,7 @@ class HistoryChart {
     draw(p, acc_, chart::palette(0), false);
     draw(p, val_acc_, chart::palette(1), false);
     draw(p, val_auc_, chart::palette(2), true);
-    p.legend({entry("Training accuracy", 0, false), entry("Validation accuracy", 1, false),
-              entry("Validation AUC", 2, true)},
+    p.legend({entry("Training accuracy", 0, false), entry("Validation accuracy", 1, false), entry("Validation AUC", 2, true)},
              {Place::lower_right, Place::upper_left});
   }
 
@@ -244,11 +241,11 @@ void plot_pr(const std::filesystem::path& path, const std::vector<Series>& curve
 void plot_confusion(const std::filesystem::path& path, const Confusion& c, double threshold) {
   chart::Canvas canvas(kPlotWidth, kPlotHeight);
   const double side = 190, left = 235, top = 105;
-  canvas.text("Confusion matrix (threshold " + fixed(threshold, 2) + ")", kPlotWidth / 2.0, 44, 20, Align::middle,
-              Align::end, true);
-  canvas.text("n = " + chart::thousands(c.tn + c.fp + c.fn + c.tp) + "; tumour is predicted when p(tumour) \u2265 " +
-                  fixed(threshold, 2),
-              kPlotWidth / 2.0, 72, 14, Align::middle, Align::end, false, chart::kGrey);
+  canvas.text("Confusion matrix (threshold " + fixed(threshold, 2) + ")", kPlotWidth / 2.0, 44, 20, Align::middle, Align::end,
+              true);
+  canvas.text(
+      "n = " + chart::thousands(c.tn + c.fp + c.fn + c.tp) + "; tumour is predicted when p(tumour) \u2265 " + fixed(threshold, 2),
+      kPlotWidth / 2.0, 72, 14, Align::middle, Align::end, false, chart::kGrey);
   draw_confusion_cell(canvas, left, top, side, "TN", c.tn, c.tn + c.fp);
   draw_confusion_cell(canvas, left + side, top, side, "FP", c.fp, c.tn + c.fp);
   draw_confusion_cell(canvas, left, top + side, side, "FN", c.fn, c.fn + c.tp);
@@ -271,8 +268,7 @@ void plot_confusion(const std::filesystem::path& path, const Confusion& c, doubl
 }
 
 void plot_reliability(const std::filesystem::path& path, const std::vector<double>& mean_predicted,
-                      const std::vector<double>& fraction_positive, const std::vector<long long>& counts, double ece,
-                      int bins) {
+                      const std::vector<double>& fraction_positive, const std::vector<long long>& counts, double ece, int bins) {
   if (mean_predicted.size() != fraction_positive.size() || counts.size() != mean_predicted.size())
     throw std::invalid_argument("plot_reliability: mean_predicted, fraction_positive and counts differ in length");
   chart::Canvas canvas(kPlotWidth, kPlotHeight);
@@ -314,8 +310,7 @@ std::vector<HistoryRow> read_history_csv(const std::filesystem::path& path) {
   std::vector<HistoryRow> rows;
   try {
     CsvReader<7> reader(path.string());
-    reader.read_header(io::ignore_extra_column, "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc",
-                       "lr");
+    reader.read_header(io::ignore_extra_column, "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc", "lr");
     std::string c[7];
     while (reader.read_row(c[0], c[1], c[2], c[3], c[4], c[5], c[6]))
       rows.push_back(parse_history_row(path, reader.get_file_line(), c));

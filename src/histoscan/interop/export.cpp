@@ -29,7 +29,8 @@ constexpr double kTolerance = 1e-4;
 double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
   auto t = b.to(torch::kCPU, torch::kFloat64).contiguous().reshape({-1});
   if (t.numel() != static_cast<int64_t>(a.size()))
-    throw std::runtime_error("the exported model returned " + std::to_string(t.numel()) + " values for " + std::to_string(a.size()) + " patches");
+    throw std::runtime_error("the exported model returned " + std::to_string(t.numel()) + " values for " +
+                             std::to_string(a.size()) + " patches");
   double worst = 0;
   const double* p = t.data_ptr<double>();
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -41,14 +42,16 @@ double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
 
 // The check patches as the exported model takes them: float N x 3 x 96 x 96 in [0, 1], NCHW.
 torch::Tensor unit_input(const data::PatchStore& store) {
-  auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3}, torch::kUInt8);
-  return train::to_float_nchw(u8).contiguous();
+  auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3},
+                             torch::kUInt8);
+  return train::to_float_channels_last(u8).contiguous();
 }
 
 // A sibling folder of `out` to build in, removed unless release()d.
 class TempDir {
  public:
-  explicit TempDir(const fs::path& out) : path_(out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))) {
+  explicit TempDir(const fs::path& out)
+      : path_(out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))) {
     std::error_code ec;
     fs::remove_all(path_, ec);
     fs::create_directories(path_, ec);
@@ -83,9 +86,12 @@ ExportFormat parse_export_format(const std::string& name, const fs::path& out) {
 
 const char* format_name(ExportFormat format) {
   switch (format) {
-    case ExportFormat::torchscript: return "torchscript";
-    case ExportFormat::wsinfer: return "wsinfer";
-    case ExportFormat::onnx: return "onnx";
+    case ExportFormat::torchscript:
+      return "torchscript";
+    case ExportFormat::wsinfer:
+      return "wsinfer";
+    case ExportFormat::onnx:
+      return "onnx";
   }
   return "?";
 }
@@ -100,12 +106,14 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
     if (fs::exists(out, ec) && !fs::is_directory(out, ec))
       throw InputError("--out " + out.string() + " is a file; --format wsinfer writes a folder");
     if (fs::exists(out, ec) && !fs::is_empty(out, ec)) {
-      if (!o.overwrite) throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
+      if (!o.overwrite)
+        throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
       // --overwrite replaces a WSInfer folder, never a folder with anything else in it (a run folder, say).
       for (const auto& entry : fs::directory_iterator(out, ec)) {
         const auto name = entry.path().filename().string();
         if (name != "torchscript_model.pt" && name != "config.json")
-          throw InputError("--out " + out.string() + " holds " + name + "; --overwrite replaces only a WSInfer folder (torchscript_model.pt, "
+          throw InputError("--out " + out.string() + " holds " + name +
+                           "; --overwrite replaces only a WSInfer folder (torchscript_model.pt, "
                            "config.json): choose another folder");
       }
     }
@@ -116,13 +124,16 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
   }
   auto ckpt = model::load_checkpoint(checkpoint);
   if (is_foreign(ckpt.net))
-    throw InputError(checkpoint.string() + " is a model made elsewhere (TorchScript with config.json); export takes a checkpoint written by 'histoscan train'");
+    throw InputError(
+        checkpoint.string() +
+        " is a model made elsewhere (TorchScript with config.json); export takes a checkpoint written by 'histoscan train'");
   const std::string model_name = ckpt.meta.value("model", "");
 
   // histoscan's own scores of the check patches, as evaluate, predict and scan compute them.
   auto store = train::synthetic_patches(static_cast<std::size_t>(std::max(1, o.check_patches)), 7);
   const auto device = predict::prepare_inference(ckpt.net, "cpu", false);
-  const auto reference = predict::sigmoid(predict::predict_logits(ckpt.net, store.pixels.data(), store.size(), 256, device, o.tta, false));
+  const auto reference =
+      predict::sigmoid(predict::predict_logits(ckpt.net, store.pixels.data(), store.size(), 256, device, o.tta, false));
   const auto layers = describe_network(ckpt.net, model_name);
 
   nlohmann::json meta = ckpt.meta;
@@ -135,7 +146,8 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
   auto disagree = [&](double worst) {
     if (!(worst <= kTolerance))
       throw std::runtime_error("the exported model's probabilities differ from histoscan's by " + std::to_string(worst) +
-                               " (over 1e-4); nothing written. Please report this with the checkpoint's model (" + model_name + ")");
+                               " (over 1e-4); nothing written. Please report this with the checkpoint's model (" + model_name +
+                               ")");
     return worst;
   };
 

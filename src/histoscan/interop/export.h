@@ -12,16 +12,16 @@ enum class ExportFormat { torchscript, wsinfer, onnx };
 
 struct ExportOptions {
   ExportFormat format = ExportFormat::torchscript;
-  bool tta = false;         // fold the 8 dihedral views into the model (torchscript, wsinfer)
-  double mpp = 0.972;       // µm per pixel of the patches the network was trained on (wsinfer's spacing_um_px)
+  bool tta = false;    // fold the 8 dihedral views into the model (torchscript, wsinfer)
+  double mpp = 0.972;  // µm per pixel of the patches the network was trained on (wsinfer's spacing_um_px)
   bool overwrite = false;
-  int check_patches = 64;   // synthetic patches the exported model is compared on
+  int check_patches = 64;  // synthetic patches the exported model is compared on
 };
 
 struct ExportResult {
-  fs::path written;         // the file, or the folder for wsinfer
-  double max_difference;    // largest |p_exported - p_histoscan| on the check patches
-  int checked;              // how many patches
+  fs::path written;           // the file, or the folder for wsinfer
+  double max_difference;      // largest |p_exported - p_histoscan| on the check patches
+  int checked;                // how many patches
   std::string input, output;  // what the model takes and returns, in words
 };
 

@@ -28,7 +28,8 @@ std::string first_line(const std::string& s) {
 
 ForeignConfig parse_foreign_config(const nlohmann::json& j, const std::string& file) {
   auto bad = [&](const std::string& field, const std::string& what) -> InputError {
-    return InputError(file + ": \"" + field + "\" " + what + " (WSInfer's model config: num_classes, patch_size_pixels, spacing_um_px, "
+    return InputError(file + ": \"" + field + "\" " + what +
+                      " (WSInfer's model config: num_classes, patch_size_pixels, spacing_um_px, "
                       "class_names, transform)");
   };
   if (!j.is_object()) throw InputError(file + ": not a JSON object; expected WSInfer's model config");
@@ -48,11 +49,13 @@ ForeignConfig parse_foreign_config(const nlohmann::json& j, const std::string& f
   if (!j["class_names"].is_array()) throw bad("class_names", "must be an array of strings");
   for (const auto& name : j["class_names"]) {
     if (!name.is_string()) throw bad("class_names", "must be an array of strings");
-    if (std::count(c.class_names.begin(), c.class_names.end(), name.get<std::string>())) throw bad("class_names", "repeats a name");
+    if (std::count(c.class_names.begin(), c.class_names.end(), name.get<std::string>()))
+      throw bad("class_names", "repeats a name");
     c.class_names.push_back(name.get<std::string>());
   }
   if (static_cast<int64_t>(c.class_names.size()) != c.num_classes)
-    throw bad("class_names", "has " + std::to_string(c.class_names.size()) + " names for num_classes " + std::to_string(c.num_classes));
+    throw bad("class_names",
+              "has " + std::to_string(c.class_names.size()) + " names for num_classes " + std::to_string(c.num_classes));
   if (c.num_classes > 1) {
     int64_t found = -1;
     if (j.contains("tumour_class")) {
@@ -65,7 +68,9 @@ ForeignConfig parse_foreign_config(const nlohmann::json& j, const std::string& f
         const auto n = lower(c.class_names[i]);
         if (n == "tumor" || n == "tumour") found = static_cast<int64_t>(i);
       }
-      if (found < 0) throw bad("class_names", "has no class named tumor or tumour; add \"tumour_class\": \"NAME\" to say which one histoscan scores");
+      if (found < 0)
+        throw bad("class_names",
+                  "has no class named tumor or tumour; add \"tumour_class\": \"NAME\" to say which one histoscan scores");
     }
     c.tumour = found;
   }
@@ -95,21 +100,24 @@ ForeignConfig parse_foreign_config(const nlohmann::json& j, const std::string& f
       }
       c.mean = args["mean"].get<std::vector<double>>();
       c.std = args["std"].get<std::vector<double>>();
-      if (!std::all_of(c.std.begin(), c.std.end(), [](double s) { return s > 0; })) throw bad("transform", "Normalize's std must be positive");
+      if (!std::all_of(c.std.begin(), c.std.end(), [](double s) { return s > 0; }))
+        throw bad("transform", "Normalize's std must be positive");
     } else {
       throw bad("transform", "names \"" + name + "\"; WSInfer knows Resize, ToTensor and Normalize");
     }
   }
   if (!to_tensor) throw bad("transform", "has no ToTensor; WSInfer's models take ToTensor's float input");
   if (c.patch_size != 96)
-    throw bad("patch_size_pixels", "is " + std::to_string(c.patch_size) + "; histoscan scores 96 x 96 patches (PCam's), so it scores models of 96 px patches");
+    throw bad("patch_size_pixels", "is " + std::to_string(c.patch_size) +
+                                       "; histoscan scores 96 x 96 patches (PCam's), so it scores models of 96 px patches");
   return c;
 }
 
 ForeignModelImpl::ForeignModelImpl(torch::jit::Module module, const ForeignConfig& config)
     : module_(std::move(module)), config_(config) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-  mean_ = register_buffer("mean", torch::tensor(std::vector<float>(config.mean.begin(), config.mean.end()), opts).view({1, 3, 1, 1}));
+  mean_ =
+      register_buffer("mean", torch::tensor(std::vector<float>(config.mean.begin(), config.mean.end()), opts).view({1, 3, 1, 1}));
   std_ = register_buffer("std", torch::tensor(std::vector<float>(config.std.begin(), config.std.end()), opts).view({1, 3, 1, 1}));
   module_.eval();
 }
@@ -127,7 +135,8 @@ torch::Tensor ForeignModelImpl::forward(const torch::Tensor& input) {
   if (out.dim() == 1) out = out.unsqueeze(1);
   if (out.size(1) == 1) return out;
   auto tumour = out.narrow(1, config_.tumour, 1);
-  auto others = torch::cat({out.narrow(1, 0, config_.tumour), out.narrow(1, config_.tumour + 1, out.size(1) - config_.tumour - 1)}, 1);
+  auto others =
+      torch::cat({out.narrow(1, 0, config_.tumour), out.narrow(1, config_.tumour + 1, out.size(1) - config_.tumour - 1)}, 1);
   return tumour - torch::logsumexp(others, 1, /*keepdim=*/true);
 }
 
@@ -145,14 +154,13 @@ void ForeignModelImpl::train(bool on) {
   module_.eval();
 }
 
-bool is_foreign(const torch::nn::Sequential& net) {
-  return !net->is_empty() && net->ptr(0)->as<ForeignModel>() != nullptr;
-}
+bool is_foreign(const torch::nn::Sequential& net) { return !net->is_empty() && net->ptr(0)->as<ForeignModel>() != nullptr; }
 
 ForeignPaths find_foreign_model(const fs::path& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    if (fs::exists(path / "torchscript_model.pt") && fs::exists(path / "config.json")) return {path / "torchscript_model.pt", path / "config.json"};
+    if (fs::exists(path / "torchscript_model.pt") && fs::exists(path / "config.json"))
+      return {path / "torchscript_model.pt", path / "config.json"};
     return {};
   }
   // A file with config.json beside it: only WSInfer's config (training runs write their own
@@ -185,9 +193,10 @@ ForeignLoaded load_foreign_model(const ForeignPaths& paths) {
   ProbeOutcome outcome = probe_in_child([](const std::string& f) { torch::jit::load(f, torch::Device(torch::kCPU)); }, file,
                                         256.0 + 2.0 * static_cast<double>(bytes) / (1024.0 * 1024.0));
   if (outcome.kind != ProbeOutcome::kFinished)
-    throw InputError(file + " is not a TorchScript model LibTorch can read (" +
-                     (outcome.kind == ProbeOutcome::kCrashed ? "LibTorch crashed reading it: " + outcome.how : std::string("cannot be read")) +
-                     "); save it with torch.jit.save of a traced or scripted module");
+    throw InputError(
+        file + " is not a TorchScript model LibTorch can read (" +
+        (outcome.kind == ProbeOutcome::kCrashed ? "LibTorch crashed reading it: " + outcome.how : std::string("cannot be read")) +
+        "); save it with torch.jit.save of a traced or scripted module");
   torch::jit::Module module;
   try {
     module = torch::jit::load(file, torch::Device(torch::kCPU));
@@ -195,7 +204,8 @@ ForeignLoaded load_foreign_model(const ForeignPaths& paths) {
     throw InputError(file + " is not a TorchScript model LibTorch can read (" + first_line(e.what()) + ")");
   }
   if (!module.find_method("forward"))
-    throw InputError(file + " has no forward method (a state dict or weights only?); save a traced or scripted module with torch.jit.save");
+    throw InputError(
+        file + " has no forward method (a state dict or weights only?); save a traced or scripted module with torch.jit.save");
   // One run on a 2-patch batch of config's input size: does it take it, and give what config says?
   {
     c10::InferenceMode guard;
@@ -205,7 +215,8 @@ ForeignLoaded load_foreign_model(const ForeignPaths& paths) {
     try {
       auto result = module.forward({torch::full({2, 3, r, r}, 0.5f)});
       if (!result.isTensor())
-        throw InputError(file + ": forward returns a " + result.tagKind() + ", not a tensor of logits (WSInfer's models return N x num_classes)");
+        throw InputError(file + ": forward returns a " + result.tagKind() +
+                         ", not a tensor of logits (WSInfer's models return N x num_classes)");
       out = result.toTensor();
     } catch (const InputError&) {
       throw;
@@ -214,9 +225,11 @@ ForeignLoaded load_foreign_model(const ForeignPaths& paths) {
                        " batch, the input " + cfg + " describes (transform Resize / patch_size_pixels): " + first_line(e.what()));
     }
     if (out.dim() < 1 || out.dim() > 2)
-      throw InputError(file + ": forward returns a tensor of " + std::to_string(out.dim()) + " dimensions; WSInfer's models return N x num_classes logits");
+      throw InputError(file + ": forward returns a tensor of " + std::to_string(out.dim()) +
+                       " dimensions; WSInfer's models return N x num_classes logits");
     const bool one = out.dim() == 1 || (out.dim() == 2 && out.size(1) == 1);
-    const bool shape_ok = out.size(0) == 2 && (one ? config.num_classes == 1 : out.dim() == 2 && out.size(1) == config.num_classes);
+    const bool shape_ok =
+        out.size(0) == 2 && (one ? config.num_classes == 1 : out.dim() == 2 && out.size(1) == config.num_classes);
     if (!shape_ok) {
       std::string shape;
       for (auto s : out.sizes()) shape += (shape.empty() ? "" : " x ") + std::to_string(s);

@@ -12,11 +12,11 @@
 #include <filesystem>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
+#include <nlohmann/json.hpp>
 
 namespace histoscan::interop {
 
@@ -28,8 +28,8 @@ struct ForeignConfig {
   int64_t patch_size = 96;
   double mpp = 0;
   std::vector<std::string> class_names;
-  int64_t tumour = 0;       // index of the tumour class
-  int64_t resize = 96;      // Resize's size (patch_size when there is none)
+  int64_t tumour = 0;   // index of the tumour class
+  int64_t resize = 96;  // Resize's size (patch_size when there is none)
   std::vector<double> mean{0, 0, 0}, std{1, 1, 1};
 };
 
@@ -37,7 +37,7 @@ struct ForeignConfig {
 // naming the file and the field.
 ForeignConfig parse_foreign_config(const nlohmann::json& config, const std::string& file);
 
-// The model's input: float N x 3 x 96 x 96 in [0, 1] (train::to_float_nchw, no
+// The model's input: float N x 3 x 96 x 96 in [0, 1] (train::to_float_channels_last, no
 // standardization); output N x 1 logits of tumour (for softmax models, the tumour logit minus
 // the log-sum-exp of the others, whose sigmoid is the softmax probability).
 class ForeignModelImpl : public torch::nn::Module {

@@ -1,6 +1,5 @@
 #include "histoscan/interop/network_graph.h"
 
-
 #include <variant>
 
 #include <torch/nn/modules/activation.h>
@@ -40,9 +39,7 @@ Layer make(Layer::Kind kind, const std::string& name) {
   return l;
 }
 
-torch::Tensor plain(const torch::Tensor& t) {
-  return t.defined() ? t.detach().to(torch::kCPU, torch::kFloat32).contiguous() : t;
-}
+torch::Tensor plain(const torch::Tensor& t) { return t.defined() ? t.detach().to(torch::kCPU, torch::kFloat32).contiguous() : t; }
 
 struct Walker {
   std::string model;
@@ -114,16 +111,19 @@ struct Walker {
         l.side = crop->side();
         out.push_back(l);
       } else if (auto* in = m->as<nn::InstanceNorm2d>()) {
-        if (in->options.affine() || in->options.track_running_stats()) refuse(name, "an InstanceNorm2d with parameters or running statistics");
+        if (in->options.affine() || in->options.track_running_stats())
+          refuse(name, "an InstanceNorm2d with parameters or running statistics");
         Layer l = make(Layer::Kind::instance_norm, name);
         l.eps = in->options.eps();
         out.push_back(l);
       } else if (auto* ap = m->as<nn::AdaptiveAvgPool2d>()) {
         const auto& size = ap->options.output_size();
-        if (!(*size)[0] || !(*size)[1] || *(*size)[0] != 1 || *(*size)[1] != 1) refuse(name, "an adaptive average pooling to other than 1 x 1");
+        if (!(*size)[0] || !(*size)[1] || *(*size)[0] != 1 || *(*size)[1] != 1)
+          refuse(name, "an adaptive average pooling to other than 1 x 1");
         out.push_back(make(Layer::Kind::global_avg_pool, name));
       } else if (auto* f = m->as<nn::Flatten>()) {
-        if (f->options.start_dim() != 1 || f->options.end_dim() != -1) refuse(name, "a Flatten of other than all but the first dimension");
+        if (f->options.start_dim() != 1 || f->options.end_dim() != -1)
+          refuse(name, "a Flatten of other than all but the first dimension");
         out.push_back(make(Layer::Kind::flatten, name));
       } else if (auto* lin = m->as<nn::Linear>()) {
         Layer l = make(Layer::Kind::linear, name);

@@ -94,8 +94,8 @@ class GraphWriter {
           // epsilon 0 (exactly that arithmetic): OpenCV 4.6 refuses a product with a 1 x C x 1 x 1
           // tensor when the batch is larger than 1.
           x = node("BatchNormalization",
-                   {x, constant(p + ".scale", l.weight), constant(p + ".shift", l.bias), constant(p + ".mean", torch::zeros_like(l.weight)),
-                    constant(p + ".var", torch::ones_like(l.weight))},
+                   {x, constant(p + ".scale", l.weight), constant(p + ".shift", l.bias),
+                    constant(p + ".mean", torch::zeros_like(l.weight)), constant(p + ".var", torch::ones_like(l.weight))},
                    p + ".affine", {real("epsilon", 0.0f)});
           break;
         case Layer::Kind::max_pool:
@@ -107,7 +107,9 @@ class GraphWriter {
         case Layer::Kind::crop: {
           const int64_t keep = std::min(l.side, side), start = (side - keep) / 2;
           if (keep < side) {
-            x = node("Slice", {x, int64s(p + ".starts", {start, start}), int64s(p + ".ends", {start + keep, start + keep}), int64s(p + ".axes", {2, 3})},
+            x = node("Slice",
+                     {x, int64s(p + ".starts", {start, start}), int64s(p + ".ends", {start + keep, start + keep}),
+                      int64s(p + ".axes", {2, 3})},
                      p + ".crop");
             side = keep;
           }
@@ -115,8 +117,8 @@ class GraphWriter {
         }
         case Layer::Kind::instance_norm:
           x = node("InstanceNormalization",
-                   {x, constant(p + ".ones", torch::ones({channels})), constant(p + ".zeros", torch::zeros({channels}))}, p + ".instnorm",
-                   {real("epsilon", static_cast<float>(l.eps))});
+                   {x, constant(p + ".ones", torch::ones({channels})), constant(p + ".zeros", torch::zeros({channels}))},
+                   p + ".instnorm", {real("epsilon", static_cast<float>(l.eps))});
           break;
         case Layer::Kind::global_avg_pool:
           x = node("GlobalAveragePool", {x}, p + ".avgpool");
@@ -201,7 +203,8 @@ void save_onnx(const std::vector<Layer>& layers, const nlohmann::json& meta, con
     throw InputError("the ONNX graph for model " + meta.value("model", std::string("?")) + " fails ONNX's checker: " + e.what());
   }
   std::ofstream out(path, std::ios::binary);
-  if (!out || !model.SerializeToOstream(&out)) throw InputError("cannot write " + path.string() + " (disk full or folder not writable?)");
+  if (!out || !model.SerializeToOstream(&out))
+    throw InputError("cannot write " + path.string() + " (disk full or folder not writable?)");
 }
 
 torch::Tensor run_onnx_with_opencv(const fs::path& path, const torch::Tensor& x) {

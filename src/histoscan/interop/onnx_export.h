@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include "histoscan/interop/network_graph.h"
 

@@ -51,14 +51,14 @@ class Emitter {
             << tensor(l.name, "shift", l.bias.view({1, -1, 1, 1})) << "\n";
           break;
         case Layer::Kind::max_pool:
-          s << "        " << v << " = torch.max_pool2d(" << v << ", [" << l.kernel << ", " << l.kernel << "], [" << l.stride << ", "
-            << l.stride << "], [" << l.padding << ", " << l.padding << "], [1, 1], False)\n";
+          s << "        " << v << " = torch.max_pool2d(" << v << ", [" << l.kernel << ", " << l.kernel << "], [" << l.stride
+            << ", " << l.stride << "], [" << l.padding << ", " << l.padding << "], [1, 1], False)\n";
           break;
         case Layer::Kind::crop:
           s << "        " << v << "_h = min(" << l.side << ", " << v << ".size(2))\n"
             << "        " << v << "_w = min(" << l.side << ", " << v << ".size(3))\n"
-            << "        " << v << " = " << v << ".narrow(2, (" << v << ".size(2) - " << v << "_h) // 2, " << v << "_h).narrow(3, (" << v
-            << ".size(3) - " << v << "_w) // 2, " << v << "_w)\n";
+            << "        " << v << " = " << v << ".narrow(2, (" << v << ".size(2) - " << v << "_h) // 2, " << v
+            << "_h).narrow(3, (" << v << ".size(3) - " << v << "_w) // 2, " << v << "_w)\n";
           break;
         case Layer::Kind::instance_norm:
           s << "        " << v << " = torch.instance_norm(" << v << ", None, None, None, None, True, 0.1, " << number(l.eps)
@@ -127,7 +127,8 @@ std::string source(const std::vector<Layer>& layers, ScriptOutput output, bool t
          "        p = torch.sigmoid(self.logit(x)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(x, [3]))).reshape([-1])\n"
          "        for k in range(1, 4):\n"
          "            v = torch.rot90(x, k, [2, 3])\n"
-         "            p = p + torch.sigmoid(self.logit(v)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(v, [3]))).reshape([-1])\n"
+         "            p = p + torch.sigmoid(self.logit(v)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(v, "
+         "[3]))).reshape([-1])\n"
          "        p = p / 8\n";
     if (output == ScriptOutput::probability) {
       s << "        return p\n";

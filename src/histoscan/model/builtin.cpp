@@ -43,8 +43,9 @@ std::vector<BuiltinModel> builtin_models() {
 BuiltinModel default_model() {
   auto models = builtin_models();
   if (models.empty())
-    throw InputError("no checkpoint given and no built-in model found (" + (models_dir() / "models.json").string() +
-                     " is missing); give a checkpoint (best.pt) first, or set HISTOSCAN_MODELS to the repository's models/ folder");
+    throw InputError(
+        "no checkpoint given and no built-in model found (" + (models_dir() / "models.json").string() +
+        " is missing); give a checkpoint (best.pt) first, or set HISTOSCAN_MODELS to the repository's models/ folder");
   const auto& m = models.front();
   if (!fs::exists(m.path))
     throw InputError("no checkpoint given and the built-in model " + m.name + " is missing (" + m.path.string() +

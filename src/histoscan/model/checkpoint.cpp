@@ -46,7 +46,8 @@ void load_archive(torch::serialize::InputArchive& archive, const std::filesystem
     case ProbeOutcome::kCrashed:
       throw InputError(damaged + "LibTorch crashed reading it: " + outcome.how + "); " + advice);
     case ProbeOutcome::kTooMuchMemory:
-      throw InputError(damaged + "reading it took over " + std::to_string(static_cast<int>(limit_mib)) + " MiB of memory); " + advice);
+      throw InputError(damaged + "reading it took over " + std::to_string(static_cast<int>(limit_mib)) + " MiB of memory); " +
+                       advice);
     case ProbeOutcome::kHung:
       throw InputError(damaged + "reading it did not finish in 5 minutes); " + advice);
   }
@@ -59,9 +60,7 @@ void load_archive(torch::serialize::InputArchive& archive, const std::filesystem
   }
 }
 
-nlohmann::json version_info() {
-  return {{"histoscan", HISTOSCAN_VERSION}, {"libtorch", TORCH_VERSION}};
-}
+nlohmann::json version_info() { return {{"histoscan", HISTOSCAN_VERSION}, {"libtorch", TORCH_VERSION}}; }
 
 void save_checkpoint(const std::filesystem::path& path, const torch::nn::Sequential& net, const nlohmann::json& meta) {
   torch::serialize::OutputArchive archive;
@@ -80,7 +79,9 @@ Checkpoint load_checkpoint(const std::filesystem::path& given) {
   const std::string name = given.string();
   const std::filesystem::path path = resolve_model(name);  // a built-in model's name: its file
   if (!std::filesystem::exists(path))
-    throw InputError("checkpoint " + name + " does not exist; give best.pt or last.pt of a training run, or a built-in model's name ('histoscan models')");
+    throw InputError(
+        "checkpoint " + name +
+        " does not exist; give best.pt or last.pt of a training run, or a built-in model's name ('histoscan models')");
   const auto foreign = interop::find_foreign_model(path);
   auto load_foreign = [&] {
     auto loaded = interop::load_foreign_model(foreign);
@@ -96,7 +97,8 @@ Checkpoint load_checkpoint(const std::filesystem::path& given) {
   c10::IValue meta_value;
   if (!archive.try_read(kMetaKey, meta_value) || !meta_value.isString()) {
     if (!foreign.model.empty()) return load_foreign();  // a TorchScript model with config.json beside it
-    throw InputError("checkpoint " + name + " has no histoscan metadata; it was not written by 'histoscan train' "
+    throw InputError("checkpoint " + name +
+                     " has no histoscan metadata; it was not written by 'histoscan train' "
                      "(a TorchScript model needs WSInfer's config.json beside it)");
   }
   Checkpoint ckpt;
@@ -107,7 +109,8 @@ Checkpoint load_checkpoint(const std::filesystem::path& given) {
   }
   if (ckpt.meta.contains("export")) {  // written by 'histoscan export': TorchScript for other tools
     if (!foreign.model.empty()) return load_foreign();
-    throw InputError(name + " is a model exported by 'histoscan export' for other tools; give the checkpoint it was exported from, "
+    throw InputError(name +
+                     " is a model exported by 'histoscan export' for other tools; give the checkpoint it was exported from, "
                      "or its WSInfer folder (torchscript_model.pt with config.json)");
   }
   if (!ckpt.meta.contains("model") || !ckpt.meta["model"].is_string())
@@ -120,8 +123,8 @@ Checkpoint load_checkpoint(const std::filesystem::path& given) {
   try {
     ckpt.net->load(archive);
   } catch (const c10::Error& e) {
-    throw InputError("checkpoint " + name + " holds the weights of another network, not " + ckpt.meta["model"].get<std::string>() +
-                     "; use a checkpoint written for this model");
+    throw InputError("checkpoint " + name + " holds the weights of another network, not " +
+                     ckpt.meta["model"].get<std::string>() + "; use a checkpoint written for this model");
   }
   std::size_t k = 0;
   auto check = [&](const std::string& key, const torch::Tensor& t) {
@@ -140,7 +143,8 @@ Checkpoint load_checkpoint(const std::filesystem::path& given) {
 void save_threshold(const std::filesystem::path& path, double threshold, const nlohmann::json& rule) {
   Checkpoint ckpt = load_checkpoint(path);
   if (interop::is_foreign(ckpt.net))  // its TorchScript module would not be written back: never overwrite it
-    throw InputError(path.string() + " is a model made elsewhere, which histoscan does not rewrite; give its threshold with --threshold");
+    throw InputError(path.string() +
+                     " is a model made elsewhere, which histoscan does not rewrite; give its threshold with --threshold");
   ckpt.meta["threshold"] = threshold;
   ckpt.meta["threshold_rule"] = rule;
   save_checkpoint(path, ckpt.net, ckpt.meta);

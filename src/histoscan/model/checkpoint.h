@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/sequential.h>
+#include <nlohmann/json.hpp>
 
 namespace histoscan::model {
 
@@ -29,6 +29,10 @@ Checkpoint load_checkpoint(const std::filesystem::path& path);
 // metadata's "threshold" set to `threshold` and "threshold_rule" to `rule`; the weights
 // are copied unchanged. Used by `evaluate --save-threshold`.
 void save_threshold(const std::filesystem::path& path, double threshold, const nlohmann::json& rule);
+
+// The cut-off a checkpoint's metadata keeps ("threshold", written by evaluate --save-threshold),
+// 0.5 where it keeps none: what predict --binary, scan and evaluate use unless told otherwise.
+inline double saved_threshold(const nlohmann::json& meta) { return meta.value("threshold", 0.5); }
 
 // Versions recorded in metadata: histoscan and LibTorch.
 nlohmann::json version_info();

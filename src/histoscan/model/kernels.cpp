@@ -88,9 +88,11 @@ torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, co
       relu_affine_rows(in + begin * c, out + begin * c, end - begin, c, a, b);
     });
   } else {
-    at::parallel_for(0, x.size(0) * c, std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1)), [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) relu_affine_plane(in + p * plane, out + p * plane, plane, a[p % c], b[p % c]);
-    });
+    at::parallel_for(0, x.size(0) * c, std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1)),
+                     [&](int64_t begin, int64_t end) {
+                       for (int64_t p = begin; p < end; ++p)
+                         relu_affine_plane(in + p * plane, out + p * plane, plane, a[p % c], b[p % c]);
+                     });
   }
   return y;
 }
@@ -109,13 +111,13 @@ torch::Tensor bernoulli_mask(const torch::Tensor& like, double keep) {
   float* out = mask.data_ptr<float>();
   if (like.dim() == 4 && mask.is_contiguous(torch::MemoryFormat::ChannelsLast) && !mask.is_contiguous()) {
     const int64_t c = like.size(1), hw = like.size(2) * like.size(3);
-    at::parallel_for(0, like.size(0) * hw, std::max<int64_t>(1, 32768 / std::max<int64_t>(c, 1)), [&](int64_t begin, int64_t end) {
-      mask_channels_last(out, begin, end, c, hw, seed, threshold, value);
-    });
+    at::parallel_for(0, like.size(0) * hw, std::max<int64_t>(1, 32768 / std::max<int64_t>(c, 1)),
+                     [&](int64_t begin, int64_t end) { mask_channels_last(out, begin, end, c, hw, seed, threshold, value); });
   } else {
     mask = mask.contiguous();
     out = mask.data_ptr<float>();
-    at::parallel_for(0, mask.numel(), 32768, [&](int64_t begin, int64_t end) { mask_nchw(out, begin, end, seed, threshold, value); });
+    at::parallel_for(0, mask.numel(), 32768,
+                     [&](int64_t begin, int64_t end) { mask_nchw(out, begin, end, seed, threshold, value); });
   }
   return mask;
 }

@@ -1,8 +1,5 @@
 #include "histoscan/model/precision.h"
 
-#include <fstream>
-#include <initializer_list>
-#include <sstream>
 #include <string>
 
 #include <ATen/autocast_mode.h>
@@ -10,6 +7,7 @@
 #include <torch/version.h>
 
 #include "histoscan/util/log.h"
+#include "histoscan/util/sysinfo.h"
 
 namespace histoscan::model {
 
@@ -27,16 +25,12 @@ bool autocast_enabled(c10::DeviceType type) {
   return type == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
 }
 void set_autocast(c10::DeviceType type, bool enabled) {
-  if (type == c10::DeviceType::CUDA)
-    at::autocast::set_enabled(enabled);
-  else
-    at::autocast::set_cpu_enabled(enabled);
+  if (type == c10::DeviceType::CUDA) at::autocast::set_enabled(enabled);
+  else at::autocast::set_cpu_enabled(enabled);
 }
 void set_autocast_bfloat16(c10::DeviceType type) {
-  if (type == c10::DeviceType::CUDA)
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  else
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  if (type == c10::DeviceType::CUDA) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  else at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
 }
 }  // namespace
 #endif
@@ -77,36 +71,19 @@ void to_bfloat16_for_inference(torch::nn::Sequential& net) {
   for (auto it = net->begin(); it != last; ++it) it->ptr()->to(torch::kBFloat16);
 }
 
-namespace {
-
-// True when /proc/cpuinfo's flags name any of `flags`.
-bool cpu_has_any_flag(std::initializer_list<const char*> flags) {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
-    std::istringstream words(line);
-    std::string w;
-    while (words >> w)
-      for (const char* flag : flags)
-        if (w == flag) return true;
-    return false;
-  }
-  return false;
-}
-
-}  // namespace
-
 bool cpu_has_bfloat16() { return cpu_has_any_flag({"avx512_bf16", "amx_bf16"}); }
 
 void warn_if_amp_is_slow(c10::Device device, bool amp, bool scoring) {
   if (!amp || !device.is_cpu()) return;
   if (!cpu_has_bfloat16())
-    log::warn_once("amp-without-bfloat16", "--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
-              "than float32 here; leave --amp out");
+    log::warn_once("amp-without-bfloat16",
+                   "--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
+                   "than float32 here; leave --amp out");
   else if (scoring && !cpu_has_any_flag({"amx_bf16"}))
-    log::warn_once("amp-scoring-without-amx", "--amp: this CPU has AVX512-BF16 but no AMX, where scoring in bfloat16 measured about half "
-              "float32's speed; leave --amp out unless `histoscan bench` (its row 'inference --amp vs float32') says otherwise here");
+    log::warn_once(
+        "amp-scoring-without-amx",
+        "--amp: this CPU has AVX512-BF16 but no AMX, where scoring in bfloat16 measured about half "
+        "float32's speed; leave --amp out unless `histoscan bench` (its row 'inference --amp vs float32') says otherwise here");
 }
 
 }  // namespace histoscan::model

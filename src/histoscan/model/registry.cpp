@@ -21,8 +21,9 @@ std::map<std::string, ModelInfo>& registry() {
                      "maxpool 3), conv 256, dense 1",
                      [](const nlohmann::json& options) {
                        for (const auto& [key, value] : options.items()) {
-                         bool ok = (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1) ||
-                                   (key == "batchnorm" && value.is_boolean());
+                         bool ok =
+                             (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1) ||
+                             (key == "batchnorm" && value.is_boolean());
                          if (!ok)
                            throw InputError("model option " + key + "=" + value.dump() +
                                             ": seed-cnn takes dropout (0 to below 1) and batchnorm (true or false)");

@@ -16,10 +16,10 @@ torch::Tensor CentreCropImpl::forward(const torch::Tensor& x) {
 
 BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t out, int64_t stride) {
   namespace nn = torch::nn;
-  body = register_module("body", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)),
-                                                nn::BatchNorm2d(out), nn::ReLU(),
-                                                nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)),
-                                                nn::BatchNorm2d(out)));
+  body = register_module(
+      "body",
+      nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)), nn::BatchNorm2d(out),
+                     nn::ReLU(), nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)), nn::BatchNorm2d(out)));
   shortcut = register_module("shortcut", nn::Sequential());
   if (in != out || stride != 1) {
     shortcut->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
@@ -36,7 +36,8 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
 torch::nn::Sequential resnet(const ResNetOptions& o) {
   namespace nn = torch::nn;
   nn::Sequential net;
-  if (o.input_norm == "channel") net->push_back(nn::InstanceNorm2d(nn::InstanceNorm2dOptions(3).affine(false).track_running_stats(false)));
+  if (o.input_norm == "channel")
+    net->push_back(nn::InstanceNorm2d(nn::InstanceNorm2dOptions(3).affine(false).track_running_stats(false)));
   net->push_back(CentreCrop(o.crop));
   net->push_back(nn::Conv2d(nn::Conv2dOptions(3, o.width, 3).padding(1).bias(false)));
   net->push_back(nn::BatchNorm2d(o.width));

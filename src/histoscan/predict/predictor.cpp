@@ -67,7 +67,7 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
     }
     auto u8 = gpu ? train::upload(rows, device) : rows;
     // A model made elsewhere takes [0, 1] (its config's Normalize is inside ForeignModel).
-    auto x = foreign ? train::to_float_nchw(u8) : train::preprocess(u8);
+    auto x = foreign ? train::to_float_channels_last(u8) : train::preprocess(u8);
     torch::Tensor logits;
     if (!tta) {
       logits = model::forward(net, x, device, amp).reshape({b});

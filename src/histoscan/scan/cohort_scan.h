@@ -7,8 +7,8 @@
 #include <vector>
 
 #include <c10/core/Device.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/sequential.h>
+#include <nlohmann/json.hpp>
 
 #include "histoscan/cohort/cohort.h"
 #include "histoscan/scan/scanner.h"
@@ -27,8 +27,8 @@ struct CohortScanOptions {
 };
 
 struct CohortScanResult {
-  cohort::Tally tally;                    // this process's slides
-  std::optional<cohort::Outcome> outcome; // the cohort's table: rank 0 (or the only process) only
+  cohort::Tally tally;                     // this process's slides
+  std::optional<cohort::Outcome> outcome;  // the cohort's table: rank 0 (or the only process) only
 };
 
 // Rank 0 (or the only process) prepares `out` first (InputError on every rank when it

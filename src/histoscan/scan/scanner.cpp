@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
+#include <opencv2/imgproc.hpp>
 
 #include "histoscan/data/image_io.h"
 #include "histoscan/predict/predictor.h"
@@ -144,8 +144,8 @@ ScoreStats score_tiles(torch::nn::Sequential& net, c10::Device device, slide::Sc
   return stats;
 }
 
-nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const fs::path& slide_path,
-                          const fs::path& out_dir, const ScanOptions& o, slide::ScanGrid* grid) {
+nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const fs::path& slide_path, const fs::path& out_dir,
+                          const ScanOptions& o, slide::ScanGrid* grid) {
   auto plan = slide::plan_scan(slide_path, o);
   // The folder is made here; if the scan then fails, a folder this scan made is removed again.
   const bool existed = fs::exists(out_dir);

@@ -7,8 +7,8 @@
 #include <string>
 
 #include <c10/core/Device.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/sequential.h>
+#include <nlohmann/json.hpp>
 
 #include "histoscan/slide/scan_plan.h"
 
@@ -32,7 +32,7 @@ ScoreStats score_tiles(torch::nn::Sequential& net, c10::Device device, slide::Sc
 // when this scan made it and then failed). Returns the summary, and the scored grid in *grid
 // when given (the Python module returns its tiles). Throws InputError for a file that is not
 // a slide, a missing level.
-nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const fs::path& slide_path,
-                          const fs::path& out_dir, const ScanOptions& options, slide::ScanGrid* grid = nullptr);
+nlohmann::json scan_slide(torch::nn::Sequential& net, c10::Device device, const fs::path& slide_path, const fs::path& out_dir,
+                          const ScanOptions& options, slide::ScanGrid* grid = nullptr);
 
 }  // namespace histoscan::scan

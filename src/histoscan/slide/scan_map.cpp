@@ -289,7 +289,8 @@ void write_png(const fs::path& path, const cv::Mat& rgb) {
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
   std::vector<std::uint8_t> bytes;
   if (!cv::imencode(".png", bgr, bytes)) throw InputError("cannot encode " + path.string());
-  write_file_atomic(path, [&](std::ostream& f) { f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size())); });
+  write_file_atomic(
+      path, [&](std::ostream& f) { f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size())); });
 }
 
 }  // namespace histoscan::slide

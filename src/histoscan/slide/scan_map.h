@@ -23,11 +23,11 @@ namespace fs = std::filesystem;
 // move up into the tissue when a slide is mostly tissue, so pale tissue (fat, loose stroma)
 // stays in. `fixed` >= 0 (--tissue-threshold) sets the threshold instead.
 struct TissueMask {
-  cv::Mat mask;                // CV_8U, thumbnail size
-  double threshold = 0;        // the saturation threshold used (0..255)
-  double background = 0;       // saturation of the glass, as estimated (0..255)
-  std::string rule;            // how the threshold was set: "glass + 15, at least 20" or "--tissue-threshold"
-  std::size_t pixels = 0;      // tissue pixels
+  cv::Mat mask;            // CV_8U, thumbnail size
+  double threshold = 0;    // the saturation threshold used (0..255)
+  double background = 0;   // saturation of the glass, as estimated (0..255)
+  std::string rule;        // how the threshold was set: "glass + 15, at least 20" or "--tissue-threshold"
+  std::size_t pixels = 0;  // tissue pixels
 };
 constexpr double kTissueMargin = 15;
 TissueMask find_tissue(const cv::Mat& rgb, double min_saturation = 20, double fixed = -1);

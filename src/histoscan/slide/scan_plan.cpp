@@ -19,7 +19,8 @@ namespace histoscan::slide {
 void check_scan_options(const ScanOptions& o) {
   if (o.stride < 1 || o.stride > data::kPatchSide) throw InputError("--stride " + std::to_string(o.stride) + ": must be 1 to 96");
   if (o.min_tissue < 0 || o.min_tissue > 1) throw InputError("--min-tissue: must be between 0 and 1");
-  if (o.tissue_threshold > 255) throw InputError("--tissue-threshold " + format_number(o.tissue_threshold) + ": must be 0 to 255 (HSV saturation)");
+  if (o.tissue_threshold > 255)
+    throw InputError("--tissue-threshold " + format_number(o.tissue_threshold) + ": must be 0 to 255 (HSV saturation)");
   if (o.batch < 1) throw InputError("--batch: must be at least 1");
   if (o.readers < 1) throw InputError("--readers: must be at least 1");
   if (o.thumbnail < 64) throw InputError("--thumbnail: must be at least 64 pixels");
@@ -70,9 +71,10 @@ ScanPlan plan_scan(const fs::path& slide_path, const ScanOptions& o) {
   auto read = plan_read(slide, o.target_mpp, o.level, o.slide_mpp);
   if (read.mpp_source == "assumed") {
     if (o.require_mpp)
-      throw InputError(slide_path.string() + " records no microns per pixel; give it in the manifest's mpp column or with --slide-mpp");
-    log::warn(slide_path.string() + " records no microns per pixel; reading level 0 as if it were " + format_number(o.target_mpp) +
-              " µm/px (give --slide-mpp if it is not)");
+      throw InputError(slide_path.string() +
+                       " records no microns per pixel; give it in the manifest's mpp column or with --slide-mpp");
+    log::warn(slide_path.string() + " records no microns per pixel; reading level 0 as if it were " +
+              format_number(o.target_mpp) + " µm/px (give --slide-mpp if it is not)");
   }
   if (read.read_scale < 0.99)
     log::warn("--level " + std::to_string(read.level) + " is coarser than the network's " + format_number(o.target_mpp) +
@@ -92,11 +94,13 @@ ScanPlan plan_scan(const fs::path& slide_path, const ScanOptions& o) {
   plan.blocks = tissue_blocks(plan.grid, tissue_fractions(plan.grid, plan.tissue, plan.thumb_scale), o.min_tissue, &plan.tiles);
   const std::string where = slide_path.string() + ": ";
   if (plan.grid.nx == 0 || plan.grid.ny == 0) {
-    std::string what = "smaller than one " + std::to_string(data::kPatchSide) + "-pixel tile at " + format_number(o.target_mpp) + " µm/px";
+    std::string what =
+        "smaller than one " + std::to_string(data::kPatchSide) + "-pixel tile at " + format_number(o.target_mpp) + " µm/px";
     if (o.require_tissue) throw InputError(where + what + "; nothing to score");
     log::warn(where + what + "; nothing to score, the heatmap is empty");
   } else if (plan.tiles == 0) {
-    std::string what = "no tissue found (saturation threshold " + format_number(plan.tissue.threshold) + ", " + plan.tissue.rule + ")";
+    std::string what =
+        "no tissue found (saturation threshold " + format_number(plan.tissue.threshold) + ", " + plan.tissue.rule + ")";
     if (o.require_tissue) throw InputError(where + what + "; check tissue.png of a scan with --tissue-threshold lower");
     log::warn(where + what + "; the heatmap is empty");
   } else {

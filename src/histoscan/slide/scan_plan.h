@@ -18,26 +18,26 @@
 namespace histoscan::slide {
 
 struct ScanOptions {
-  double target_mpp = 0.972;      // microns per network-input pixel (PCam: 96 px at 0.972)
-  double slide_mpp = 0;           // level 0's, replacing the slide's own (0: the slide's)
-  int level = -1;                 // pyramid level to read (-1: chosen from the resolutions)
-  int stride = 32;                // input pixels between tiles
-  double min_tissue = 0.5;        // fraction of a tile that must be tissue for it to be scored
-  double tissue_threshold = -1;   // HSV saturation (0..255) above which a pixel is tissue (-1: from the glass)
+  double target_mpp = 0.972;     // microns per network-input pixel (PCam: 96 px at 0.972)
+  double slide_mpp = 0;          // level 0's, replacing the slide's own (0: the slide's)
+  int level = -1;                // pyramid level to read (-1: chosen from the resolutions)
+  int stride = 32;               // input pixels between tiles
+  double min_tissue = 0.5;       // fraction of a tile that must be tissue for it to be scored
+  double tissue_threshold = -1;  // HSV saturation (0..255) above which a pixel is tissue (-1: from the glass)
   int batch = 128;
-  int readers = 1;                // threads reading and cutting tiles
-  int thumbnail = 2048;           // longer side of the thumbnail (tissue mask and heatmap)
-  int top_k = 10;                 // summary: mean probability of the k most likely tiles
-  double threshold = 0.5;         // tumour at probability >= threshold (regions, area, call)
-  int smooth = 2;                 // heatmap, regions, area and call use the mean over (2 smooth + 1)^2 cells
+  int readers = 1;         // threads reading and cutting tiles
+  int thumbnail = 2048;    // longer side of the thumbnail (tissue mask and heatmap)
+  int top_k = 10;          // summary: mean probability of the k most likely tiles
+  double threshold = 0.5;  // tumour at probability >= threshold (regions, area, call)
+  int smooth = 2;          // heatmap, regions, area and call use the mean over (2 smooth + 1)^2 cells
   bool progress = true;
-  bool overwrite = false;         // write into a non-empty out_dir
-  bool tta = false;               // average each tile over its 8 dihedral views
-  bool amp = false;               // bfloat16 (model::forward); the network from prepare_inference
+  bool overwrite = false;  // write into a non-empty out_dir
+  bool tta = false;        // average each tile over its 8 dihedral views
+  bool amp = false;        // bfloat16 (model::forward); the network from prepare_inference
   // A cohort asks more of a slide than one scan does: what a single scan only warns about
   // fails the slide (InputError), so it gets a row in failures.csv instead of a guess.
-  bool require_mpp = false;       // a slide that records no microns per pixel (and no slide_mpp given)
-  bool require_tissue = false;    // a slide on which no tissue tile is found
+  bool require_mpp = false;     // a slide that records no microns per pixel (and no slide_mpp given)
+  bool require_tissue = false;  // a slide on which no tissue tile is found
 };
 
 // Throws InputError naming the flag for an option out of range.
@@ -49,14 +49,14 @@ constexpr int kScanBlock = 8;  // tiles per block side: one slide read serves up
 struct ScanPlan {
   Slide slide;
   ReadPlan read;
-  cv::Mat thumb;                                   // RGB, options.thumbnail on its longer side
-  double thumb_scale = 0;                          // thumbnail pixels per level-0 pixel
+  cv::Mat thumb;           // RGB, options.thumbnail on its longer side
+  double thumb_scale = 0;  // thumbnail pixels per level-0 pixel
   TissueMask tissue;
   ScanGrid grid;
   std::vector<std::vector<std::uint32_t>> blocks;  // tissue tiles (j * nx + i), grouped by block
   std::size_t tiles = 0;                           // tissue tiles in all blocks
   std::chrono::steady_clock::time_point started;
-  double plan_seconds = 0;                         // opening, thumbnail, tissue and tiles
+  double plan_seconds = 0;  // opening, thumbnail, tissue and tiles
 };
 
 // Opens the slide, plans its reading and finds its tissue tiles, logging what it chose.

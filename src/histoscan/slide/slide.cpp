@@ -51,7 +51,8 @@ double read_mpp(openslide_t* osr) {
 Slide Slide::open(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw InputError(path.string() + ": no such slide; check the path");
-  if (fs::is_directory(path, ec)) throw InputError(path.string() + ": is a folder; give a slide file (.svs, .tif, .ndpi, .mrxs, ...)");
+  if (fs::is_directory(path, ec))
+    throw InputError(path.string() + ": is a folder; give a slide file (.svs, .tif, .ndpi, .mrxs, ...)");
   Slide s;
   s.path_ = path;
   s.impl_ = std::make_unique<Impl>();
@@ -60,7 +61,8 @@ Slide Slide::open(const fs::path& path) {
     if (osr) {
       s.impl_->osr = osr;
       if (const char* err = openslide_get_error(osr))
-        throw InputError(path.string() + ": OpenSlide cannot read this " + vendor + " slide (" + err + "); the file is damaged or incomplete");
+        throw InputError(path.string() + ": OpenSlide cannot read this " + vendor + " slide (" + err +
+                         "); the file is damaged or incomplete");
       s.vendor_ = vendor;
       int32_t n = openslide_get_level_count(osr);
       for (int32_t i = 0; i < n; ++i) {
@@ -99,7 +101,8 @@ cv::Mat Slide::read(int level, std::int64_t x0, std::int64_t y0, int w, int h) c
     std::vector<std::uint32_t> argb(static_cast<std::size_t>(w) * h);
     openslide_read_region(impl_->osr, argb.data(), x0, y0, level, w, h);
     if (const char* err = openslide_get_error(impl_->osr))
-      throw InputError(path_.string() + ": reading level " + std::to_string(level) + " failed (" + err + "); the slide is damaged");
+      throw InputError(path_.string() + ": reading level " + std::to_string(level) + " failed (" + err +
+                       "); the slide is damaged");
     // Premultiplied ARGB over white: channel + (255 - alpha).
     for (int y = 0; y < h; ++y) {
       auto* row = out.ptr<std::uint8_t>(y);

@@ -3,9 +3,9 @@
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
 #include <torch/serialize.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "histoscan/model/archive.h"
 #include "histoscan/util/atomic_file.h"
@@ -23,13 +23,20 @@ nlohmann::json to_json(const LoopState& s) {
     history.push_back({r.epoch, r.loss, r.accuracy, r.val_loss, r.val_accuracy, r.val_auc, r.lr, r.seconds});
   // Infinity is not JSON: an unset best is stored as null.
   auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-  return {{"epoch", s.epoch},         {"step", s.step},
-          {"loss_sum", s.loss_sum},   {"correct", s.correct},
-          {"seen", s.seen},           {"lr", s.lr},
-          {"best_loss", number(s.best_loss)}, {"plateau_best", number(s.plateau_best)},
-          {"since_best", s.since_best},       {"since_plateau_best", s.since_plateau_best},
-          {"best_epoch", s.best_epoch},       {"finished", s.finished},
-          {"wall_seconds", s.wall_seconds},   {"longest_epoch_seconds", s.longest_epoch_seconds},
+  return {{"epoch", s.epoch},
+          {"step", s.step},
+          {"loss_sum", s.loss_sum},
+          {"correct", s.correct},
+          {"seen", s.seen},
+          {"lr", s.lr},
+          {"best_loss", number(s.best_loss)},
+          {"plateau_best", number(s.plateau_best)},
+          {"since_best", s.since_best},
+          {"since_plateau_best", s.since_plateau_best},
+          {"best_epoch", s.best_epoch},
+          {"finished", s.finished},
+          {"wall_seconds", s.wall_seconds},
+          {"longest_epoch_seconds", s.longest_epoch_seconds},
           {"ema_updates", s.ema_updates},
           {"history", history}};
 }

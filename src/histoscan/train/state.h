@@ -15,10 +15,10 @@
 namespace histoscan::train {
 
 struct LoopState {
-  int epoch = 1;                 // the epoch in progress, 1-based
-  std::int64_t step = 0;         // the next step of that epoch; 0: the epoch has not started
+  int epoch = 1;                    // the epoch in progress, 1-based
+  std::int64_t step = 0;            // the next step of that epoch; 0: the epoch has not started
   std::vector<std::int64_t> order;  // the epoch's permutation of the training rows (step > 0)
-  double loss_sum = 0;           // running sums of the epoch so far
+  double loss_sum = 0;              // running sums of the epoch so far
   std::int64_t correct = 0, seen = 0;
   double lr = 0;
   double best_loss = std::numeric_limits<double>::infinity();     // early stopping and best.pt

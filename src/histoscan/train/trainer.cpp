@@ -64,23 +64,27 @@ void validate(const TrainConfig& c) {
   if (c.lr_patience < 1) throw InputError("--lr-patience must be at least 1");
   if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
   if (c.optimizer != "adam" && c.optimizer != "sgd") throw InputError("--optimizer " + c.optimizer + ": expected adam or sgd");
-  if (!(c.momentum >= 0 && c.momentum < 1)) throw InputError("--momentum " + format_number(c.momentum) + " must be from 0 to below 1");
-  if (c.schedule != "plateau" && c.schedule != "cosine") throw InputError("--schedule " + c.schedule + ": expected plateau or cosine");
+  if (!(c.momentum >= 0 && c.momentum < 1))
+    throw InputError("--momentum " + format_number(c.momentum) + " must be from 0 to below 1");
+  if (c.schedule != "plateau" && c.schedule != "cosine")
+    throw InputError("--schedule " + c.schedule + ": expected plateau or cosine");
   if (!(c.warmup_epochs >= 0 && c.warmup_epochs < c.epochs))
     throw InputError("--warmup-epochs " + format_number(c.warmup_epochs) + " must be from 0 to below --epochs");
-  if (!(c.ema >= 0 && c.ema < 1)) throw InputError("--ema " + format_number(c.ema) + " must be 0 (off) or a decay below 1, e.g. 0.999");
+  if (!(c.ema >= 0 && c.ema < 1))
+    throw InputError("--ema " + format_number(c.ema) + " must be 0 (off) or a decay below 1, e.g. 0.999");
   if (c.memory_format != "auto" && c.memory_format != "nchw" && c.memory_format != "channels-last")
     throw InputError("--memory-format " + c.memory_format + ": expected auto, nchw or channels-last");
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
     throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
-  recipe_config(c.recipe);                      // an unknown recipe,
+  recipe_config(c.recipe);                                 // an unknown recipe,
   auto net = model::make_model(c.model, c.model_options);  // or network, fails here, before any data is read
   if (c.memory_format == "channels-last" && !predict::resolve_device(c.device).is_cuda() &&
       model::has_unsafe_channels_last_gradient(*net))
-    throw InputError("--memory-format channels-last: this network has a strided 1x1 convolution on fewer than 16 "
-                     "channels, whose CPU gradient in channels-last memory corrupts memory in LibTorch 1.13; use "
-                     "--memory-format auto or nchw, or a width of at least 16");
-  (void)Augmentation(c.augment);                // and so does an unknown augmentation
+    throw InputError(
+        "--memory-format channels-last: this network has a strided 1x1 convolution on fewer than 16 "
+        "channels, whose CPU gradient in channels-last memory corrupts memory in LibTorch 1.13; use "
+        "--memory-format auto or nchw, or a width of at least 16");
+  (void)Augmentation(c.augment);  // and so does an unknown augmentation
 }
 
 TrainConfig recipe_config(const std::string& name) {
@@ -122,18 +126,18 @@ nlohmann::json recipe_model_options(const std::string& recipe, const std::string
 }
 
 std::vector<std::pair<std::string, std::string>> list_recipes() {
-  return {{"default", "histoscan's default: resnet on the centre " + std::to_string(kDefaultCrop) + " x " +
-                          std::to_string(kDefaultCrop) + " (--model-option crop=" + std::to_string(kDefaultCrop) +
-                          "), --augment " + kDefaultAugment +
-                          ", Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
-          {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
+  return {
+      {"default", "histoscan's default: resnet on the centre " + std::to_string(kDefaultCrop) + " x " +
+                      std::to_string(kDefaultCrop) + " (--model-option crop=" + std::to_string(kDefaultCrop) + "), --augment " +
+                      kDefaultAugment + ", Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
+      {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
 }
 
 std::string format_epoch(const EpochRecord& r) {
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "loss: %.4f - accuracy: %.4f - val_loss: %.4f - val_accuracy: %.4f - val_auc: %.4f - lr: %.1e - %s",
-                r.loss, r.accuracy, r.val_loss, r.val_accuracy, r.val_auc, r.lr, format_seconds(r.seconds).c_str());
+                "loss: %.4f - accuracy: %.4f - val_loss: %.4f - val_accuracy: %.4f - val_auc: %.4f - lr: %.1e - %s", r.loss,
+                r.accuracy, r.val_loss, r.val_accuracy, r.val_auc, r.lr, format_seconds(r.seconds).c_str());
   return buf;
 }
 
@@ -181,10 +185,17 @@ class Loop {
  public:
   Loop(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config, const fs::path& run_dir,
        nlohmann::json meta, dist::Group* group)
-      : config_(config), run_dir_(run_dir), meta_(std::move(meta)), valid_(valid), group_(group),
-        writes_(!group || group->rank() == 0), rng_(config.seed),
-        device_(predict::resolve_device(config.device)), n_(static_cast<int64_t>(train.size())),
-        steps_((n_ + config.batch - 1) / config.batch), label_values_(train.labels.begin(), train.labels.end()) {
+      : config_(config),
+        run_dir_(run_dir),
+        meta_(std::move(meta)),
+        valid_(valid),
+        group_(group),
+        writes_(!group || group->rank() == 0),
+        rng_(config.seed),
+        device_(predict::resolve_device(config.device)),
+        n_(static_cast<int64_t>(train.size())),
+        steps_((n_ + config.batch - 1) / config.batch),
+        label_values_(train.labels.begin(), train.labels.end()) {
     torch::manual_seed(config.seed);
     net_ = model::make_model(config.model, config.model_options);
     if (group_ && config.sync_bn) net_ = dist::with_sync_batchnorm(net_, *group_);
@@ -201,9 +212,9 @@ class Loop {
     if (channels_last_) model::use_channels_last(*net_);
     model::warn_if_amp_is_slow(device_, config.amp);
     if (config.optimizer == "sgd")
-      opt_ = std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
-    else
-      opt_ = std::make_unique<MultiTensorAdam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
+      opt_ =
+          std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
+    else opt_ = std::make_unique<MultiTensorAdam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
     images_ = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n_, 96, 96, 3}, torch::kUInt8);
     labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
     if (device_.is_cuda()) to_gpu();
@@ -237,7 +248,8 @@ class Loop {
                          " epochs); nothing to resume");
       set_lr(*opt_, state_.lr);
       if (config_.ema > 0 && state_.ema_weights.size() != net_->parameters().size() + net_->buffers().size())
-        throw InputError((run_dir_ / "resume.pt").string() + " holds no weight average for --ema; start a new run instead of --resume");
+        throw InputError((run_dir_ / "resume.pt").string() +
+                         " holds no weight average for --ema; start a new run instead of --resume");
       log::info("resuming at epoch " + std::to_string(state_.epoch) + ", step " + std::to_string(state_.step) + " of " +
                 std::to_string(steps_));
     }
@@ -336,10 +348,8 @@ class Loop {
     std::size_t k = params.size();
     for (const auto& b : net_->buffers()) {
       auto& avg_b = state_.ema_weights[k++];
-      if (b.is_floating_point())
-        avg_b.mul_(decay).add_(b, 1 - decay);
-      else
-        avg_b.copy_(b);
+      if (b.is_floating_point()) avg_b.mul_(decay).add_(b, 1 - decay);
+      else avg_b.copy_(b);
     }
   }
 
@@ -410,7 +420,7 @@ class Loop {
                                                        int64_t b) {
     auto idx = perm.narrow(0, start + offset, share);
     const auto layout = channels_last_ ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
-    auto x = standardize(augment_(to_float_nchw(images_.index_select(0, idx).to(device_)).contiguous(layout), rng_,
+    auto x = standardize(augment_(to_float_channels_last(images_.index_select(0, idx).to(device_)).contiguous(layout), rng_,
                                   BatchSlice{offset, b}))
                  .contiguous(layout);
     auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
@@ -486,7 +496,8 @@ class Loop {
     constexpr int64_t kBucketBytes = 25 << 20;
     for (auto& p : net_->parameters()) {
       if (!p.requires_grad()) continue;
-      if (buckets_.empty() || (buckets_.back().size > 0 && (buckets_.back().size + p.numel()) * 4 > kBucketBytes)) buckets_.emplace_back();
+      if (buckets_.empty() || (buckets_.back().size > 0 && (buckets_.back().size + p.numel()) * 4 > kBucketBytes))
+        buckets_.emplace_back();
       auto& bucket = buckets_.back();
       bucket.params.push_back(p);
       bucket.offsets.push_back(bucket.size);
@@ -517,8 +528,9 @@ class Loop {
   }
 
   EpochRecord validate(double seconds) {
-    auto val_logits = group_ ? distributed_logits()
-                             : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_, false, config_.amp);
+    auto val_logits = group_
+                          ? distributed_logits()
+                          : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_, false, config_.amp);
     auto val_probs = predict::sigmoid(val_logits);
     EpochRecord r;
     r.epoch = state_.epoch;
@@ -557,10 +569,13 @@ class Loop {
     sync_buffers();
     const std::size_t n = valid_.size();
     auto [begin, end] = dist::shard(n, group_->rank(), group_->size());
-    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_, false, config_.amp);
+    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_, false,
+                                        config_.amp);
     const int64_t widest = static_cast<int64_t>(dist::shard(n, 0, group_->size()).second);  // rank 0's share is the largest
     auto padded = torch::zeros({widest}, torch::kFloat32);
-    if (!mine.empty()) padded.narrow(0, 0, static_cast<int64_t>(mine.size())).copy_(torch::from_blob(mine.data(), {static_cast<int64_t>(mine.size())}));
+    if (!mine.empty())
+      padded.narrow(0, 0, static_cast<int64_t>(mine.size()))
+          .copy_(torch::from_blob(mine.data(), {static_cast<int64_t>(mine.size())}));
     auto all = group_->allgather(padded, "gathering validation scores");
     std::vector<float> out;
     out.reserve(n);

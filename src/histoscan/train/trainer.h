@@ -24,14 +24,14 @@ struct TrainConfig {
   std::string model = "seed-cnn";
   nlohmann::json model_options = nlohmann::json::object();
   std::string optimizer = "adam";  // or "sgd" (with momentum)
-  double momentum = 0.9;            // sgd only
+  double momentum = 0.9;           // sgd only
   double lr = 1e-3;
   int batch = 128;
   int epochs = 20;
   int early_stopping_patience = 7;  // epochs without a lower val_loss before stopping; 0: never stop
   int lr_patience = 3;              // epochs without improvement before lr *= lr_factor
   double lr_factor = 0.1;
-  double min_delta = 1e-4;          // improvement the plateau schedule requires (Keras' min_delta)
+  double min_delta = 1e-4;  // improvement the plateau schedule requires (Keras' min_delta)
   std::uint64_t seed = 13;
   std::string device = "auto";
   // See train::augment. Not the notebook's "flips": on pcam-subset (2,000 per class, 3 epochs,
@@ -49,7 +49,7 @@ struct TrainConfig {
   // running statistics averaged alike). Training itself runs on the raw weights.
   double ema = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
-  bool amp = false;      // model::Autocast (bfloat16) around the forward pass and validation
+  bool amp = false;                // model::Autocast (bfloat16) around the forward pass and validation
   // The layout of activations and convolution weights while training: "nchw", "channels-last",
   // or "auto": channels-last on a GPU (cuDNN's NHWC kernels, tensor cores under --amp) and under
   // amp on the CPU (oneDNN's NHWC kernels, about 1.3x faster there); NCHW for float32 on the CPU,

@@ -9,7 +9,7 @@
 
 namespace histoscan::train {
 
-torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc) {
+torch::Tensor to_float_channels_last(const torch::Tensor& u8_nhwc) {
   return u8_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(255.0f).contiguous(torch::MemoryFormat::ChannelsLast);
 }
 
@@ -107,7 +107,7 @@ torch::Tensor random_hed(const torch::Tensor& x, std::mt19937_64& rng, double st
   auto a = upload(scale, {n, 1, 3}, torch::kFloat32, x.device());
   auto b = upload(shift, {n, 1, 3}, torch::kFloat32, x.device());
   auto t = torch::matmul(hed_from_rgb.unsqueeze(0) * a, rgb_from_hed);  // n x 3 x 3: H diag(a) R
-  auto c = torch::matmul(b, rgb_from_hed);                               // n x 1 x 3: b R
+  auto c = torch::matmul(b, rgb_from_hed);                              // n x 1 x 3: b R
   auto ln = torch::log(x.clamp_min(1e-6));
   const int64_t h = x.size(2), w = x.size(3);
   if (x.is_contiguous(torch::MemoryFormat::ChannelsLast) && !x.is_contiguous()) {
@@ -130,8 +130,10 @@ torch::Tensor random_shift(const torch::Tensor& x, std::mt19937_64& rng, int64_t
   dx.erase(dx.begin(), dx.begin() + slice.offset), dx.resize(static_cast<std::size_t>(n));
   namespace F = torch::nn::functional;
   auto padded = F::pad(x, F::PadFuncOptions({max_shift, max_shift, max_shift, max_shift}).mode(torch::kReflect));
-  auto rows = upload(dy, {n, 1, 1, 1}, torch::kInt64, x.device()) + torch::arange(h, x.options().dtype(torch::kInt64)).view({1, 1, h, 1});
-  auto cols = upload(dx, {n, 1, 1, 1}, torch::kInt64, x.device()) + torch::arange(w, x.options().dtype(torch::kInt64)).view({1, 1, 1, w});
+  auto rows =
+      upload(dy, {n, 1, 1, 1}, torch::kInt64, x.device()) + torch::arange(h, x.options().dtype(torch::kInt64)).view({1, 1, h, 1});
+  auto cols =
+      upload(dx, {n, 1, 1, 1}, torch::kInt64, x.device()) + torch::arange(w, x.options().dtype(torch::kInt64)).view({1, 1, 1, w});
   auto out = padded.gather(2, rows.expand({n, c, h, padded.size(3)}));
   return out.gather(3, cols.expand({n, c, h, w})).contiguous(x.suggest_memory_format());
 }
@@ -199,6 +201,6 @@ torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19
   return Augmentation(name)(x, rng, slice);
 }
 
-torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_nchw(u8_nhwc)); }
+torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_channels_last(u8_nhwc)); }
 
 }  // namespace histoscan::train

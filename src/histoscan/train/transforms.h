@@ -11,7 +11,7 @@ namespace histoscan::train {
 
 // uint8 N x 96 x 96 x 3 (HWC, RGB) -> float N x 3 x 96 x 96 in [0, 1], in channels-last
 // memory (the bytes' own order, and what oneDNN's convolutions run fastest on).
-torch::Tensor to_float_nchw(const torch::Tensor& u8_nhwc);
+torch::Tensor to_float_channels_last(const torch::Tensor& u8_nhwc);
 
 // `host` (a CPU tensor) on `device`. To a GPU through page-locked memory without waiting: a
 // copy from ordinary memory waits for all the work queued before it. (LibTorch's pinned-memory
@@ -76,7 +76,7 @@ class Augmentation {
 // Augmentation(name)(x, rng, slice): for one batch.
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
 
-// What the model sees at evaluation: to_float_nchw then standardize.
+// What the model sees at evaluation: to_float_channels_last then standardize.
 torch::Tensor preprocess(const torch::Tensor& u8_nhwc);
 
 }  // namespace histoscan::train

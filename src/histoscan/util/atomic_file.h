@@ -37,8 +37,13 @@ void write_file_atomic(const fs::path& target, const std::function<void(std::ost
 // one whose parent folder is missing or not writable. Creates nothing.
 void check_output_file(const fs::path& path, bool overwrite, const std::string& flag);
 
-// Prepares an output folder: refuses an existing non-empty folder unless overwrite,
-// creates it (and parents) otherwise, and checks it can be written.
+// Refuses (InputError naming `flag`, when given) an output folder that is a file, or a folder
+// that holds anything unless overwrite. Creates nothing. Every command's output folder is
+// checked here, so they all say the same.
+void check_output_dir(const fs::path& dir, bool overwrite, const std::string& flag);
+
+// Prepares an output folder: check_output_dir, then creates it (and parents) and checks it can
+// be written.
 void prepare_output_dir(const fs::path& dir, bool overwrite, const std::string& flag);
 
 }  // namespace histoscan

@@ -153,7 +153,7 @@ class Helper {
       out.kind = ProbeOutcome::kTooMuchMemory;
       return out;
     }
-    int status = stop(true);  // no answer: it died in the probe
+    int status = stop(true);                                                 // no answer: it died in the probe
     if (WIFEXITED(status) && WEXITSTATUS(status) == kAnswerTooMuchMemory) {  // watch_memory
       out.kind = ProbeOutcome::kTooMuchMemory;
       return out;
@@ -163,7 +163,8 @@ class Helper {
       return out;
     }
     out.kind = ProbeOutcome::kCrashed;
-    out.how = WIFSIGNALED(status) ? std::string(strsignal(WTERMSIG(status))) : "exit status " + std::to_string(WEXITSTATUS(status));
+    out.how =
+        WIFSIGNALED(status) ? std::string(strsignal(WTERMSIG(status))) : "exit status " + std::to_string(WEXITSTATUS(status));
     return out;
   }
 

@@ -1,8 +1,16 @@
 #pragma once
-// What the process costs: peak resident memory, for reports and benchmarks; and how it gets
-// memory from the system.
+// What the process costs: peak resident memory, for reports and benchmarks; how it gets
+// memory from the system; and what the CPU is (/proc/cpuinfo, read here only).
+#include <initializer_list>
+#include <string>
 
 namespace histoscan {
+
+// The CPU's "model name" in /proc/cpuinfo ("AMD EPYC ..."); "unknown" where there is none.
+std::string cpu_model_name();
+
+// True when the first "flags" line of /proc/cpuinfo names any of `flags` (e.g. "avx512_bf16").
+bool cpu_has_any_flag(std::initializer_list<const char*> flags);
 
 // Peak resident set size of this process so far, in MiB (VmHWM of /proc/self/status; 0
 // where that is not available).

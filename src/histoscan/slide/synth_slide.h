@@ -16,10 +16,10 @@ namespace histoscan::slide {
 namespace fs = std::filesystem;
 
 struct PyramidOptions {
-  int tile = 256;          // tile side, pixels
-  int quality = 90;        // JPEG quality
-  double mpp = 0;          // microns per level-0 pixel, written as the TIFF resolution (0: none)
-  int min_side = 512;      // the coarsest level is the last one whose longer side is at least this
+  int tile = 256;      // tile side, pixels
+  int quality = 90;    // JPEG quality
+  double mpp = 0;      // microns per level-0 pixel, written as the TIFF resolution (0: none)
+  int min_side = 512;  // the coarsest level is the last one whose longer side is at least this
 };
 
 // Fills `out` (CV_8UC3 RGB, already sized) with the pixels of `region` of pyramid level
@@ -31,12 +31,12 @@ using RegionFill = std::function<void(int level, const cv::Rect& region, cv::Mat
 void write_pyramidal_tiff(const fs::path& path, std::int64_t width, std::int64_t height, const RegionFill& fill,
                           const PyramidOptions& options = {});
 
-struct TestSlideSpec {
-  int cols = 24, rows = 16;              // mosaic of 96x96 patches
-  cv::Rect tumour{13, 5, 8, 6};          // cells (in the mosaic) filled with tumour patches
-  double patch_mpp = 0.972;              // the patches' resolution (PCam)
-  double slide_mpp = 0.486;              // level 0's; patches are scaled by patch_mpp / slide_mpp
-  std::int64_t width = 0, height = 0;    // level-0 canvas; 0: the mosaic plus a margin
+struct SynthSlideSpec {
+  int cols = 24, rows = 16;            // mosaic of 96x96 patches
+  cv::Rect tumour{13, 5, 8, 6};        // cells (in the mosaic) filled with tumour patches
+  double patch_mpp = 0.972;            // the patches' resolution (PCam)
+  double slide_mpp = 0.486;            // level 0's; patches are scaled by patch_mpp / slide_mpp
+  std::int64_t width = 0, height = 0;  // level-0 canvas; 0: the mosaic plus a margin
   std::uint64_t seed = 1;
 };
 
@@ -45,6 +45,6 @@ struct TestSlideSpec {
 // Tissue is the ellipse inscribed in the mosaic; outside it is glass (near-white). Patches
 // come from `index` (labelled; tumour cells get label-1 patches, other tissue label 0, drawn
 // at random with `seed`), or are synthetic (data::synth_patch) when `index` is null.
-nlohmann::json write_test_slide(const fs::path& path, const data::PatchIndex* index, const TestSlideSpec& spec);
+nlohmann::json write_synth_slide(const fs::path& path, const data::PatchIndex* index, const SynthSlideSpec& spec);
 
 }  // namespace histoscan::slide

@@ -1,13 +1,13 @@
-#include "histoscan/slide/test_slide.h"
+#include "histoscan/slide/synth_slide.h"
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include <tiffio.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
-#include <tiffio.h>
 
 #include "histoscan/data/store.h"
 #include "histoscan/data/synth.h"
@@ -76,7 +76,7 @@ void write_pyramidal_tiff(const fs::path& path, std::int64_t width, std::int64_t
   out.commit();
 }
 
-nlohmann::json write_test_slide(const fs::path& path, const data::PatchIndex* index, const TestSlideSpec& spec) {
+nlohmann::json write_synth_slide(const fs::path& path, const data::PatchIndex* index, const SynthSlideSpec& spec) {
   const int P = data::kPatchSide;
   if (spec.cols < 3 || spec.rows < 3) throw InputError("--cols and --rows: at least 3 patches each");
   cv::Rect grid(0, 0, spec.cols, spec.rows);
@@ -110,7 +110,8 @@ nlohmann::json write_test_slide(const fs::path& path, const data::PatchIndex* in
     for (int label : {0, 1}) {
       if (rows[label].size() < need[label])
         throw InputError(index->data.string() + ": has " + std::to_string(rows[label].size()) + " patches labelled " +
-                         std::to_string(label) + ", the slide needs " + std::to_string(need[label]) + "; use fewer --cols/--rows");
+                         std::to_string(label) + ", the slide needs " + std::to_string(need[label]) +
+                         "; use fewer --cols/--rows");
       std::shuffle(rows[label].begin(), rows[label].end(), rng);
       rows[label].resize(need[label]);
       data::LoadOptions load;
@@ -157,7 +158,8 @@ nlohmann::json write_test_slide(const fs::path& path, const data::PatchIndex* in
     out.setTo(cv::Scalar(242, 242, 242));
     while (static_cast<int>(pyramid.size()) <= level) {
       cv::Mat half;
-      cv::resize(pyramid.back(), half, cv::Size((pyramid.back().cols + 1) / 2, (pyramid.back().rows + 1) / 2), 0, 0, cv::INTER_AREA);
+      cv::resize(pyramid.back(), half, cv::Size((pyramid.back().cols + 1) / 2, (pyramid.back().rows + 1) / 2), 0, 0,
+                 cv::INTER_AREA);
       pyramid.push_back(half);
     }
     const cv::Mat& m = pyramid[level];

@@ -1,0 +1,50 @@
+// What the subcommands share (commands.h): which argument is the model, --threads, --model-option.
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "histoscan/model/builtin.h"
+#include "histoscan/util/error.h"
+#include "histoscan/util/log.h"
+#include "histoscan/util/parallel.h"
+
+namespace histoscan::cli {
+
+namespace fs = std::filesystem;
+
+bool names_a_model(const std::string& arg) {
+  const fs::path p(arg);
+  std::error_code ec;
+  if (p.extension() == ".pt") return true;
+  if (fs::is_directory(p, ec)) return fs::exists(p / "torchscript_model.pt", ec);
+  return model::resolve_model(arg) != arg;
+}
+
+std::string default_checkpoint() {
+  auto m = model::default_model();
+  log::info("no checkpoint given: using the built-in model " + m.name + " (" + m.path.string() +
+            "; 'histoscan models' describes it)");
+  return m.path.string();
+}
+
+int set_threads(int threads) {
+  int n = resolve_threads(threads);
+  torch::set_num_threads(n);
+  return n;
+}
+
+// KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.
+nlohmann::json parse_model_options(const std::vector<std::string>& items) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) throw InputError("--model-option " + item + ": expected KEY=VALUE, e.g. dropout=0");
+    const std::string value = item.substr(eq + 1);
+    nlohmann::json v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    out[item.substr(0, eq)] = (v.is_discarded() || v.is_object() || v.is_array()) ? nlohmann::json(value) : v;
+  }
+  return out;
+}
+
+}  // namespace histoscan::cli
