@@ -564,7 +564,9 @@ TEST(BuiltinModel, ScoresTheSampleTestPatchesAsItsCardStates) {
   EXPECT_NE(r.output.find("using the built-in model " + card["name"].get<std::string>()), std::string::npos) << r.output;
   auto m = nlohmann::json::parse(read_text(dir / "eval/metrics.json"));
   EXPECT_NEAR(m["auc"].get<double>(), stated["auc"].get<double>(), 1e-4);
-  EXPECT_NEAR(m["accuracy"].get<double>(), stated["accuracy"].get<double>(), 1e-4);
+  // Another CPU may sum in another order: a probability within 1e-6 of the cut-off could then
+  // change sides, moving accuracy by one patch (AUC by far less).
+  EXPECT_NEAR(m["accuracy"].get<double>(), stated["accuracy"].get<double>(), 1.01 / m["n"].get<double>());
   char auc[16];
   std::snprintf(auc, sizeof auc, "%.4f", stated["auc"].get<double>());
   EXPECT_NE(read_text(source / "models/README.md").find(auc), std::string::npos) << "models/README.md does not state AUC " << auc;

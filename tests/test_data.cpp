@@ -24,6 +24,7 @@
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
 #include "histoscan/data/synth.h"
+#include "histoscan/data/train_valid.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/sysinfo.h"
 #include "test_util.h"
@@ -229,6 +230,79 @@ TEST(Sampling, GroupSplitKeepsEachGroupOnOneSide) {
   for (const auto& g : valid_groups) EXPECT_EQ(train_groups.count(g), 0u) << g;
   EXPECT_GE(s.valid.size(), 150u);
   EXPECT_EQ(s.train.size() + s.valid.size(), 600u);
+}
+
+// What train validates on: never a training id (split by label), never a training group (split
+// by group), an unreadable patch left out of its own side only, and --valid ids shared with
+// the training rows counted.
+TEST(TrainValid, SplitsNeverShareAnIdOrAGroupAndSkippedPatchesShrinkTheirOwnSide) {
+  TempDir dir;
+  std::string groups = "id,group\n";
+  for (int i = 0; i < 40; ++i) {
+    const int label = i % 2;
+    const std::string id = "p" + std::to_string(i);
+    fs::create_directories(dir / "cf" / std::to_string(label));
+    write_patch(dir / "cf" / std::to_string(label) / (id + ".png"), patch(label, 100 + i).data());
+    groups += id + ",slide" + std::to_string(i % 8) + "\n";
+  }
+  write_text(dir / "groups.csv", groups);
+  const auto index = index_source(dir / "cf");
+  std::vector<std::size_t> rows(index.entries.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i;
+  auto ids_of = [](const PatchStore& s) { return std::set<std::string>(s.ids.begin(), s.ids.end()); };
+  auto group_of = [](const std::string& id) { return std::stoi(id.substr(1)) % 8; };
+
+  TrainValidOptions o;
+  o.val_fraction = 0.25;
+  o.seed = 4;
+  auto by_label = load_train_valid(index, rows, o);
+  EXPECT_EQ(by_label.train.size(), 30u);
+  EXPECT_EQ(by_label.valid.size(), 10u);
+  for (const auto& id : ids_of(by_label.valid)) EXPECT_EQ(ids_of(by_label.train).count(id), 0u) << id;
+  EXPECT_EQ(by_label.train.pixels.size(), 30 * kPatchBytes);
+
+  o.groups = (dir / "groups.csv").string();
+  auto by_group = load_train_valid(index, rows, o);
+  std::set<int> train_groups;
+  for (const auto& id : by_group.train.ids) train_groups.insert(group_of(id));
+  for (const auto& id : by_group.valid.ids) EXPECT_EQ(train_groups.count(group_of(id)), 0u) << id;
+  EXPECT_EQ(by_group.train.size() + by_group.valid.size(), 40u);
+
+  // An unreadable validation patch (with --skip-bad) shrinks valid, not train.
+  const std::string victim = by_label.valid.ids.front();
+  fs::path victim_path;
+  for (const auto& e : index.entries)
+    if (e.id == victim) victim_path = e.path;
+  write_text(victim_path, "not a png");
+  o.groups.clear();
+  o.load.skip_bad = true;
+  auto skipped = load_train_valid(index, rows, o);
+  ASSERT_EQ(skipped.skipped.size(), 1u);
+  EXPECT_EQ(skipped.skipped[0].id, victim);
+  EXPECT_EQ(skipped.train.ids, by_label.train.ids);
+  EXPECT_EQ(skipped.valid.size(), 9u);
+  EXPECT_EQ(ids_of(skipped.valid).count(victim), 0u);
+
+  // --valid: its ids that are also training rows are counted; the patches come from there.
+  o.valid = (dir / "cf").string();
+  std::vector<std::size_t> three;
+  for (std::size_t r = 0; three.size() < 3; ++r)
+    if (index.entries[r].id != victim) three.push_back(r);
+  auto shared = load_train_valid(index, three, o);
+  EXPECT_EQ(shared.shared_ids, 3u);
+  EXPECT_EQ(shared.train.size(), 3u);
+  EXPECT_EQ(shared.valid.size(), 39u);  // the unreadable one left out
+
+  // A patch without a group: one line naming it.
+  write_text(dir / "few.csv", "id,group\np0,a\n");
+  o = TrainValidOptions{};
+  o.groups = (dir / "few.csv").string();
+  try {
+    load_train_valid(index, rows, o);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no group; give every patch a group"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Store, PackRoundTripsThroughHdf5) {

@@ -6,16 +6,15 @@
 #include <iterator>
 #include <memory>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "app.h"
 #include "commands.h"
-#include "histoscan/data/labels_csv.h"
 #include "histoscan/data/sampling.h"
 #include "histoscan/data/store.h"
+#include "histoscan/data/train_valid.h"
 #include "histoscan/dist/dist.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/predict/predictor.h"
@@ -187,62 +186,17 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i;
   }
 
-  data::LoadOptions load;
-  load.threads = p.threads;
-  load.decode.resize = p.resize;
-  load.skip_bad = p.skip_bad;
-  std::vector<data::SkippedFile> skipped;
-  data::PatchStore train_store, valid_store;
-  if (!p.valid.empty()) {
-    data::SourceOptions vsource;
-    vsource.labels = p.valid_labels;
-    vsource.allow_missing = p.allow_missing;
-    auto vindex = data::index_source(p.valid, vsource);
-    std::unordered_set<std::string> train_ids;
-    for (std::size_t r : rows) train_ids.insert(index.entries[r].id);
-    std::size_t shared = 0;
-    for (const auto& e : vindex.entries) shared += train_ids.count(e.id);
-    if (shared)
-      log::warn(std::to_string(shared) + " ids of --valid " + p.valid +
-                " are also training patches; validation will flatter the model");
-    log::info("training on " + std::to_string(rows.size()) + " patches of " + index.describe() + ", validating on " +
-              std::to_string(vindex.entries.size()) + " of " + vindex.describe());
-    train_store = data::load_patches(index, rows, load, &skipped);
-    valid_store = data::load_all_patches(vindex, load, &skipped);
-  } else {
-    data::Split split;
-    if (!p.groups.empty()) {
-      auto groups_by_id = data::read_groups_csv(p.groups);
-      std::vector<std::string> groups(index.entries.size());
-      for (std::size_t r : rows) {
-        auto it = groups_by_id.find(index.entries[r].id);
-        if (it == groups_by_id.end())
-          throw InputError("--groups " + p.groups + ": id " + index.entries[r].id + " has no group; give every patch a group");
-        groups[r] = it->second;
-      }
-      split = data::split_by_group(rows, groups, p.val_fraction, p.config.seed);
-    } else {
-      split = data::split_stratified(rows, labels, p.val_fraction, p.config.seed);
-    }
-    log::info("training on " + std::to_string(split.train.size()) + " and validating on " + std::to_string(split.valid.size()) +
-              " patches of " + index.describe() + (p.groups.empty() ? " (stratified split)" : " (split by group)"));
-    std::vector<std::size_t> all = split.train;
-    all.insert(all.end(), split.valid.begin(), split.valid.end());
-    auto store = data::load_patches(index, all, load, &skipped);  // one decode pass over both sides
-    std::unordered_set<std::string> bad;                          // skipped images shrink the side they came from
-    for (const auto& s : skipped) bad.insert(s.id);
-    std::size_t train_kept = 0;
-    for (std::size_t r : split.train) train_kept += bad.count(index.entries[r].id) == 0;
-    auto take = [&](std::size_t from, std::size_t count) {
-      data::PatchStore s;
-      s.ids.assign(store.ids.begin() + from, store.ids.begin() + from + count);
-      s.labels.assign(store.labels.begin() + from, store.labels.begin() + from + count);
-      s.pixels.assign(store.pixels.begin() + from * data::kPatchBytes, store.pixels.begin() + (from + count) * data::kPatchBytes);
-      return s;
-    };
-    train_store = take(0, train_kept);
-    valid_store = take(train_kept, store.size() - train_kept);
-  }
+  data::TrainValidOptions split;
+  split.valid = p.valid;
+  split.valid_source.labels = p.valid_labels;
+  split.valid_source.allow_missing = p.allow_missing;
+  split.groups = p.groups;
+  split.val_fraction = p.val_fraction;
+  split.seed = p.config.seed;
+  split.load.threads = p.threads;
+  split.load.decode.resize = p.resize;
+  split.load.skip_bad = p.skip_bad;
+  auto [train_store, valid_store, skipped, shared_ids] = data::load_train_valid(index, rows, split);
 
   nlohmann::json config = to_json(p, threads);
   config["train_patches"] = train_store.size();
