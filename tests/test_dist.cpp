@@ -236,6 +236,7 @@ TEST(SyncBatchNorm, TwoRanksComputeWhatBatchNormComputesOnTheWholeBatch) {
   // two threads at once would give the ranks different weights.
   std::vector<torch::nn::Sequential> nets{make(), make()};
   std::vector<std::thread> ranks;
+  ranks.reserve(2);
   for (int r = 0; r < 2; ++r)
     ranks.emplace_back([&, r] {
       dist::Launch launch;

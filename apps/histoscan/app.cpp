@@ -72,6 +72,7 @@ int run_command_line(const std::vector<std::string>& args, std::string* error) {
     return status;
   };
   std::vector<const char*> argv;
+  argv.reserve(args.size());
   for (const auto& a : args) argv.push_back(a.c_str());
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());

@@ -504,7 +504,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
     fs::create_directories(tmp / "cohort8");
     fs::create_directories(tmp / "cohort20");
     for (int k = 0; k < 20; ++k) {
-      small.seed = static_cast<std::uint64_t>(k + 1);
+      small.seed = static_cast<std::uint64_t>(k) + 1;
       fs::path f = tmp / "cohort20" / ("s" + std::to_string(100 + k) + ".tif");
       slide::write_synth_slide(f, &index, small);
       if (k < 8) fs::copy_file(f, tmp / "cohort8" / f.filename());

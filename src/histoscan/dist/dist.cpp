@@ -197,6 +197,7 @@ void flattened(std::vector<at::Tensor>& tensors, Op&& op) {
     for (std::size_t j = i; j < tensors.size(); ++j)
       if (!done[j] && tensors[j].scalar_type() == tensors[i].scalar_type()) same.push_back(j), done[j] = true;
     std::vector<at::Tensor> parts;
+    parts.reserve(same.size());
     for (auto j : same) parts.push_back(tensors[j].reshape({-1}));
     std::vector<at::Tensor> flat{same.size() == 1 && tensors[i].is_contiguous() ? tensors[i].view({-1}) : torch::cat(parts)};
     op(flat);

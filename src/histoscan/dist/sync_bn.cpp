@@ -15,14 +15,15 @@ using torch::autograd::tensor_list;
 // batch; the backward pass all-reduces the two per-channel sums the input gradient needs.
 // The weight and bias gradients stay local: the trainer averages them with the others.
 struct SyncBatchNormFn : torch::autograd::Function<SyncBatchNormFn> {
+  // The signature autograd::Function::apply calls. NOLINTBEGIN(performance-unnecessary-value-param)
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight, torch::Tensor bias,
                                torch::Tensor running_mean, torch::Tensor running_var, double eps, double momentum,
-                               int64_t group_address) {
+                               int64_t group_address) {  // NOLINTEND(performance-unnecessary-value-param)
     auto* group = reinterpret_cast<Group*>(group_address);
     const int64_t c = x.size(1);
     auto xd = x.to(torch::kFloat64);
-    std::vector<torch::Tensor> sums{
-        torch::cat({xd.sum({0, 2, 3}), (xd * xd).sum({0, 2, 3}), torch::full({1}, double(x.numel() / c), torch::kFloat64)})};
+    std::vector<torch::Tensor> sums{torch::cat(
+        {xd.sum({0, 2, 3}), (xd * xd).sum({0, 2, 3}), torch::full({1}, double(x.numel()) / double(c), torch::kFloat64)})};
     group->allreduce_sum(sums, "synchronising BatchNorm statistics");
     const double count = sums[0][2 * c].item<double>();
     auto mean = sums[0].narrow(0, 0, c) / count;

@@ -113,8 +113,8 @@ ForeignConfig parse_foreign_config(const nlohmann::json& j, const std::string& f
   return c;
 }
 
-ForeignModelImpl::ForeignModelImpl(torch::jit::Module module, const ForeignConfig& config)
-    : module_(std::move(module)), config_(config) {
+ForeignModelImpl::ForeignModelImpl(const torch::jit::Module& module, const ForeignConfig& config)
+    : module_(module), config_(config) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat32);
   mean_ =
       register_buffer("mean", torch::tensor(std::vector<float>(config.mean.begin(), config.mean.end()), opts).view({1, 3, 1, 1}));

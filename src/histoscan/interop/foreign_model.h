@@ -42,7 +42,7 @@ ForeignConfig parse_foreign_config(const nlohmann::json& config, const std::stri
 // the log-sum-exp of the others, whose sigmoid is the softmax probability).
 class ForeignModelImpl : public torch::nn::Module {
  public:
-  ForeignModelImpl(torch::jit::Module module, const ForeignConfig& config);
+  ForeignModelImpl(const torch::jit::Module& module, const ForeignConfig& config);
   torch::Tensor forward(const torch::Tensor& x);
   void to(torch::Device device, bool non_blocking = false) override;
   void to(torch::Dtype dtype, bool non_blocking = false) override;

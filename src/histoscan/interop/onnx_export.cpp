@@ -41,7 +41,7 @@ class GraphWriter {
                    const std::vector<onnx::AttributeProto>& attrs = {}) {
     auto* n = g_->add_node();
     n->set_op_type(op);
-    const std::string out = hint + "_" + std::to_string(count_++);
+    std::string out = hint + "_" + std::to_string(count_++);
     n->set_name(out);
     for (const auto& i : inputs) n->add_input(i);
     n->add_output(out);

@@ -90,7 +90,7 @@ class Emitter {
 
  private:
   std::string tensor(const std::string& layer, const char* what, const torch::Tensor& t) {
-    const std::string name = attr(layer, what);
+    std::string name = attr(layer, what);
     module_->register_parameter(name, t.contiguous(), /*is_buffer=*/false);
     return name;
   }

@@ -94,7 +94,7 @@ int fold_sequential(nn::Sequential& seq) {
 
 }  // namespace
 
-ReluAffineImpl::ReluAffineImpl(torch::Tensor scale_, torch::Tensor shift_) {
+ReluAffineImpl::ReluAffineImpl(const torch::Tensor& scale_, const torch::Tensor& shift_) {
   scale = register_buffer("scale", scale_.detach().contiguous());
   shift = register_buffer("shift", shift_.detach().contiguous());
 }

@@ -14,7 +14,7 @@ namespace histoscan::model {
 // channels-last input (other input: the same through LibTorch's operations). No gradients.
 class ReluAffineImpl : public torch::nn::Module {
  public:
-  ReluAffineImpl(torch::Tensor scale, torch::Tensor shift);
+  ReluAffineImpl(const torch::Tensor& scale, const torch::Tensor& shift);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor scale, shift;  // buffers, C values each
 };

@@ -136,7 +136,7 @@ torch::Tensor count_macs(torch::nn::AnyModule& layer, const torch::Tensor& h, do
   if (const auto* conv = module->as<torch::nn::Conv2dImpl>()) {
     const auto& o = conv->options;
     const auto& k = *o.kernel_size();
-    macs += double(out.numel()) * double(o.in_channels() / o.groups()) * double(k[0] * k[1]);
+    macs += double(out.numel()) * double(o.in_channels()) / double(o.groups()) * double(k[0] * k[1]);
   } else if (const auto* linear = module->as<torch::nn::LinearImpl>()) {
     macs += double(linear->options.in_features()) * double(linear->options.out_features());
   }

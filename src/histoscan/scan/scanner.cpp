@@ -100,6 +100,7 @@ ScoreStats score_tiles(torch::nn::Sequential& net, c10::Device device, slide::Sc
   };
   queue.set_producers(o.readers);
   std::vector<std::thread> threads;
+  threads.reserve(o.readers);
   for (int r = 0; r < o.readers; ++r) threads.emplace_back(reader);
   struct Joiner {
     BlockQueue& q;

@@ -392,7 +392,7 @@ class Loop {
     const double* v = host.data_ptr<double>();
     const int64_t first = pending_first_, n = pending_n_;
     pending_n_ = 0;
-    for (int64_t i = 0; i < n; ++i) count_step(first + i, v[2 * i], static_cast<int64_t>(v[2 * i + 1] + 0.5));
+    for (int64_t i = 0; i < n; ++i) count_step(first + i, v[2 * i], std::llround(v[2 * i + 1]));
   }
 
   // Adds step `step`'s (0-based) mean loss and correct predictions to the epoch's sums.
@@ -473,7 +473,7 @@ class Loop {
     std::vector<torch::Tensor> stats{torch::tensor({loss_sum, double(correct), g_stop ? 1.0 : 0.0}, torch::kFloat64)};
     group_->allreduce_sum(stats, "summing the step's loss");
     auto st = stats[0];
-    return {st[0].item<double>() / double(b), static_cast<int64_t>(st[1].item<double>() + 0.5), st[2].item<double>() > 0};
+    return {st[0].item<double>() / double(b), static_cast<int64_t>(std::llround(st[1].item<double>())), st[2].item<double>() > 0};
   }
 
   // HISTOSCAN_CHECK_RANKS=1 (tests, debugging): after every step each rank compares its
