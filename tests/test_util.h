@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by the tests: a temporary folder that cleans up after itself, small files.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -90,6 +91,21 @@ inline nlohmann::json read_fixture(const std::string& name) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open " + path);
   return nlohmann::json::parse(in);
+}
+
+// The default built-in model's entry in models/models.json (its card: command, data, metrics).
+inline nlohmann::json default_model_card() {
+  const auto index = nlohmann::json::parse(read_text(fs::path(HISTOSCAN_SOURCE_DIR) / "models/models.json"));
+  for (const auto& m : index["models"])
+    if (m["name"] == index["default"]) return m;
+  return {};
+}
+
+// Whether models/README.md states `auc` as it prints it (four decimals).
+inline bool models_readme_states(double auc) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%.4f", auc);
+  return read_text(fs::path(HISTOSCAN_SOURCE_DIR) / "models/README.md").find(text) != std::string::npos;
 }
 
 // Path of the team's real data, or empty when it is not there (tests then skip).
