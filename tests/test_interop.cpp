@@ -18,10 +18,10 @@
 #include "histoscan/interop/foreign_model.h"
 #include "histoscan/interop/onnx_export.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/synthetic.h"
-#include "histoscan/train/transforms.h"
 #include "histoscan/util/error.h"
 #include "test_util.h"
 
@@ -61,7 +61,7 @@ std::vector<double> histoscan_probabilities(const fs::path& path, const data::Pa
 torch::Tensor unit_input(const data::PatchStore& store) {
   auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3},
                              torch::kUInt8);
-  return train::to_float_channels_last(u8).contiguous();
+  return model::to_float_channels_last(u8).contiguous();
 }
 
 double max_difference(const std::vector<double>& a, const torch::Tensor& b) {

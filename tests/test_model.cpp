@@ -14,6 +14,7 @@
 #include "histoscan/model/fold.h"
 #include "histoscan/model/kernels.h"
 #include "histoscan/model/precision.h"
+#include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/adam.h"
@@ -265,7 +266,7 @@ TEST(Adam, MultiTensorStepsEqualLibTorchsAdamAndSharesItsState) {
 TEST(Transforms, StandardizeIsPerImageAndLeavesFlatImagesAlone) {
   auto x = torch::rand({3, 3, 96, 96});
   x[1].fill_(0.5);
-  auto s = train::standardize(x);
+  auto s = model::standardize(x);
   EXPECT_NEAR(s[0].mean().item<double>(), 0.0, 1e-5);
   EXPECT_NEAR(s[0].std(/*unbiased=*/false).item<double>(), 1.0, 1e-4);
   EXPECT_TRUE(torch::equal(s[1], x[1]));
@@ -390,7 +391,7 @@ TEST(Predict, TtaAveragesTheEightDihedralViewsSoTheyAllScoreAlike) {
     // depends on its input (at initialisation it is nearly constant).
     torch::NoGradGuard no_grad;
     net->train();
-    auto x = train::preprocess(torch::from_blob(pixels.data(), {8, 96, 96, 3}, torch::kUInt8));
+    auto x = model::preprocess(torch::from_blob(pixels.data(), {8, 96, 96, 3}, torch::kUInt8));
     for (int i = 0; i < 30; ++i) net->forward(x);
   }
   auto plain = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU);
@@ -483,7 +484,7 @@ TEST(Amp, InferenceInBfloat16ScoresAsFloat32WithinAHundredth) {
     // BatchNorm statistics from these patches, so the scores depend on the input.
     torch::NoGradGuard no_grad;
     net->train();
-    auto x = train::preprocess(torch::from_blob(store.pixels.data(), {16, 96, 96, 3}, torch::kUInt8));
+    auto x = model::preprocess(torch::from_blob(store.pixels.data(), {16, 96, 96, 3}, torch::kUInt8));
     for (int i = 0; i < 30; ++i) net->forward(x);
   }
   auto copy = torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(net->clone()));
@@ -633,7 +634,7 @@ torch::nn::Sequential net_with_statistics(const std::string& name, const data::P
   torch::NoGradGuard no_grad;
   net->train();
   net->forward(
-      train::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8)));
+      model::preprocess(torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {16, 96, 96, 3}, torch::kUInt8)));
   net->eval();
   return net;
 }

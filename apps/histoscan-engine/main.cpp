@@ -64,7 +64,17 @@ void run(Params& p) {
             (c.amp ? "bfloat16 autocast" : "float32") + ", memory format " + c.memory_format +
             ", CPU threads: " + std::to_string(threads) + ")");
   fs::create_directories(p.out);
-  auto result = train::train_model(train_set, valid_set, c, p.out, {{"data", "synthetic"}});
+  // The checkpoints say how they were made, as histoscan train's do (no recipe: each flag is the engine's).
+  nlohmann::json training = train::to_json(c);
+  training.erase("recipe");
+  training["patches"] = p.patches;
+  training["valid_patches"] = p.valid;
+  training["made_on"] = make_device.str();
+  auto result = train::train_model(train_set, valid_set, c, p.out,
+                                   {{"data", "synthetic"},
+                                    {"data_source", "synthetic patches (histoscan-engine, seed " + std::to_string(c.seed) + ")"},
+                                    {"training", training},
+                                    {"seed", c.seed}});
 
   // Training throughput: the epochs after the first (warm-up, kernel choice), where there are.
   const auto& h = result.history;

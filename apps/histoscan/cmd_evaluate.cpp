@@ -16,10 +16,9 @@ namespace histoscan::cli {
 void add_evaluate(CLI::App& app) {
   struct Params {
     std::vector<std::string> inputs;
-    std::string out, labels, device = "auto";
-    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false, skip_bad = false, tta = false,
-         amp = false;
-    int threads = 0, batch = 256;
+    std::string out, labels;
+    bool allow_missing = false, resize = false, overwrite = false, save_threshold = false, skip_bad = false;
+    InferenceFlags inference;
     CutoffFlags cutoff;
   };
   auto p = std::make_shared<Params>();
@@ -40,17 +39,11 @@ void add_evaluate(CLI::App& app) {
   add_cutoff_flags(cmd, p->cutoff);
   cmd->add_flag("--save-threshold", p->save_threshold,
                 "write the chosen cut-off into each checkpoint (predict --binary uses it)");
-  cmd->add_flag("--tta", p->tta, "score each patch in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag(
-      "--amp", p->amp,
-      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
-  cmd->add_option("--batch", p->batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
+  add_inference_flags(cmd, p->inference, "patch");
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing folder");
   cmd->callback([p] {
     check_output_dir(p->out, p->overwrite, "--out");
-    set_threads(p->threads);
+    set_threads(p->inference.threads);
     std::vector<std::string> paths(p->inputs.begin(), p->inputs.end() - 1);
     if (paths.empty()) paths.push_back(default_checkpoint());
     std::vector<model::Checkpoint> checkpoints;
@@ -70,7 +63,7 @@ void add_evaluate(CLI::App& app) {
     source.allow_missing = p->allow_missing;
     auto index = data::index_source(p->inputs.back(), source);
     data::LoadOptions load;
-    load.threads = p->threads;
+    load.threads = p->inference.threads;
     load.decode.resize = p->resize;
     load.skip_bad = p->skip_bad;
     std::vector<data::SkippedFile> skipped;
@@ -82,8 +75,8 @@ void add_evaluate(CLI::App& app) {
     options.seed = p->cutoff.seed;
     std::vector<eval::ModelResult> results;
     for (std::size_t i = 0; i < paths.size(); ++i)
-      results.push_back(
-          eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->device, options, cutoff_given, p->batch, p->tta, p->amp));
+      results.push_back(eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->inference.device, options, cutoff_given,
+                                                  p->inference.batch, p->inference.tta, p->inference.amp));
 
     prepare_output_dir(p->out, p->overwrite, "--out");
     if (!skipped.empty()) {

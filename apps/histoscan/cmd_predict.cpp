@@ -14,9 +14,9 @@ namespace histoscan::cli {
 void add_predict(CLI::App& app) {
   struct Params {
     std::vector<std::string> inputs;
-    std::string out = "submission.csv", device = "auto";
+    std::string out = "submission.csv";
     bool overwrite = false, binary = false;
-    int threads = 0;
+    InferenceFlags inference;
     predict::StreamOptions stream;
   };
   auto p = std::make_shared<Params>();
@@ -28,21 +28,19 @@ void add_predict(CLI::App& app) {
       ->required()
       ->expected(1, 2);
   cmd->add_option("-o,--out", p->out, "CSV to write")->capture_default_str();
-  cmd->add_option("--batch", p->stream.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
+  p->inference.batch = p->stream.batch;
+  add_inference_flags(cmd, p->inference, "patch");
   cmd->add_flag("--resize", p->stream.decode.resize, "resize images that are not 96x96 instead of refusing them");
   cmd->add_flag("--skip-bad", p->stream.skip_bad, "leave out unreadable images, listed in OUT.skipped.csv");
-  cmd->add_flag("--tta", p->stream.tta, "score each patch in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag(
-      "--amp", p->stream.amp,
-      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
   cmd->add_flag("--binary", p->binary, "write 0/1 labels at the checkpoint's threshold (see evaluate --save-threshold)");
   cmd->add_flag("--overwrite", p->overwrite, "replace --out if it exists");
   cmd->callback([p] {
     check_output_file(p->out, p->overwrite, "--out");
-    set_threads(p->threads);
-    p->stream.threads = p->threads;
+    set_threads(p->inference.threads);
+    p->stream.threads = p->inference.threads;
+    p->stream.batch = p->inference.batch;
+    p->stream.tta = p->inference.tta;
+    p->stream.amp = p->inference.amp;
     const std::string checkpoint_path = p->inputs.size() == 2 ? p->inputs[0] : default_checkpoint();
     auto checkpoint = model::load_checkpoint(checkpoint_path);
     if (p->binary) {
@@ -52,7 +50,7 @@ void add_predict(CLI::App& app) {
     data::SourceOptions source;
     source.require_labels = false;
     auto index = data::index_source(p->inputs.back(), source);
-    auto device = predict::prepare_inference(checkpoint.net, p->device, p->stream.amp);
+    auto device = predict::prepare_inference(checkpoint.net, p->inference.device, p->stream.amp);
     auto result = predict::predict_to_csv(checkpoint.net, index, p->out, device, p->stream);
     if (!result.skipped.empty()) {
       data::write_skipped_csv(result.skipped, p->out + ".skipped.csv");

@@ -24,10 +24,10 @@ namespace histoscan::cli {
 namespace {
 
 struct ScanParams {
-  std::string checkpoint, out, device = "auto", dist_url;
+  std::string checkpoint, out, dist_url;
   std::vector<std::string> inputs;
   double threshold = -1, dist_timeout = 3600;
-  int threads = 0;
+  InferenceFlags inference;  // --batch, --tta and --amp go into scan
   bool no_progress = false, rescan = false;
   CLI::Option* mpp = nullptr;  // --mpp; when not given, a model made elsewhere's spacing_um_px
   scan::ScanOptions scan;
@@ -58,7 +58,10 @@ nlohmann::json cohort_settings(const ScanParams& p) {
 
 // The checkpoint, with p.scan completed from it and the flags (threshold, progress) and checked.
 model::Checkpoint load_for_scan(ScanParams& p) {
-  set_threads(p.threads);
+  set_threads(p.inference.threads);
+  p.scan.batch = p.inference.batch;
+  p.scan.tta = p.inference.tta;
+  p.scan.amp = p.inference.amp;
   auto checkpoint = model::load_checkpoint(p.checkpoint);
   p.scan.threshold = p.threshold >= 0 ? p.threshold : model::saved_threshold(checkpoint.meta);
   if (p.mpp && p.mpp->count() == 0 && checkpoint.meta.contains("patch_mpp"))
@@ -71,7 +74,7 @@ model::Checkpoint load_for_scan(ScanParams& p) {
 void scan_one(ScanParams& p) {
   check_output_dir(p.out, p.scan.overwrite, "--out");
   auto checkpoint = load_for_scan(p);
-  auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
+  auto device = predict::prepare_inference(checkpoint.net, p.inference.device, p.scan.amp);
   auto s = scan::scan_slide(checkpoint.net, device, p.inputs[0], p.out, p.scan);
   log::info(slide::describe_scan(s));
   log::info("wrote heatmap.png, tissue.png, tiles.csv, tumour.geojson, summary.json to " + p.out);
@@ -90,7 +93,7 @@ void scan_cohort(ScanParams& p) {
     group = std::make_unique<dist::Group>(*launch, p.dist_timeout);
     log::info("cohort across " + std::to_string(group->size()) + " ranks: " + launch->describe());
   }
-  auto device = predict::prepare_inference(checkpoint.net, p.device, p.scan.amp);
+  auto device = predict::prepare_inference(checkpoint.net, p.inference.device, p.scan.amp);
   scan::CohortScanOptions c{p.out, cohort_settings(p), p.rescan, p.scan.overwrite};
   auto r = scan::scan_cohort(checkpoint.net, device, slides, p.scan, c, group.get());
   if (!r.outcome) return;  // a rank other than 0: rank 0 writes the table and says how it went
@@ -140,15 +143,10 @@ void add_scan(CLI::App& app) {
                   "heatmap and regions average each tile with its neighbours this many tiles away (0: none)")
       ->capture_default_str();
   cmd->add_option("--top-k", o.top_k, "slide call on the mean of the k most likely tiles")->capture_default_str();
-  cmd->add_option("--batch", o.batch, "batch size")->capture_default_str();
   cmd->add_option("--readers", o.readers, "threads reading the slide")->capture_default_str();
   cmd->add_option("--thumbnail", o.thumbnail, "longer side of the thumbnail behind the heatmap, pixels")->capture_default_str();
-  cmd->add_option("--threads", p->threads, "CPU threads for the network (0: all cores)")->capture_default_str();
-  cmd->add_option("--device", p->device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_flag("--tta", o.tta, "score each tile in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
-  cmd->add_flag(
-      "--amp", o.amp,
-      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
+  p->inference.batch = o.batch;
+  add_inference_flags(cmd, p->inference, "tile");
   cmd->add_flag("--no-progress", p->no_progress, "no progress bar");
   cmd->add_flag("--overwrite", o.overwrite, "write into an existing, non-empty --out");
   cmd->add_flag("--rescan", p->rescan, "cohort: scan every slide again, also those done before (default: a re-run skips them)");

@@ -1,4 +1,5 @@
 // histoscan train DATA --out RUN_DIR
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <functional>
@@ -48,42 +49,23 @@ struct TrainParams {
 // Paths as absolute, so --resume works from any folder.
 std::string absolute(const std::string& path) { return path.empty() ? path : fs::absolute(path).lexically_normal().string(); }
 
+// config.json: the data flags, then the training settings (train::to_json).
 nlohmann::json to_json(const TrainParams& p, int threads) {
-  const auto& c = p.config;
-  return {{"data", absolute(p.data)},
-          {"out", absolute(p.out)},
-          {"valid", absolute(p.valid)},
-          {"labels", absolute(p.labels)},
-          {"valid_labels", absolute(p.valid_labels)},
-          {"groups", absolute(p.groups)},
-          {"per_class", p.per_class},
-          {"val_fraction", p.valid.empty() ? nlohmann::json(p.val_fraction) : nlohmann::json(nullptr)},
-          {"allow_missing", p.allow_missing},
-          {"resize", p.resize},
-          {"skip_bad", p.skip_bad},
-          {"threads", threads},
-          {"model", c.model},
-          {"model_options", c.model_options},
-          {"optimizer", c.optimizer},
-          {"momentum", c.momentum},
-          {"lr", c.lr},
-          {"batch", c.batch},
-          {"epochs", c.epochs},
-          {"patience", c.early_stopping_patience},
-          {"lr_patience", c.lr_patience},
-          {"lr_factor", c.lr_factor},
-          {"seed", c.seed},
-          {"device", c.device},
-          {"augment", c.augment},
-          {"sync_bn", c.sync_bn},
-          {"amp", c.amp},
-          {"memory_format", c.memory_format},
-          {"recipe", c.recipe},
-          {"schedule", c.schedule},
-          {"warmup_epochs", c.warmup_epochs},
-          {"ema", c.ema},
-          {"max_minutes", c.max_minutes},
-          {"command", p.command}};
+  nlohmann::json j = train::to_json(p.config);
+  j.update({{"data", absolute(p.data)},
+            {"out", absolute(p.out)},
+            {"valid", absolute(p.valid)},
+            {"labels", absolute(p.labels)},
+            {"valid_labels", absolute(p.valid_labels)},
+            {"groups", absolute(p.groups)},
+            {"per_class", p.per_class},
+            {"val_fraction", p.valid.empty() ? nlohmann::json(p.val_fraction) : nlohmann::json(nullptr)},
+            {"allow_missing", p.allow_missing},
+            {"resize", p.resize},
+            {"skip_bad", p.skip_bad},
+            {"threads", threads},
+            {"command", p.command}});
+  return j;
 }
 
 // --resume RUN_DIR: the flags come from RUN_DIR/config.json, as the interrupted run resolved them.
@@ -106,28 +88,9 @@ void load_resumed_flags(TrainParams& p) {
     p.resize = c.at("resize");
     p.skip_bad = c.at("skip_bad");
     p.threads = c.at("threads");
-    auto& k = p.config;
-    k.model = c.at("model");
-    k.model_options = c.at("model_options");
-    k.optimizer = c.value("optimizer", "adam");  // runs from before --optimizer used Adam
-    k.momentum = c.value("momentum", 0.9);
-    k.lr = c.at("lr");
-    k.batch = c.at("batch");
-    k.epochs = c.at("epochs");
-    k.early_stopping_patience = c.at("patience");
-    k.lr_patience = c.at("lr_patience");
-    k.lr_factor = c.at("lr_factor");
-    k.seed = c.at("seed");
-    k.device = c.at("device");
-    k.augment = c.at("augment");
-    k.sync_bn = c.value("sync_bn", false);
-    k.amp = c.value("amp", false);
-    k.memory_format = c.value("memory_format", "auto");
-    k.recipe = c.value("recipe", "default");
-    k.max_minutes = c.value("max_minutes", 0.0);
-    k.schedule = c.value("schedule", "plateau");
-    k.warmup_epochs = c.value("warmup_epochs", 0.0);
-    k.ema = c.value("ema", 0.0);
+    const bool progress = p.config.progress;
+    p.config = train::config_from_json(c);
+    p.config.progress = progress;
     p.command = c.value("command", "");  // runs from before the command was kept have none
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
@@ -280,46 +243,36 @@ void add_train(CLI::App& app) {
   for (const auto& [name, description] : train::list_recipes()) recipes += "; " + name + ": " + description;
   cmd->add_option("--recipe", c.recipe, "a named set of the training flags below, which flags given with it override" + recipes)
       ->capture_default_str();
-  // The flags a recipe sets, and how to take a recipe's value for one the user did not give.
-  using Take = std::function<void(const train::TrainConfig&)>;
-  std::vector<std::pair<CLI::Option*, Take>> from_recipe;
-  auto recipe_flag = [&](CLI::Option* o, Take take) { from_recipe.emplace_back(o->capture_default_str(), std::move(take)); };
-  recipe_flag(cmd->add_option("--model", c.model, "network (see 'histoscan models')"),
-              [&c](const auto& r) { c.model = r.model; });
-  recipe_flag(cmd->add_option("--epochs", c.epochs, "maximum epochs"), [&c](const auto& r) { c.epochs = r.epochs; });
-  recipe_flag(cmd->add_option("--max-minutes", c.max_minutes,
-                              "wall-clock budget of the epochs (0: none): no epoch starts that would end past it, judged by "
-                              "the longest so far"),
-              [&c](const auto& r) { c.max_minutes = r.max_minutes; });
-  recipe_flag(cmd->add_option("--batch", c.batch, "batch size"), [&c](const auto& r) { c.batch = r.batch; });
-  recipe_flag(cmd->add_option("--lr", c.lr, "learning rate"), [&c](const auto& r) { c.lr = r.lr; });
-  recipe_flag(cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)"),
-              [&c](const auto& r) { c.optimizer = r.optimizer; });
-  recipe_flag(cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd"),
-              [&c](const auto& r) { c.momentum = r.momentum; });
-  recipe_flag(
-      cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)"),
-      [&c](const auto& r) { c.early_stopping_patience = r.early_stopping_patience; });
-  recipe_flag(cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement"),
-              [&c](const auto& r) { c.lr_patience = r.lr_patience; });
-  recipe_flag(cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor"),
-              [&c](const auto& r) { c.lr_factor = r.lr_factor; });
-  recipe_flag(cmd->add_option("--schedule", c.schedule,
-                              "learning rate: plateau (reduce on plateau: --lr-patience, --lr-factor) or cosine (warm-up, "
-                              "then a half cosine to 0 at the last epoch, every step)"),
-              [&c](const auto& r) { c.schedule = r.schedule; });
-  recipe_flag(
-      cmd->add_option("--warmup-epochs", c.warmup_epochs, "--schedule cosine: epochs of linear warm-up (fractions allowed)"),
-      [&c](const auto& r) { c.warmup_epochs = r.warmup_epochs; });
-  recipe_flag(cmd->add_option("--ema", c.ema,
-                              "validate, checkpoint and keep an exponential moving average of the weights with this decay "
-                              "(e.g. 0.999; 0: off)"),
-              [&c](const auto& r) { c.ema = r.ema; });
-  recipe_flag(cmd->add_option("--augment", c.augment,
-                              "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
-                              "dihedral-colour (and colour jitter), dihedral-hed (and H&E stain jitter), or steps joined by '+': "
-                              "flips, dihedral, colour[=S], hed[=S], shift[=PIXELS] (e.g. dihedral+hed=0.1+shift=16)"),
-              [&c](const auto& r) { c.augment = r.augment; });
+  // The flags a recipe sets (train::recipe_keys()): a flag the user does not give takes the recipe's value.
+  cmd->add_option("--model", c.model, "network (see 'histoscan models')")->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "maximum epochs")->capture_default_str();
+  cmd->add_option("--max-minutes", c.max_minutes,
+                  "wall-clock budget of the epochs (0: none): no epoch starts that would end past it, judged by "
+                  "the longest so far")
+      ->capture_default_str();
+  cmd->add_option("--batch", c.batch, "batch size")->capture_default_str();
+  cmd->add_option("--lr", c.lr, "learning rate")->capture_default_str();
+  cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)")->capture_default_str();
+  cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd")->capture_default_str();
+  cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement")->capture_default_str();
+  cmd->add_option("--lr-factor", c.lr_factor, "reduce-LR-on-plateau: factor")->capture_default_str();
+  cmd->add_option("--schedule", c.schedule,
+                  "learning rate: plateau (reduce on plateau: --lr-patience, --lr-factor) or cosine (warm-up, "
+                  "then a half cosine to 0 at the last epoch, every step)")
+      ->capture_default_str();
+  cmd->add_option("--warmup-epochs", c.warmup_epochs, "--schedule cosine: epochs of linear warm-up (fractions allowed)")
+      ->capture_default_str();
+  cmd->add_option("--ema", c.ema,
+                  "validate, checkpoint and keep an exponential moving average of the weights with this decay "
+                  "(e.g. 0.999; 0: off)")
+      ->capture_default_str();
+  cmd->add_option("--augment", c.augment,
+                  "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
+                  "dihedral-colour (and colour jitter), dihedral-hed (and H&E stain jitter), or steps joined by '+': "
+                  "flips, dihedral, colour[=S], hed[=S], shift[=PIXELS] (e.g. dihedral+hed=0.1+shift=16)")
+      ->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
@@ -346,16 +299,15 @@ void add_train(CLI::App& app) {
   cmd->add_option("--dist-timeout", p->dist_timeout, "seconds a rank waits for the others before failing")->capture_default_str();
   cmd->add_flag(
       "--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
-  cmd->callback([p, from_recipe, amp, no_amp] {
+  cmd->callback([p, cmd, amp, no_amp] {
     // The default recipe's --amp: where the CPU it trains on computes in bfloat16 (AMX, AVX512-BF16).
     if (p->resume.empty() && p->config.recipe == "default" && amp->count() == 0 && no_amp->count() == 0)
       p->config.amp = !predict::resolve_device(p->config.device).is_cuda() && model::cpu_has_bfloat16();
     // --recipe: its value for each flag not given (a resumed run takes all from its config.json).
-    if (p->config.recipe != "default") {
-      const auto recipe = train::recipe_config(p->config.recipe);
-      for (const auto& [option, take] : from_recipe)
-        if (option->count() == 0) take(recipe);
-    }
+    p->config = train::apply_recipe(p->config, [cmd](std::string key) {
+      std::replace(key.begin(), key.end(), '_', '-');
+      return cmd->get_option("--" + key)->count() > 0;
+    });
     // The recipe's model options where it trains the recipe's network (default: resnet crop=80).
     p->config.model_options = train::recipe_model_options(p->config.recipe, p->config.model);
     run_train(*p);

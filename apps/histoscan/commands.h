@@ -37,4 +37,15 @@ std::string default_checkpoint();
 // Sets LibTorch's intra-op threads (0: all cores) and returns the count used.
 int set_threads(int threads);
 
+// The flags of every command that scores with a network (evaluate, predict, scan), declared once.
+struct InferenceFlags {
+  std::string device = "auto";
+  bool tta = false, amp = false;
+  int batch = 256, threads = 0;
+};
+
+// Adds --batch, --threads, --device, --tta and --amp to `cmd`, writing into `flags` (whose values
+// are the defaults shown). `item` is what one input is called in the help: "patch" or "tile".
+void add_inference_flags(CLI::App* cmd, InferenceFlags& flags, const std::string& item);
+
 }  // namespace histoscan::cli

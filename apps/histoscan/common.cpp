@@ -34,6 +34,17 @@ int set_threads(int threads) {
   return n;
 }
 
+void add_inference_flags(CLI::App* cmd, InferenceFlags& flags, const std::string& item) {
+  cmd->add_option("--batch", flags.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", flags.threads, "CPU threads for the network (0: all cores)")->capture_default_str();
+  cmd->add_option("--device", flags.device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_flag("--tta", flags.tta,
+                "score each " + item + " in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
+  cmd->add_flag(
+      "--amp", flags.amp,
+      "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");
+}
+
 // KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.
 nlohmann::json parse_model_options(const std::vector<std::string>& items) {
   nlohmann::json out = nlohmann::json::object();

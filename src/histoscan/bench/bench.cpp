@@ -28,6 +28,7 @@
 #include "histoscan/interop/export.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/precision.h"
+#include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
@@ -111,8 +112,8 @@ double train_images_per_s(const data::PatchStore& store, const BenchOptions& o, 
   std::mt19937_64 rng(1);
   auto step = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
-    auto x = train::standardize(
-        train::random_flips(train::to_float_channels_last(images.index_select(0, idx).to(device)).contiguous(layout), rng));
+    auto x = model::standardize(
+        train::random_flips(model::to_float_channels_last(images.index_select(0, idx).to(device)).contiguous(layout), rng));
     auto logits = model::forward(net, x, device, amp).reshape({batch});
     auto loss = torch::binary_cross_entropy_with_logits(logits, labels.index_select(0, idx.to(device)));
     opt.zero_grad();
@@ -141,8 +142,8 @@ double augment_images_per_s(const data::PatchStore& store, const BenchOptions& o
   const train::Augmentation augment(train::kDefaultAugment);
   auto batch_k = [&](int64_t k) {
     auto idx = torch::arange(k * batch, (k + 1) * batch, torch::kInt64).remainder(n);
-    auto x = train::to_float_channels_last(images.index_select(0, idx).to(device)).contiguous(layout);
-    auto out = train::standardize(augment(x, rng)).contiguous(layout);
+    auto x = model::to_float_channels_last(images.index_select(0, idx).to(device)).contiguous(layout);
+    auto out = model::standardize(augment(x, rng)).contiguous(layout);
     if (device.is_cuda()) torch::cuda::synchronize();
     return out;
   };
@@ -391,7 +392,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
     eo.format = interop::ExportFormat::torchscript;
     interop::export_model(dir / "seed-cnn.pt", dir / "model.pt", eo);
     auto u8 = torch::from_blob(store.pixels.data(), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
-    auto x = train::to_float_channels_last(u8).contiguous();
+    auto x = model::to_float_channels_last(u8).contiguous();
     cv::setNumThreads(threads);
     cv::dnn::Net onnx = cv::dnn::readNetFromONNX((dir / "model.onnx").string());
     onnx.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);

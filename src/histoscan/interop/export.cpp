@@ -14,9 +14,9 @@
 #include "histoscan/interop/onnx_export.h"
 #include "histoscan/interop/torchscript_export.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/model/preprocess.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/synthetic.h"
-#include "histoscan/train/transforms.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 
@@ -44,7 +44,7 @@ double max_difference(const std::vector<double>& a, const torch::Tensor& b) {
 torch::Tensor unit_input(const data::PatchStore& store) {
   auto u8 = torch::from_blob(const_cast<std::uint8_t*>(store.pixels.data()), {static_cast<int64_t>(store.size()), 96, 96, 3},
                              torch::kUInt8);
-  return train::to_float_channels_last(u8).contiguous();
+  return model::to_float_channels_last(u8).contiguous();
 }
 
 // A sibling folder of `out` to build in, removed unless release()d.

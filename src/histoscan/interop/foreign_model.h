@@ -37,7 +37,7 @@ struct ForeignConfig {
 // naming the file and the field.
 ForeignConfig parse_foreign_config(const nlohmann::json& config, const std::string& file);
 
-// The model's input: float N x 3 x 96 x 96 in [0, 1] (train::to_float_channels_last, no
+// The model's input: float N x 3 x 96 x 96 in [0, 1] (model::to_float_channels_last, no
 // standardization); output N x 1 logits of tumour (for softmax models, the tumour logit minus
 // the log-sum-exp of the others, whose sigmoid is the softmax probability).
 class ForeignModelImpl : public torch::nn::Module {

@@ -13,47 +13,20 @@ namespace histoscan::model {
 
 namespace {
 
+// The networks by name. Adding one to histoscan: its builder in its own file (NAME_from_options,
+// which checks the options it takes) and a line here; the CLI, checkpoints and export need no
+// change. A program that links the library adds its own with register_model.
 std::map<std::string, ModelInfo>& registry() {
   static std::map<std::string, ModelInfo> models = [] {
     std::map<std::string, ModelInfo> m;
     m["seed-cnn"] = {"seed-cnn",
                      "the notebook's 13-layer CNN (786,977 parameters): 4 x (3 x [conv3x3-ReLU-BN], dropout 0.3, "
                      "maxpool 3), conv 256, dense 1",
-                     [](const nlohmann::json& options) {
-                       for (const auto& [key, value] : options.items()) {
-                         bool ok =
-                             (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1) ||
-                             (key == "batchnorm" && value.is_boolean());
-                         if (!ok)
-                           throw InputError("model option " + key + "=" + value.dump() +
-                                            ": seed-cnn takes dropout (0 to below 1) and batchnorm (true or false)");
-                       }
-                       return seed_cnn(options.value("dropout", 0.3), options.value("batchnorm", true));
-                     }};
+                     seed_cnn_from_options};
     m["resnet"] = {"resnet",
                    "a small residual network on the centre of the patch: centre crop 64, conv3x3 32, 4 stages of "
                    "basic blocks (32, 64, 128, 256 channels, each halving the side), average pool, dropout 0.2, dense 1",
-                   [](const nlohmann::json& options) {
-                     ResNetOptions o;
-                     for (const auto& [key, value] : options.items()) {
-                       const bool integer = value.is_number_integer();
-                       if (key == "crop" && integer && value.get<int64_t>() >= 16 && value.get<int64_t>() <= 96)
-                         o.crop = value.get<int64_t>();
-                       else if (key == "width" && integer && value.get<int64_t>() >= 4 && value.get<int64_t>() <= 128)
-                         o.width = value.get<int64_t>();
-                       else if (key == "blocks" && integer && value.get<int64_t>() >= 1 && value.get<int64_t>() <= 4)
-                         o.blocks = value.get<int64_t>();
-                       else if (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1)
-                         o.dropout = value.get<double>();
-                       else if (key == "input_norm" && value.is_string() && (value == "image" || value == "channel"))
-                         o.input_norm = value.get<std::string>();
-                       else
-                         throw InputError("model option " + key + "=" + value.dump() +
-                                          ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4), dropout "
-                                          "(0 to below 1) and input_norm (image or channel)");
-                     }
-                     return resnet(o);
-                   }};
+                   resnet_from_options};
     return m;
   }();
   return models;

@@ -1,5 +1,7 @@
 #pragma once
-// Networks by name: a new network registers a factory here and needs no change in the CLI.
+// Networks by name: adding one is its builder in its own file and a line in registry.cpp's table
+// (or register_model, from a program that links the library); the CLI, checkpoints and export
+// need no change.
 // Every network is an nn::Sequential so its parameters are named as in PyTorch's
 // nn.Sequential and a checkpoint maps one to one onto the PyTorch definition.
 #include <functional>
@@ -18,7 +20,8 @@ struct ModelInfo {
   Factory factory;
 };
 
-// Adds a network; throws std::logic_error when the name is taken.
+// Adds a network at run time (tests, programs that link the library); throws std::logic_error
+// when the name is taken.
 void register_model(ModelInfo info);
 
 // Builds network `name` with `options` (an object; {} for defaults). Throws InputError

@@ -5,6 +5,7 @@
 #include <torch/nn.h>
 
 #include "histoscan/model/dropout.h"
+#include "histoscan/util/error.h"
 
 namespace histoscan::model {
 
@@ -55,6 +56,27 @@ torch::nn::Sequential resnet(const ResNetOptions& o) {
   net->push_back(Dropout(o.dropout));
   net->push_back(nn::Linear(in, 1));
   return net;
+}
+
+torch::nn::Sequential resnet_from_options(const nlohmann::json& options) {
+  ResNetOptions o;
+  for (const auto& [key, value] : options.items()) {
+    const bool integer = value.is_number_integer();
+    if (key == "crop" && integer && value.get<int64_t>() >= 16 && value.get<int64_t>() <= 96) o.crop = value.get<int64_t>();
+    else if (key == "width" && integer && value.get<int64_t>() >= 4 && value.get<int64_t>() <= 128)
+      o.width = value.get<int64_t>();
+    else if (key == "blocks" && integer && value.get<int64_t>() >= 1 && value.get<int64_t>() <= 4)
+      o.blocks = value.get<int64_t>();
+    else if (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1)
+      o.dropout = value.get<double>();
+    else if (key == "input_norm" && value.is_string() && (value == "image" || value == "channel"))
+      o.input_norm = value.get<std::string>();
+    else
+      throw InputError("model option " + key + "=" + value.dump() +
+                       ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4), dropout "
+                       "(0 to below 1) and input_norm (image or channel)");
+  }
+  return resnet(o);
 }
 
 }  // namespace histoscan::model

@@ -15,6 +15,7 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <nlohmann/json.hpp>
 
 namespace histoscan::model {
 
@@ -53,5 +54,9 @@ struct ResNetOptions {
 };
 
 torch::nn::Sequential resnet(const ResNetOptions& options = {});
+
+// The network from its model options (--model-option, a checkpoint's model_options): the
+// registry's factory. Throws InputError naming an option it does not take or a value out of range.
+torch::nn::Sequential resnet_from_options(const nlohmann::json& options);
 
 }  // namespace histoscan::model

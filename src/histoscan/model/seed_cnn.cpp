@@ -3,6 +3,7 @@
 #include <torch/nn.h>
 
 #include "histoscan/model/dropout.h"
+#include "histoscan/util/error.h"
 
 namespace histoscan::model {
 
@@ -26,6 +27,17 @@ torch::nn::Sequential seed_cnn(double dropout, bool batchnorm) {
   net->push_back(nn::Flatten());
   net->push_back(nn::Linear(256, 1));
   return net;
+}
+
+torch::nn::Sequential seed_cnn_from_options(const nlohmann::json& options) {
+  for (const auto& [key, value] : options.items()) {
+    bool ok = (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1) ||
+              (key == "batchnorm" && value.is_boolean());
+    if (!ok)
+      throw InputError("model option " + key + "=" + value.dump() +
+                       ": seed-cnn takes dropout (0 to below 1) and batchnorm (true or false)");
+  }
+  return seed_cnn(options.value("dropout", 0.3), options.value("batchnorm", true));
 }
 
 }  // namespace histoscan::model

@@ -7,7 +7,7 @@
 #include "histoscan/interop/foreign_model.h"
 #include "histoscan/model/fold.h"
 #include "histoscan/model/precision.h"
-#include "histoscan/train/transforms.h"
+#include "histoscan/model/preprocess.h"
 #include "histoscan/util/error.h"
 
 namespace histoscan::predict {
@@ -65,9 +65,9 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
       rows = padded;
       b = static_cast<int64_t>(step);
     }
-    auto u8 = gpu ? train::upload(rows, device) : rows;
+    auto u8 = gpu ? model::upload(rows, device) : rows;
     // A model made elsewhere takes [0, 1] (its config's Normalize is inside ForeignModel).
-    auto x = foreign ? train::to_float_channels_last(u8) : train::preprocess(u8);
+    auto x = foreign ? model::to_float_channels_last(u8) : model::preprocess(u8);
     torch::Tensor logits;
     if (!tta) {
       logits = model::forward(net, x, device, amp).reshape({b});

@@ -16,14 +16,17 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/dist/data_parallel.h"
 #include "histoscan/dist/dist.h"
 #include "histoscan/dist/sync_bn.h"
 #include "histoscan/eval/metrics.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/precision.h"
+#include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/adam.h"
+#include "histoscan/train/schedule.h"
 #include "histoscan/train/state.h"
 #include "histoscan/train/transforms.h"
 #include "histoscan/util/atomic_file.h"
@@ -32,106 +35,6 @@
 #include "histoscan/util/progress.h"
 
 namespace histoscan::train {
-
-bool trains_channels_last(const TrainConfig& config, bool cuda) {
-  const bool wanted = config.memory_format == "channels-last" || (config.memory_format == "auto" && (cuda || config.amp));
-  if (!wanted || cuda) return wanted;
-  // The network is built only to be inspected; its initialisation's draws are given back, so
-  // asking never moves a run's random numbers.
-  auto gen = at::detail::getDefaultCPUGenerator();
-  torch::Tensor drawn_from;
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    drawn_from = gen.get_state();
-  }
-  const bool unsafe = model::has_unsafe_channels_last_gradient(*model::make_model(config.model, config.model_options));
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(drawn_from);
-  }
-  return !unsafe;  // NCHW where LibTorch's CPU gradient is unsafe
-}
-
-c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda) {
-  return trains_channels_last(config, cuda) ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
-}
-
-void validate(const TrainConfig& c) {
-  if (c.batch < 1) throw InputError("--batch " + std::to_string(c.batch) + " must be at least 1");
-  if (c.epochs < 1) throw InputError("--epochs " + std::to_string(c.epochs) + " must be at least 1");
-  if (!(c.lr > 0) || !std::isfinite(c.lr)) throw InputError("--lr " + format_number(c.lr) + " must be a positive number");
-  if (c.early_stopping_patience < 0) throw InputError("--patience must be 0 (never stop early) or more");
-  if (c.lr_patience < 1) throw InputError("--lr-patience must be at least 1");
-  if (!(c.lr_factor > 0 && c.lr_factor < 1)) throw InputError("--lr-factor must be between 0 and 1");
-  if (c.optimizer != "adam" && c.optimizer != "sgd") throw InputError("--optimizer " + c.optimizer + ": expected adam or sgd");
-  if (!(c.momentum >= 0 && c.momentum < 1))
-    throw InputError("--momentum " + format_number(c.momentum) + " must be from 0 to below 1");
-  if (c.schedule != "plateau" && c.schedule != "cosine")
-    throw InputError("--schedule " + c.schedule + ": expected plateau or cosine");
-  if (!(c.warmup_epochs >= 0 && c.warmup_epochs < c.epochs))
-    throw InputError("--warmup-epochs " + format_number(c.warmup_epochs) + " must be from 0 to below --epochs");
-  if (!(c.ema >= 0 && c.ema < 1))
-    throw InputError("--ema " + format_number(c.ema) + " must be 0 (off) or a decay below 1, e.g. 0.999");
-  if (c.memory_format != "auto" && c.memory_format != "nchw" && c.memory_format != "channels-last")
-    throw InputError("--memory-format " + c.memory_format + ": expected auto, nchw or channels-last");
-  if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
-    throw InputError("--max-minutes " + format_number(c.max_minutes) + " must be 0 (no limit) or a positive number of minutes");
-  recipe_config(c.recipe);                                 // an unknown recipe,
-  auto net = model::make_model(c.model, c.model_options);  // or network, fails here, before any data is read
-  if (c.memory_format == "channels-last" && !predict::resolve_device(c.device).is_cuda() &&
-      model::has_unsafe_channels_last_gradient(*net))
-    throw InputError(
-        "--memory-format channels-last: this network has a strided 1x1 convolution on fewer than 16 "
-        "channels, whose CPU gradient in channels-last memory corrupts memory in LibTorch 1.13; use "
-        "--memory-format auto or nchw, or a width of at least 16");
-  (void)Augmentation(c.augment);  // and so does an unknown augmentation
-}
-
-TrainConfig recipe_config(const std::string& name) {
-  TrainConfig c;
-  c.recipe = name;
-  if (name == "default") {
-    c.model = "resnet";
-    c.model_options = {{"crop", kDefaultCrop}};
-    c.augment = kDefaultAugment;
-    c.schedule = "cosine";
-    c.warmup_epochs = 0;
-    c.epochs = kDefaultEpochs;
-    c.early_stopping_patience = 0;  // the cosine schedule's last epochs, at the smallest steps, are its best
-    return c;
-  }
-  if (name == "seed") {
-    c.model = "seed-cnn";
-    c.augment = "flips";
-    c.optimizer = "adam";
-    c.lr = 1e-3;
-    c.batch = 128;
-    c.epochs = 20;
-    c.early_stopping_patience = 7;
-    c.lr_patience = 3;
-    c.lr_factor = 0.1;
-    c.schedule = "plateau";
-    c.warmup_epochs = 0;
-    c.ema = 0;
-    return c;
-  }
-  std::string known;
-  for (const auto& [n, d] : list_recipes()) known += (known.empty() ? "" : ", ") + n;
-  throw InputError("--recipe " + name + ": expected one of " + known);
-}
-
-nlohmann::json recipe_model_options(const std::string& recipe, const std::string& model) {
-  auto c = recipe_config(recipe);
-  return c.model == model ? c.model_options : nlohmann::json::object();
-}
-
-std::vector<std::pair<std::string, std::string>> list_recipes() {
-  return {
-      {"default", "histoscan's default: resnet on the centre " + std::to_string(kDefaultCrop) + " x " +
-                      std::to_string(kDefaultCrop) + " (--model-option crop=" + std::to_string(kDefaultCrop) + "), --augment " +
-                      kDefaultAugment + ", Adam 1e-3 on a cosine schedule over " + std::to_string(kDefaultEpochs) + " epochs"},
-      {"seed", "the notebook's: seed-cnn, random flips, Adam 1e-3, up to 20 epochs (as torch_seed_recipe.py)"}};
-}
 
 std::string format_epoch(const EpochRecord& r) {
   char buf[256];
@@ -211,7 +114,7 @@ class Loop {
     net_->to(device_);
     if (channels_last_) model::use_channels_last(*net_);
     model::warn_if_amp_is_slow(device_, config.amp);
-    if (config.optimizer == "sgd")
+    if (optimizer_of(config) == Optimizer::sgd)
       opt_ =
           std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(config.lr).momentum(config.momentum));
     else opt_ = std::make_unique<MultiTensorAdam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
@@ -232,11 +135,8 @@ class Loop {
       meta_["distributed"] = {{"world_size", group_->size()}, {"backend", "gloo"}};
       // Every rank seeded the same, so this changes nothing unless a rank differs: as DDP,
       // rank 0's initial weights are everyone's.
-      std::vector<torch::Tensor> all;
-      for (auto& p : net_->parameters()) all.push_back(p.data());
-      for (auto& b : net_->buffers()) all.push_back(b);
-      group_->broadcast(all, 0, "broadcasting the initial weights");
-      make_buckets();
+      dist::broadcast_weights(net_, *group_);
+      reducer_ = std::make_unique<dist::GradientReducer>(net_);
     }
   }
 
@@ -297,7 +197,7 @@ class Loop {
     for (; state_.step < steps_; ++state_.step) {
       if (group_ ? stop : g_stop.load()) stop_here();
       int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
-      if (config_.schedule == "cosine") set_lr(*opt_, state_.lr = scheduled_lr());
+      if (schedule_ == Schedule::cosine) set_lr(*opt_, state_.lr = scheduled_lr());
       if (!group_) {
         auto [logits, y] = forward_rows(perm, start, 0, b, b);
         auto loss = torch::binary_cross_entropy_with_logits(logits, y);
@@ -325,11 +225,8 @@ class Loop {
 
   // --schedule cosine: the learning rate of the step about to run (state_.epoch, state_.step).
   double scheduled_lr() const {
-    const double total = double(config_.epochs) * double(steps_);
     const double t = double(state_.epoch - 1) * double(steps_) + double(state_.step);
-    const double warm = config_.warmup_epochs * double(steps_);
-    if (t < warm) return config_.lr * (t + 1) / warm;
-    return config_.lr * 0.5 * (1 + std::cos(M_PI * (t - warm) / std::max(1.0, total - warm)));
+    return cosine_lr(config_.lr, t, config_.warmup_epochs * double(steps_), double(config_.epochs) * double(steps_));
   }
 
   // --ema: after each step, average = decay * average + (1 - decay) * weights for the
@@ -338,8 +235,7 @@ class Loop {
   void update_average() {
     if (config_.ema <= 0) return;
     torch::NoGradGuard no_grad;
-    const double t = double(state_.ema_updates++);
-    const double decay = std::min(config_.ema, (1 + t) / (10 + t));
+    const double decay = ema_decay(config_.ema, state_.ema_updates++);
     std::vector<torch::Tensor> avg, now;
     const auto params = net_->parameters();
     for (std::size_t k = 0; k < params.size(); ++k) avg.push_back(state_.ema_weights[k]), now.push_back(params[k].detach());
@@ -420,9 +316,10 @@ class Loop {
                                                        int64_t b) {
     auto idx = perm.narrow(0, start + offset, share);
     const auto layout = channels_last_ ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
-    auto x = standardize(augment_(to_float_channels_last(images_.index_select(0, idx).to(device_)).contiguous(layout), rng_,
-                                  BatchSlice{offset, b}))
-                 .contiguous(layout);
+    auto x =
+        model::standardize(augment_(model::to_float_channels_last(images_.index_select(0, idx).to(device_)).contiguous(layout),
+                                    rng_, BatchSlice{offset, b}))
+            .contiguous(layout);
     auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
     return {model::forward(net_, x, device_, config_.amp).reshape({share}), y};
   }
@@ -433,7 +330,7 @@ class Loop {
   std::tuple<double, int64_t, bool> distributed_step(const torch::Tensor& perm, int64_t start, int64_t b) {
     auto [begin, end] = dist::shard(static_cast<std::size_t>(b), group_->rank(), group_->size());
     const int64_t offset = static_cast<int64_t>(begin), share = static_cast<int64_t>(end - begin);
-    sync_buffers();
+    dist::broadcast_buffers(net_, *group_);
     opt_->zero_grad();
     double loss_sum = 0;
     int64_t correct = 0;
@@ -451,66 +348,18 @@ class Loop {
       // take part in the all-reduce with zero gradients.
       for (auto& p : net_->parameters()) p.mutable_grad() = torch::zeros_like(p);
     }
-    for (auto& bucket : buckets_) {
-      for (std::size_t k = 0; k < bucket.params.size(); ++k) {
-        auto& p = bucket.params[k];
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        bucket.flat.narrow(0, bucket.offsets[k], p.numel()).copy_(p.grad().reshape({-1}));
-      }
-      std::vector<torch::Tensor> one{bucket.flat};
-      group_->allreduce_sum(one, "averaging gradients");
-    }
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& bucket : buckets_)
-        for (std::size_t k = 0; k < bucket.params.size(); ++k) {
-          auto& p = bucket.params[k];
-          p.mutable_grad().copy_(bucket.flat.narrow(0, bucket.offsets[k], p.numel()).view(p.sizes()));
-        }
-    }
+    reducer_->allreduce(*group_);
     opt_->step();
-    if (check_ranks_) check_ranks_agree();
+    // HISTOSCAN_CHECK_RANKS=1 (tests, debugging): after every step each rank compares its
+    // weights with rank 0's, bit for bit. (Buffers are rank 0's from the next step's broadcast
+    // on, so parameters are compared.)
+    if (check_ranks_)
+      dist::check_ranks_agree(net_, *group_,
+                              "epoch " + std::to_string(state_.epoch) + " step " + std::to_string(state_.step + 1));
     std::vector<torch::Tensor> stats{torch::tensor({loss_sum, double(correct), g_stop ? 1.0 : 0.0}, torch::kFloat64)};
     group_->allreduce_sum(stats, "summing the step's loss");
     auto st = stats[0];
     return {st[0].item<double>() / double(b), static_cast<int64_t>(std::llround(st[1].item<double>())), st[2].item<double>() > 0};
-  }
-
-  // HISTOSCAN_CHECK_RANKS=1 (tests, debugging): after every step each rank compares its
-  // weights with rank 0's, bit for bit, and the run fails where they differ.
-  // (Buffers are rank 0's from the next step's broadcast on, so parameters are compared.)
-  void check_ranks_agree() {
-    std::vector<torch::Tensor> parts;
-    for (auto& p : net_->parameters()) parts.push_back(p.detach().reshape({-1}).to(torch::kFloat64));
-    auto mine = torch::cat(parts);
-    auto all = group_->allgather(mine, "comparing weights across ranks");
-    double diff = (all - all[0]).abs().max().item<double>();
-    if (diff != 0)
-      throw std::runtime_error("rank " + std::to_string(group_->rank()) + ": the ranks' weights differ after epoch " +
-                               std::to_string(state_.epoch) + " step " + std::to_string(state_.step + 1) + " (by up to " +
-                               std::to_string(diff) + ")");
-  }
-
-  // Gradients travel in buckets of up to 25 MB (PyTorch DDP's default), in parameter order.
-  void make_buckets() {
-    constexpr int64_t kBucketBytes = 25 << 20;
-    for (auto& p : net_->parameters()) {
-      if (!p.requires_grad()) continue;
-      if (buckets_.empty() || (buckets_.back().size > 0 && (buckets_.back().size + p.numel()) * 4 > kBucketBytes))
-        buckets_.emplace_back();
-      auto& bucket = buckets_.back();
-      bucket.params.push_back(p);
-      bucket.offsets.push_back(bucket.size);
-      bucket.size += p.numel();
-    }
-    for (auto& bucket : buckets_) bucket.flat = torch::zeros({bucket.size}, torch::kFloat32);
-  }
-
-  // BatchNorm's running statistics (and any other buffer): rank 0's, as DDP's broadcast_buffers.
-  void sync_buffers() {
-    std::vector<torch::Tensor> buffers;
-    for (auto& b : net_->buffers()) buffers.push_back(b);
-    if (!buffers.empty()) group_->broadcast(buffers, 0, "broadcasting BatchNorm statistics");
   }
 
   [[noreturn]] void stop_here() {
@@ -553,38 +402,22 @@ class Loop {
 
   // Reduce-LR-on-plateau, as Keras: an improvement must beat the best by min_delta.
   void reduce_lr_on_plateau(double val_loss) {
-    if (val_loss < state_.plateau_best - config_.min_delta) {
-      state_.plateau_best = val_loss;
-      state_.since_plateau_best = 0;
-    } else if (++state_.since_plateau_best >= config_.lr_patience) {
-      state_.lr *= config_.lr_factor;
-      set_lr(*opt_, state_.lr);
-      state_.since_plateau_best = 0;
-      log::info("reducing learning rate to " + format_number(state_.lr));
-    }
+    const Plateau plateau{config_.lr_patience, config_.lr_factor, config_.min_delta};
+    const double factor = plateau_step(plateau, val_loss, state_.plateau_best, state_.since_plateau_best);
+    if (factor == 1) return;
+    state_.lr *= factor;
+    set_lr(*opt_, state_.lr);
+    log::info("reducing learning rate to " + format_number(state_.lr));
   }
 
   // Each rank scores its share of the validation set; the shares are gathered in order.
   std::vector<float> distributed_logits() {
-    sync_buffers();
+    dist::broadcast_buffers(net_, *group_);
     const std::size_t n = valid_.size();
     auto [begin, end] = dist::shard(n, group_->rank(), group_->size());
     auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_, false,
                                         config_.amp);
-    const int64_t widest = static_cast<int64_t>(dist::shard(n, 0, group_->size()).second);  // rank 0's share is the largest
-    auto padded = torch::zeros({widest}, torch::kFloat32);
-    if (!mine.empty())
-      padded.narrow(0, 0, static_cast<int64_t>(mine.size()))
-          .copy_(torch::from_blob(mine.data(), {static_cast<int64_t>(mine.size())}));
-    auto all = group_->allgather(padded, "gathering validation scores");
-    std::vector<float> out;
-    out.reserve(n);
-    for (int r = 0; r < group_->size(); ++r) {
-      auto [b, e] = dist::shard(n, r, group_->size());
-      const float* row = all[r].contiguous().data_ptr<float>();
-      out.insert(out.end(), row, row + (e - b));
-    }
-    return out;
+    return dist::gather_shards(mine, n, *group_);
   }
 
   // Checkpoints, history and the callbacks; true when early stopping ends the run.
@@ -612,7 +445,7 @@ class Loop {
       write_history(run_dir_ / "history.csv", state_.history);
     }
 
-    if (config_.schedule == "plateau") reduce_lr_on_plateau(r.val_loss);
+    if (schedule_ == Schedule::plateau) reduce_lr_on_plateau(r.val_loss);
     bool stop = config_.early_stopping_patience > 0 && state_.since_best >= config_.early_stopping_patience;
     if (stop && epoch < config_.epochs)
       log::info("early stopping: val_loss has not improved for " + std::to_string(state_.since_best) + " epochs");
@@ -641,13 +474,8 @@ class Loop {
   const data::PatchStore& valid_;
   dist::Group* group_;
   bool writes_;  // rank 0, or the only process
-  struct Bucket {
-    std::vector<torch::Tensor> params;
-    std::vector<int64_t> offsets;
-    int64_t size = 0;
-    torch::Tensor flat;
-  };
-  std::vector<Bucket> buckets_;
+  Schedule schedule_ = schedule_of(config_);
+  std::unique_ptr<dist::GradientReducer> reducer_;  // data-parallel runs
   bool check_ranks_ = std::getenv("HISTOSCAN_CHECK_RANKS") != nullptr;
   std::mt19937_64 rng_;
   c10::Device device_;

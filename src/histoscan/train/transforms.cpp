@@ -5,36 +5,20 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/model/preprocess.h"
 #include "histoscan/util/error.h"
 
 namespace histoscan::train {
-
-torch::Tensor to_float_channels_last(const torch::Tensor& u8_nhwc) {
-  return u8_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(255.0f).contiguous(torch::MemoryFormat::ChannelsLast);
-}
-
-torch::Tensor upload(const torch::Tensor& host, c10::Device device) {
-  if (!device.is_cuda()) return host.clone();
-  auto pinned = torch::empty(host.sizes(), host.options().pinned_memory(true));
-  pinned.copy_(host);
-  return pinned.to(device, /*non_blocking=*/true);
-}
-
-torch::Tensor standardize(const torch::Tensor& x) {
-  auto mean = x.mean({1, 2, 3}, /*keepdim=*/true);
-  auto std = x.std({1, 2, 3}, /*unbiased=*/false, /*keepdim=*/true);
-  return torch::where(std > 0, (x - mean) / std.clamp_min(1e-12), x);
-}
 
 namespace {
 
 // Rows of the whole batch that draws are made for, and where x's rows start among them.
 int64_t total_rows(const torch::Tensor& x, BatchSlice s) { return s.total < 0 ? x.size(0) : s.total; }
 
-// A host vector's values as a tensor on `device` (train::upload).
+// A host vector's values as a tensor on `device` (model::upload).
 template <typename T>
 torch::Tensor upload(const std::vector<T>& values, c10::IntArrayRef shape, c10::ScalarType type, c10::Device device) {
-  return train::upload(torch::from_blob(const_cast<T*>(values.data()), shape, type), device);
+  return model::upload(torch::from_blob(const_cast<T*>(values.data()), shape, type), device);
 }
 
 }  // namespace
@@ -200,7 +184,5 @@ torch::Tensor Augmentation::operator()(const torch::Tensor& x, std::mt19937_64& 
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
   return Augmentation(name)(x, rng, slice);
 }
-
-torch::Tensor preprocess(const torch::Tensor& u8_nhwc) { return standardize(to_float_channels_last(u8_nhwc)); }
 
 }  // namespace histoscan::train

@@ -1,5 +1,6 @@
 #pragma once
-// Preprocessing and augmentation as batched tensor operations (never per-pixel loops).
+// Training augmentation as batched tensor operations (never per-pixel loops); the preprocessing
+// training and inference share is model/preprocess.h.
 #include <cstdint>
 #include <random>
 #include <string>
@@ -8,19 +9,6 @@
 #include <torch/types.h>
 
 namespace histoscan::train {
-
-// uint8 N x 96 x 96 x 3 (HWC, RGB) -> float N x 3 x 96 x 96 in [0, 1], in channels-last
-// memory (the bytes' own order, and what oneDNN's convolutions run fastest on).
-torch::Tensor to_float_channels_last(const torch::Tensor& u8_nhwc);
-
-// `host` (a CPU tensor) on `device`. To a GPU through page-locked memory without waiting: a
-// copy from ordinary memory waits for all the work queued before it. (LibTorch's pinned-memory
-// allocator keeps the block until the copy ends.) On the CPU, a copy of `host`.
-torch::Tensor upload(const torch::Tensor& host, c10::Device device);
-
-// Per-image standardization as the notebook: (x - mean) / std over each image's pixels and
-// channels (population std); an image whose std is 0 is left unchanged.
-torch::Tensor standardize(const torch::Tensor& x);
 
 // Which rows of a batch x holds. A data-parallel rank augments its share of the batch: the
 // random draws are made for all `total` rows (every rank draws the same), and x gets those
@@ -75,8 +63,5 @@ class Augmentation {
 
 // Augmentation(name)(x, rng, slice): for one batch.
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
-
-// What the model sees at evaluation: to_float_channels_last then standardize.
-torch::Tensor preprocess(const torch::Tensor& u8_nhwc);
 
 }  // namespace histoscan::train
