@@ -4,9 +4,9 @@
 
 #include "commands.h"
 #include "cutoff_flags.h"
-#include "histoscan/eval/evaluate.h"
 #include "histoscan/interop/foreign_model.h"
 #include "histoscan/model/builtin.h"
+#include "histoscan/pipeline/evaluate.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -75,8 +75,8 @@ void add_evaluate(CLI::App& app) {
     options.seed = p->cutoff.seed;
     std::vector<eval::ModelResult> results;
     for (std::size_t i = 0; i < paths.size(); ++i)
-      results.push_back(eval::evaluate_checkpoint(paths[i], checkpoints[i], store, p->inference.device, options, cutoff_given,
-                                                  p->inference.batch, p->inference.tta, p->inference.amp));
+      results.push_back(pipeline::evaluate_checkpoint(paths[i], checkpoints[i], store, p->inference.device, options, cutoff_given,
+                                                      p->inference.batch, p->inference.tta, p->inference.amp));
 
     prepare_output_dir(p->out, p->overwrite, "--out");
     if (!skipped.empty()) {

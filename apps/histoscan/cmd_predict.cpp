@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "histoscan/model/checkpoint.h"
+#include "histoscan/pipeline/predict_stream.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
@@ -17,7 +18,7 @@ void add_predict(CLI::App& app) {
     std::string out = "submission.csv";
     bool overwrite = false, binary = false;
     InferenceFlags inference;
-    predict::StreamOptions stream;
+    pipeline::StreamOptions stream;
   };
   auto p = std::make_shared<Params>();
   auto* cmd = app.add_subcommand("predict", "tumour probability of every patch, as Kaggle's submission.csv (id,label)");
@@ -51,7 +52,7 @@ void add_predict(CLI::App& app) {
     source.require_labels = false;
     auto index = data::index_source(p->inputs.back(), source);
     auto device = predict::prepare_inference(checkpoint.net, p->inference.device, p->stream.amp);
-    auto result = predict::predict_to_csv(checkpoint.net, index, p->out, device, p->stream);
+    auto result = pipeline::predict_to_csv(checkpoint.net, index, p->out, device, p->stream);
     if (!result.skipped.empty()) {
       data::write_skipped_csv(result.skipped, p->out + ".skipped.csv");
       log::warn(std::to_string(result.skipped.size()) + " unreadable images left out; see " + p->out + ".skipped.csv");

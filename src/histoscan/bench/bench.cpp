@@ -30,6 +30,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
+#include "histoscan/pipeline/predict_stream.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/scan/scanner.h"
 #include "histoscan/slide/synth_slide.h"
@@ -295,304 +296,378 @@ double seed_cnn_flops_per_patch() {
   return model::flops_per_patch(net);
 }
 
-nlohmann::json run_bench(const BenchOptions& o) {
-  const int threads = resolve_threads(o.threads);
-  torch::set_num_threads(threads);
-  const c10::Device device = predict::resolve_device(o.device);
-  data::SourceOptions so;
-  auto index = data::index_source(o.data, so);
-  if (index.kind != data::SourceKind::class_folders)
-    throw InputError("--data " + o.data.string() +
-                     ": the bench needs class folders 0/ and 1/ of patches (e.g. pcam-subset/valid)");
-  // Both classes in turn, so the peer's ImageFolder finds both folders filled.
+namespace {
+
+// What every stage of the bench works on: the options, the patches (alternating classes, decoded
+// once into the store) and a scratch folder; each stage appends its rows to `results`.
+struct BenchRun {
+  const BenchOptions& o;
+  int threads;
+  c10::Device device;
+  data::PatchIndex index;
+  std::vector<std::size_t> rows;  // of index.entries, in the store's order
+  std::size_t n = 0;
+  data::PatchStore store;
+  fs::path tmp;
+  nlohmann::json results = nlohmann::json::array();
+};
+
+// Up to `images` rows of a class-folder index, both classes in turn, so the peer's ImageFolder
+// finds both folders filled.
+std::vector<std::size_t> alternate_classes(const data::PatchIndex& index, std::size_t images) {
   std::vector<std::size_t> by_class[2];
   for (std::size_t i = 0; i < index.entries.size(); ++i) by_class[index.entries[i].label].push_back(i);
   std::vector<std::size_t> rows;
-  for (std::size_t k = 0; rows.size() < static_cast<std::size_t>(o.images) && k < index.entries.size(); ++k)
+  for (std::size_t k = 0; rows.size() < images && k < index.entries.size(); ++k)
     for (const auto& members : by_class)
-      if (k < members.size() && rows.size() < static_cast<std::size_t>(o.images)) rows.push_back(members[k]);
-  const std::size_t n = rows.size();
-  data::LoadOptions load;
-  load.threads = threads;
-  load.progress = false;
-  nlohmann::json results = nlohmann::json::array();
+      if (k < members.size() && rows.size() < images) rows.push_back(members[k]);
+  return rows;
+}
 
-  log::info("bench: matrix multiply");
-  const MatmulRates mm = matmul_gflops(o.runs);
-  const double gflops_mm = std::max(mm.blas, mm.onednn);
-  results.push_back(row("fp32 matmul 2048^3, torch::mm (BLAS)", "GFLOP/s", mm.blas));
-  results.push_back(row("fp32 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn));
+// The bench's seed-cnn as trained: the same weights every call (scored folded, unfolded and
+// saved for the child scans).
+torch::nn::Sequential bench_seed_cnn() {
+  torch::manual_seed(1);
+  return model::make_model("seed-cnn");
+}
 
-  log::info("bench: decode " + std::to_string(n) + " files into the store");
-  double decode_s = median_seconds(o.runs, [&] { data::load_patches(index, rows, load); });
-  auto store = data::load_patches(index, rows, load);
-  results.push_back(
-      row("decode into store (" + std::string(index.entries[0].path.extension()) + ")", "images/s", double(n) / decode_s));
+// seed-cnn as evaluate, predict and scan run it (with amp: all but the last layer in bfloat16).
+torch::nn::Sequential inference_net(const BenchRun& b, bool amp) {
+  auto net = bench_seed_cnn();
+  net->eval();
+  model::use_channels_last(*net);
+  predict::prepare_inference(net, b.device.str(), amp);
+  return net;
+}
 
+// The median time to score the store with `net`, after one warm-up batch.
+double inference_seconds(const BenchRun& b, torch::nn::Sequential& net, bool amp, int cpu_rows = predict::kCpuInferenceRows) {
+  predict::predict_logits(net, b.store.pixels.data(), std::min<std::size_t>(b.n, 256), 256, b.device, false, amp, cpu_rows);
+  return median_seconds(b.o.runs,
+                        [&] { predict::predict_logits(net, b.store.pixels.data(), b.n, 256, b.device, false, amp, cpu_rows); });
+}
+
+// Decoding into the store; the store itself is kept for the other stages.
+void decode_rows(BenchRun& b, const data::LoadOptions& load) {
+  log::info("bench: decode " + std::to_string(b.n) + " files into the store");
+  double decode_s = median_seconds(b.o.runs, [&] { data::load_patches(b.index, b.rows, load); });
+  b.store = data::load_patches(b.index, b.rows, load);
+  b.results.push_back(
+      row("decode into store (" + std::string(b.index.entries[0].path.extension()) + ")", "images/s", double(b.n) / decode_s));
+}
+
+struct Inference {
+  torch::nn::Sequential net{nullptr};  // float32, folded: also predict's and scan's
+  double rate = 0;                     // images/s
+};
+
+// Inference from memory: float32 against the machine's matmul rate, folded against as trained,
+// rows at a time, and --amp against float32.
+Inference inference_rows(BenchRun& b, double gflops_mm) {
   log::info("bench: inference from memory");
-  // seed-cnn as evaluate, predict and scan run it (with amp: all but the last layer in
-  // bfloat16), and the median time to score the store with it after one warm-up batch.
-  // The bench's seed-cnn as trained: the same weights every call (scored folded, unfolded and
-  // saved for the big slide's child scan below).
-  auto bench_seed_cnn = [] {
-    torch::manual_seed(1);
-    return model::make_model("seed-cnn");
-  };
-  auto inference_net = [&](bool amp) {
-    auto net = bench_seed_cnn();
-    net->eval();
-    model::use_channels_last(*net);
-    predict::prepare_inference(net, device.str(), amp);
-    return net;
-  };
-  auto inference_seconds = [&](torch::nn::Sequential& net, bool amp, int cpu_rows = predict::kCpuInferenceRows) {
-    predict::predict_logits(net, store.pixels.data(), std::min<std::size_t>(n, 256), 256, device, false, amp, cpu_rows);
-    return median_seconds(o.runs,
-                          [&] { predict::predict_logits(net, store.pixels.data(), n, 256, device, false, amp, cpu_rows); });
-  };
-  auto net = inference_net(false);  // float32, also for the predict and scan rows below
-  double infer_rate = double(n) / inference_seconds(net, false);
-  double flops = seed_cnn_flops_per_patch();
-  results.push_back(row("inference from memory", "images/s", infer_rate));
-  results.push_back(row("inference compute", "GFLOP/s", infer_rate * flops / 1e9));
-  results.push_back(row("inference compute / the faster matmul", "%", 100.0 * infer_rate * flops / 1e9 / gflops_mm));
-  {
-    // The peer column of this row is the same network scored with its BatchNorm layers as
-    // trained (prepare_inference without model::fold_batchnorm).
-    auto as_trained = bench_seed_cnn();
-    as_trained->eval();
-    model::use_channels_last(*as_trained);
-    as_trained->to(device);
-    results.push_back(row("inference, BatchNorm folded vs as trained", "images/s", infer_rate,
-                          double(n) / inference_seconds(as_trained, false)));
-  }
-  if (!device.is_cuda()) {
+  Inference inf;
+  inf.net = inference_net(b, false);
+  inf.rate = double(b.n) / inference_seconds(b, inf.net, false);
+  const double flops = seed_cnn_flops_per_patch();
+  b.results.push_back(row("inference from memory", "images/s", inf.rate));
+  b.results.push_back(row("inference compute", "GFLOP/s", inf.rate * flops / 1e9));
+  b.results.push_back(row("inference compute / the faster matmul", "%", 100.0 * inf.rate * flops / 1e9 / gflops_mm));
+  // The peer column of this row is the same network scored with its BatchNorm layers as
+  // trained (prepare_inference without model::fold_batchnorm).
+  auto as_trained = bench_seed_cnn();
+  as_trained->eval();
+  model::use_channels_last(*as_trained);
+  as_trained->to(b.device);
+  b.results.push_back(row("inference, BatchNorm folded vs as trained", "images/s", inf.rate,
+                          double(b.n) / inference_seconds(b, as_trained, false)));
+  if (!b.device.is_cuda()) {
     // The peer column of these rows is the same network scored kCpuInferenceRows (16) rows at
     // a time, as evaluate, predict and scan score on the CPU.
     for (int rows : {8, 32, 64})
-      results.push_back(row("inference " + std::to_string(rows) + " rows at a time vs 16", "images/s",
-                            double(n) / inference_seconds(net, false, rows), infer_rate));
+      b.results.push_back(row("inference " + std::to_string(rows) + " rows at a time vs 16", "images/s",
+                              double(b.n) / inference_seconds(b, inf.net, false, rows), inf.rate));
   }
-  auto amp_net = inference_net(true);
+  auto amp_net = inference_net(b, true);
   // The peer column of this row is histoscan's own float32 inference.
-  results.push_back(row("inference --amp vs float32", "images/s", double(n) / inference_seconds(amp_net, true), infer_rate));
+  b.results.push_back(row("inference --amp vs float32", "images/s", double(b.n) / inference_seconds(b, amp_net, true), inf.rate));
+  return inf;
+}
 
-  {
-    // The same seed-cnn exported (histoscan export): ONNX in OpenCV's DNN module and TorchScript
-    // in LibTorch, on the store as they take it (float N x 3 x 96 x 96 in [0, 1], 64 at a time);
-    // the peer column is histoscan's own inference from memory.
-    log::info("bench: exported models (ONNX in OpenCV DNN, TorchScript in LibTorch)");
-    const fs::path dir = fs::temp_directory_path() / ("histoscan-bench-export-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    model::save_checkpoint(dir / "seed-cnn.pt", bench_seed_cnn(), {{"model", "seed-cnn"}, {"threshold", 0.5}});
-    interop::ExportOptions eo;
-    eo.check_patches = 16;
-    eo.format = interop::ExportFormat::onnx;
-    interop::export_model(dir / "seed-cnn.pt", dir / "model.onnx", eo);
-    eo.format = interop::ExportFormat::torchscript;
-    interop::export_model(dir / "seed-cnn.pt", dir / "model.pt", eo);
-    auto u8 = torch::from_blob(store.pixels.data(), {static_cast<int64_t>(n), 96, 96, 3}, torch::kUInt8);
-    auto x = model::to_float_channels_last(u8).contiguous();
-    cv::setNumThreads(threads);
-    cv::dnn::Net onnx = cv::dnn::readNetFromONNX((dir / "model.onnx").string());
-    onnx.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
-    auto run_onnx = [&] {
-      for (int64_t start = 0; start < static_cast<int64_t>(n); start += 64) {
-        auto chunk = x.narrow(0, start, std::min<int64_t>(64, static_cast<int64_t>(n) - start)).contiguous();
-        const int sizes[4] = {static_cast<int>(chunk.size(0)), 3, 96, 96};
-        onnx.setInput(cv::Mat(4, sizes, CV_32F, chunk.data_ptr<float>()), "image");
-        onnx.forward("probability");
-      }
-    };
-    run_onnx();
-    results.push_back(
-        row("exported ONNX in OpenCV DNN vs histoscan", "images/s", double(n) / median_seconds(o.runs, run_onnx), infer_rate));
-    auto script = torch::jit::load((dir / "model.pt").string());
-    auto run_script = [&] {
-      c10::InferenceMode guard;
-      for (int64_t start = 0; start < static_cast<int64_t>(n); start += 64)
-        script.forward({x.narrow(0, start, std::min<int64_t>(64, static_cast<int64_t>(n) - start))});
-    };
-    run_script();
-    results.push_back(row("exported TorchScript in LibTorch vs histoscan", "images/s",
-                          double(n) / median_seconds(o.runs, run_script), infer_rate));
-    python_predict_row(
-        o, dir, store, threads, infer_rate, [&] { return double(n) / inference_seconds(net, false); }, results);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
+// The same seed-cnn exported (histoscan export): ONNX in OpenCV's DNN module and TorchScript in
+// LibTorch, on the store as they take it (float N x 3 x 96 x 96 in [0, 1], 64 at a time), and
+// from Python (import histoscan); the peer column is histoscan's own inference from memory.
+void export_rows(BenchRun& b, Inference& inf) {
+  log::info("bench: exported models (ONNX in OpenCV DNN, TorchScript in LibTorch)");
+  const fs::path dir = fs::temp_directory_path() / ("histoscan-bench-export-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  model::save_checkpoint(dir / "seed-cnn.pt", bench_seed_cnn(), {{"model", "seed-cnn"}, {"threshold", 0.5}});
+  interop::ExportOptions eo;
+  eo.check_patches = 16;
+  eo.format = interop::ExportFormat::onnx;
+  interop::export_model(dir / "seed-cnn.pt", dir / "model.onnx", eo);
+  eo.format = interop::ExportFormat::torchscript;
+  interop::export_model(dir / "seed-cnn.pt", dir / "model.pt", eo);
+  const auto n = static_cast<int64_t>(b.n);
+  auto u8 = torch::from_blob(b.store.pixels.data(), {n, 96, 96, 3}, torch::kUInt8);
+  auto x = model::to_float_channels_last(u8).contiguous();
+  cv::setNumThreads(b.threads);
+  cv::dnn::Net onnx = cv::dnn::readNetFromONNX((dir / "model.onnx").string());
+  onnx.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+  auto run_onnx = [&] {
+    for (int64_t start = 0; start < n; start += 64) {
+      auto chunk = x.narrow(0, start, std::min<int64_t>(64, n - start)).contiguous();
+      const int sizes[4] = {static_cast<int>(chunk.size(0)), 3, 96, 96};
+      onnx.setInput(cv::Mat(4, sizes, CV_32F, chunk.data_ptr<float>()), "image");
+      onnx.forward("probability");
+    }
+  };
+  run_onnx();
+  b.results.push_back(
+      row("exported ONNX in OpenCV DNN vs histoscan", "images/s", double(n) / median_seconds(b.o.runs, run_onnx), inf.rate));
+  auto script = torch::jit::load((dir / "model.pt").string());
+  auto run_script = [&] {
+    c10::InferenceMode guard;
+    for (int64_t start = 0; start < n; start += 64) script.forward({x.narrow(0, start, std::min<int64_t>(64, n - start))});
+  };
+  run_script();
+  b.results.push_back(row("exported TorchScript in LibTorch vs histoscan", "images/s",
+                          double(n) / median_seconds(b.o.runs, run_script), inf.rate));
+  python_predict_row(
+      b.o, dir, b.store, b.threads, inf.rate, [&] { return double(b.n) / inference_seconds(b, inf.net, false); }, b.results);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// A Kaggle-style TIFF folder for prediction (tmp/tif), and class folders of the same files for
+// the peer (tmp/cls, links to the originals).
+void write_bench_folders(const BenchRun& b) {
+  fs::create_directories(b.tmp / "tif");
+  fs::create_directories(b.tmp / "cls/0");
+  fs::create_directories(b.tmp / "cls/1");
+  for (std::size_t i = 0; i < b.n; ++i) {
+    data::write_patch(b.tmp / "tif" / (b.store.ids[i] + ".tif"), b.store.image(i));
+    const auto& e = b.index.entries[b.rows[i]];
+    fs::create_symlink(fs::absolute(e.path), b.tmp / "cls" / std::to_string(e.label) / e.path.filename());
   }
+}
 
-  // Kaggle-style TIFF folder for prediction, and class folders of the same files for the peer.
-  fs::path tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));
-  fs::create_directories(tmp / "tif");
-  fs::create_directories(tmp / "cls/0");
-  fs::create_directories(tmp / "cls/1");
-  for (std::size_t i = 0; i < n; ++i) {
-    data::write_patch(tmp / "tif" / (store.ids[i] + ".tif"), store.image(i));
-    const auto& e = index.entries[rows[i]];
-    fs::create_symlink(fs::absolute(e.path), tmp / "cls" / std::to_string(e.label) / e.path.filename());
-  }
-
+// Median seconds of `histoscan predict` over the TIFF folder.
+double predict_seconds(const BenchRun& b, torch::nn::Sequential& net) {
   log::info("bench: predict over a folder of TIFF files");
   data::SourceOptions unlabeled;
   unlabeled.require_labels = false;
-  auto tif_index = data::index_source(tmp / "tif", unlabeled);
-  predict::StreamOptions stream;
-  stream.threads = threads;
+  auto tif_index = data::index_source(b.tmp / "tif", unlabeled);
+  pipeline::StreamOptions stream;
+  stream.threads = b.threads;
   stream.progress = false;
-  double predict_s = median_seconds(o.runs, [&] { predict::predict_to_csv(net, tif_index, tmp / "out.csv", device, stream); });
+  return median_seconds(b.o.runs, [&] { pipeline::predict_to_csv(net, tif_index, b.tmp / "out.csv", b.device, stream); });
+}
 
-  // A whole slide: reading, tissue detection, tiling and the network, against predict's rate.
+// A whole slide of about 2n tissue tiles (reading, tissue detection, tiling and the network):
+// its median tiles/s and tile count.
+std::pair<double, std::size_t> scan_rate(const BenchRun& b, torch::nn::Sequential& net, const slide::SynthSlideSpec& spec) {
   log::info("bench: scan a test slide");
-  slide::SynthSlideSpec spec;
-  // About 2n tissue tiles (a mosaic cell gives about 3.8 at stride 32 once glass and pale fat are left out).
-  spec.cols = spec.rows = std::clamp(static_cast<int>(std::lround(std::sqrt(double(n) / 1.9))), 4, 40);
-  spec.tumour = cv::Rect(spec.cols / 4, spec.rows / 4, spec.cols / 2, spec.rows / 2);
-  slide::write_synth_slide(tmp / "slide.tif", &index, spec);
+  slide::write_synth_slide(b.tmp / "slide.tif", &b.index, spec);
   scan::ScanOptions scan_options;
   scan_options.progress = false;
   scan_options.overwrite = true;
-  std::vector<double> scan_rates;
-  std::size_t scan_tiles = 0;
-  for (int r = 0; r < o.runs; ++r) {
-    auto s = scan::scan_slide(net, device, tmp / "slide.tif", tmp / "scan", scan_options);
-    scan_tiles = s["tiles_scored"].get<std::size_t>();
-    scan_rates.push_back(double(scan_tiles) / s["seconds"].get<double>());  // all of it: thumbnail, tissue, outputs
+  std::vector<double> rates;
+  std::size_t tiles = 0;
+  for (int r = 0; r < b.o.runs; ++r) {
+    auto s = scan::scan_slide(net, b.device, b.tmp / "slide.tif", b.tmp / "scan", scan_options);
+    tiles = s["tiles_scored"].get<std::size_t>();
+    rates.push_back(double(tiles) / s["seconds"].get<double>());  // all of it: thumbnail, tissue, outputs
   }
-  std::sort(scan_rates.begin(), scan_rates.end());
-  double scan_rate = scan_rates[scan_rates.size() / 2];
+  std::sort(rates.begin(), rates.end());
+  return {rates[rates.size() / 2], tiles};
+}
 
-  nlohmann::json big = nullptr;
-  if (o.slide_side > 0) {
-    // Peak memory must not grow with the slide: a child process scans a huge canvas of glass
-    // with the same tissue mosaic at its centre, and reports its own peak RSS.
-    log::info("bench: write and scan a " + std::to_string(o.slide_side) + " x " + std::to_string(o.slide_side) + " slide");
-    slide::SynthSlideSpec huge = spec;
-    huge.width = huge.height = o.slide_side;
-    auto t_write = std::chrono::steady_clock::now();
-    slide::write_synth_slide(tmp / "huge.tif", &index, huge);
-    double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
-    // The network as trained: `net` itself is folded for inference, which no checkpoint holds.
-    model::save_checkpoint(tmp / "bench.pt", bench_seed_cnn(),
-                           {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
-    std::string cmd = o.exe.string() + " -q scan " + (tmp / "bench.pt").string() + " " + (tmp / "huge.tif").string() + " --out " +
-                      (tmp / "huge-scan").string() + " --no-progress --threads " + std::to_string(threads);
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
-    std::ifstream f(tmp / "huge-scan/summary.json");
-    auto s = nlohmann::json::parse(f);
-    big = {{"side", o.slide_side},
-           {"file_mib", double(fs::file_size(tmp / "huge.tif")) / (1 << 20)},
-           {"write_seconds", write_s},
-           {"tiles_scored", s["tiles_scored"]},
-           {"tiles_total", s["tiles_total"]},
-           {"seconds", s["seconds"]},
-           {"peak_rss_mib", s["peak_rss_mib"]}};
+// Seconds `histoscan scan` takes in a child process, whole (the model loaded once per child).
+double child_scan(const BenchRun& b, const fs::path& model, const fs::path& input, const fs::path& out) {
+  std::string cmd = b.o.exe.string() + " -q scan " + model.string() + " " + input.string() + " --out " + out.string() +
+                    " --no-progress --threads " + std::to_string(b.threads);
+  auto t0 = Clock::now();
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+nlohmann::json summary_of(const fs::path& dir) { return nlohmann::json::parse(std::ifstream(dir / "summary.json")); }
+
+// Peak memory must not grow with the slide: a child process scans a huge canvas of glass with
+// the same tissue mosaic at its centre, and reports its own peak RSS.
+nlohmann::json big_slide(const BenchRun& b, const slide::SynthSlideSpec& spec) {
+  const auto side = b.o.slide_side;
+  log::info("bench: write and scan a " + std::to_string(side) + " x " + std::to_string(side) + " slide");
+  slide::SynthSlideSpec huge = spec;
+  huge.width = huge.height = side;
+  auto t_write = Clock::now();
+  slide::write_synth_slide(b.tmp / "huge.tif", &b.index, huge);
+  double write_s = std::chrono::duration<double>(Clock::now() - t_write).count();
+  // The network as trained: the bench's `net` is folded for inference, which no checkpoint holds.
+  model::save_checkpoint(b.tmp / "bench.pt", bench_seed_cnn(),
+                         {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
+  child_scan(b, b.tmp / "bench.pt", b.tmp / "huge.tif", b.tmp / "huge-scan");
+  auto s = summary_of(b.tmp / "huge-scan");
+  return {{"side", side},
+          {"file_mib", double(fs::file_size(b.tmp / "huge.tif")) / (1 << 20)},
+          {"write_seconds", write_s},
+          {"tiles_scored", s["tiles_scored"]},
+          {"tiles_total", s["tiles_total"]},
+          {"seconds", s["seconds"]},
+          {"peak_rss_mib", s["peak_rss_mib"]}};
+}
+
+// A cohort against one slide of the same tissue, each scanned by one child `histoscan scan`: 8
+// slides of 6 x 6 patches, and one of 24 x 12 (8 times their mosaic). Then 20 such slides, whose
+// peak RSS after the first and after the last (summary.json's peak so far) must not grow with
+// the cohort. Returns the figures; its rows go into `rows`.
+nlohmann::json cohort_bench(const BenchRun& b, std::vector<nlohmann::json>& rows) {
+  log::info("bench: a cohort of 8 small slides against one slide of their size, and 20 slides' peak memory");
+  const fs::path& tmp = b.tmp;
+  model::save_checkpoint(tmp / "cohort.pt", bench_seed_cnn(),
+                         {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
+  slide::SynthSlideSpec small;
+  small.cols = small.rows = 6;
+  small.tumour = cv::Rect(2, 2, 2, 2);
+  fs::create_directories(tmp / "cohort8");
+  fs::create_directories(tmp / "cohort20");
+  for (int k = 0; k < 20; ++k) {
+    small.seed = static_cast<std::uint64_t>(k) + 1;
+    fs::path f = tmp / "cohort20" / ("s" + std::to_string(100 + k) + ".tif");
+    slide::write_synth_slide(f, &b.index, small);
+    if (k < 8) fs::copy_file(f, tmp / "cohort8" / f.filename());
   }
+  slide::SynthSlideSpec large = small;
+  large.cols = 24;
+  large.rows = 12;
+  large.tumour = cv::Rect(8, 4, 8, 4);
+  slide::write_synth_slide(tmp / "large.tif", &b.index, large);
+  const fs::path model = tmp / "cohort.pt";
+  double large_s = child_scan(b, model, tmp / "large.tif", tmp / "large-scan");
+  double large_tiles = summary_of(tmp / "large-scan")["tiles_scored"].get<double>();
+  double cohort_s = child_scan(b, model, tmp / "cohort8", tmp / "cohort8-scan");
+  double cohort_tiles = 0;
+  for (const auto& e : fs::directory_iterator(tmp / "cohort8-scan/slides"))
+    cohort_tiles += summary_of(e.path())["tiles_scored"].get<double>();
+  child_scan(b, model, tmp / "cohort20", tmp / "cohort20-scan");
+  double first_rss = summary_of(tmp / "cohort20-scan/slides/s100")["peak_rss_mib"].get<double>();
+  double last_rss = summary_of(tmp / "cohort20-scan/slides/s119")["peak_rss_mib"].get<double>();
+  rows = {
+      row("scan cohort of 8 slides vs 1 slide of 8x their mosaic", "images/s", cohort_tiles / cohort_s, large_tiles / large_s),
+      row("scan cohort of 20 slides: peak RSS after the last vs the first", "MiB", last_rss, first_rss)};
+  return {{"large", {{"mosaic", "24x12"}, {"tiles", large_tiles}, {"seconds", large_s}}},
+          {"cohort8", {{"mosaic", "8 x 6x6"}, {"tiles", cohort_tiles}, {"seconds", cohort_s}}},
+          {"cohort20_peak_rss_mib", {{"after_first", first_rss}, {"after_last", last_rss}}}};
+}
 
-  // A cohort against one slide of the same tissue, each scanned by one child `histoscan scan`
-  // (the model loaded once per child) and timed whole: 8 slides of 6 x 6 patches, and one of
-  // 24 x 12 (8 times their mosaic). Then 20 such slides, whose peak RSS after the first and
-  // after the last (summary.json's peak so far) must not grow with the cohort.
-  nlohmann::json cohort = nullptr;
-  std::vector<nlohmann::json> cohort_rows;
-  if (!o.exe.empty()) {
-    log::info("bench: a cohort of 8 small slides against one slide of their size, and 20 slides' peak memory");
-    model::save_checkpoint(tmp / "cohort.pt", bench_seed_cnn(),
-                           {{"model", "seed-cnn"}, {"model_options", nlohmann::json::object()}, {"threshold", 0.5}});
-    slide::SynthSlideSpec small;
-    small.cols = small.rows = 6;
-    small.tumour = cv::Rect(2, 2, 2, 2);
-    fs::create_directories(tmp / "cohort8");
-    fs::create_directories(tmp / "cohort20");
-    for (int k = 0; k < 20; ++k) {
-      small.seed = static_cast<std::uint64_t>(k) + 1;
-      fs::path f = tmp / "cohort20" / ("s" + std::to_string(100 + k) + ".tif");
-      slide::write_synth_slide(f, &index, small);
-      if (k < 8) fs::copy_file(f, tmp / "cohort8" / f.filename());
-    }
-    slide::SynthSlideSpec large = small;
-    large.cols = 24;
-    large.rows = 12;
-    large.tumour = cv::Rect(8, 4, 8, 4);
-    slide::write_synth_slide(tmp / "large.tif", &index, large);
-    auto child_scan = [&](const fs::path& input, const fs::path& out) {
-      std::string cmd = o.exe.string() + " -q scan " + (tmp / "cohort.pt").string() + " " + input.string() + " --out " +
-                        out.string() + " --no-progress --threads " + std::to_string(threads);
-      auto t0 = std::chrono::steady_clock::now();
-      if (std::system(cmd.c_str()) != 0) throw std::runtime_error("bench: the child scan failed: " + cmd);
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
-    auto summary_of = [](const fs::path& dir) { return nlohmann::json::parse(std::ifstream(dir / "summary.json")); };
-    double large_s = child_scan(tmp / "large.tif", tmp / "large-scan");
-    double large_tiles = summary_of(tmp / "large-scan")["tiles_scored"].get<double>();
-    double cohort_s = child_scan(tmp / "cohort8", tmp / "cohort8-scan");
-    double cohort_tiles = 0;
-    for (const auto& e : fs::directory_iterator(tmp / "cohort8-scan/slides"))
-      cohort_tiles += summary_of(e.path())["tiles_scored"].get<double>();
-    child_scan(tmp / "cohort20", tmp / "cohort20-scan");
-    double first_rss = summary_of(tmp / "cohort20-scan/slides/s100")["peak_rss_mib"].get<double>();
-    double last_rss = summary_of(tmp / "cohort20-scan/slides/s119")["peak_rss_mib"].get<double>();
-    cohort = {{"large", {{"mosaic", "24x12"}, {"tiles", large_tiles}, {"seconds", large_s}}},
-              {"cohort8", {{"mosaic", "8 x 6x6"}, {"tiles", cohort_tiles}, {"seconds", cohort_s}}},
-              {"cohort20_peak_rss_mib", {{"after_first", first_rss}, {"after_last", last_rss}}}};
-    cohort_rows = {
-        row("scan cohort of 8 slides vs 1 slide of 8x their mosaic", "images/s", cohort_tiles / cohort_s, large_tiles / large_s),
-        row("scan cohort of 20 slides: peak RSS after the last vs the first", "MiB", last_rss, first_rss)};
-  }
+struct TrainRates {
+  double float32 = 0, amp = 0, channels_last = 0, augment = 0, rank1 = 0, rank2 = 0;  // images/s
+};
 
+TrainRates train_rates(const BenchRun& b) {
+  TrainRates r;
   log::info("bench: training steps (batch 128, flips and standardization)");
   train::TrainConfig float32;  // --memory-format auto: NCHW on the CPU
-  double train_rate = train_images_per_s(store, o, device, float32);
+  r.float32 = train_images_per_s(b.store, b.o, b.device, float32);
   log::info("bench: training steps under --amp (bfloat16 autocast)");
   auto amp = float32;
   amp.amp = true;
-  double train_amp_rate = train_images_per_s(store, o, device, amp);
+  r.amp = train_images_per_s(b.store, b.o, b.device, amp);
   log::info("bench: training steps in float32, --memory-format channels-last");
   auto channels_last = float32;
   channels_last.memory_format = "channels-last";
-  double train_cl_rate = train_images_per_s(store, o, device, channels_last);
+  r.channels_last = train_images_per_s(b.store, b.o, b.device, channels_last);
   log::info(std::string("bench: the default recipe's input pipeline (") + train::kDefaultAugment + ")");
-  double augment_rate = augment_images_per_s(store, o, device);
-
+  r.augment = augment_images_per_s(b.store, b.o, b.device);
   log::info("bench: data-parallel training, 1 and 2 processes of one thread (Gloo on loopback)");
-  data::write_packed(store, tmp / "bench.h5");
-  double rank1 = dist_train_rate(o.exe, tmp / "bench.h5", tmp, 1, o.runs);
-  double rank2 = dist_train_rate(o.exe, tmp / "bench.h5", tmp, 2, o.runs);
+  data::write_packed(b.store, b.tmp / "bench.h5");
+  r.rank1 = dist_train_rate(b.o.exe, b.tmp / "bench.h5", b.tmp, 1, b.o.runs);
+  r.rank2 = dist_train_rate(b.o.exe, b.tmp / "bench.h5", b.tmp, 2, b.o.runs);
+  return r;
+}
 
-  double peer_train = -1, peer_train_preload = -1, peer_predict = -1, peer_predict_preload = -1;
+struct PeerRates {
+  double train = -1, train_preload = -1, predict = -1, predict_preload = -1;  // images/s; -1: not run
+};
+
+// The PyTorch peer on the same files, where it and Debian's python3-torch are at hand.
+PeerRates peer_rates(const BenchRun& b) {
+  PeerRates r;
+  const auto& o = b.o;
   bool peer = !o.peer.empty() && fs::exists(o.peer) &&
               std::system("/usr/bin/python3 -c 'import torch, torchvision, PIL' 2>/dev/null") == 0;
-  if (peer) {
-    log::info("bench: the PyTorch peer (this takes a while)");
-    // Two epochs so the peer's first, slower step weighs less; it reports images over seconds trained.
-    std::string t = " --threads " + std::to_string(threads);
-    std::string train = o.peer.string() + " train --data " + (tmp / "cls").string() + " --epochs 2" + t;
-    std::string pred = o.peer.string() + " predict --data " + (tmp / "tif").string() + t;
-    peer_train = peer_median(o.runs, train);
-    peer_train_preload = peer_median(o.runs, train + " --preload");
-    peer_predict = peer_median(o.runs, pred);
-    peer_predict_preload = peer_median(o.runs, pred + " --preload");
-  } else {
+  if (!peer) {
     log::warn("bench: no peer rows (" + o.peer.string() +
               " or Debian's python3-torch, python3-torchvision or python3-pil missing)");
+    return r;
   }
-  results.push_back(row("training vs peer (DataLoader)", "images/s", train_rate, peer_train));
-  results.push_back(row("training vs peer --preload", "images/s", train_rate, peer_train_preload));
+  log::info("bench: the PyTorch peer (this takes a while)");
+  // Two epochs so the peer's first, slower step weighs less; it reports images over seconds trained.
+  std::string t = " --threads " + std::to_string(b.threads);
+  std::string train = o.peer.string() + " train --data " + (b.tmp / "cls").string() + " --epochs 2" + t;
+  std::string pred = o.peer.string() + " predict --data " + (b.tmp / "tif").string() + t;
+  r.train = peer_median(o.runs, train);
+  r.train_preload = peer_median(o.runs, train + " --preload");
+  r.predict = peer_median(o.runs, pred);
+  r.predict_preload = peer_median(o.runs, pred + " --preload");
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json run_bench(const BenchOptions& o) {
+  const int threads = resolve_threads(o.threads);
+  torch::set_num_threads(threads);
+  BenchRun b{o, threads, predict::resolve_device(o.device), data::index_source(o.data, data::SourceOptions{}), {}, 0, {}, {}};
+  if (b.index.kind != data::SourceKind::class_folders)
+    throw InputError("--data " + o.data.string() +
+                     ": the bench needs class folders 0/ and 1/ of patches (e.g. pcam-subset/valid)");
+  b.rows = alternate_classes(b.index, static_cast<std::size_t>(o.images));
+  b.n = b.rows.size();
+  data::LoadOptions load;
+  load.threads = threads;
+  load.progress = false;
+
+  log::info("bench: matrix multiply");
+  const MatmulRates mm = matmul_gflops(o.runs);
+  b.results.push_back(row("fp32 matmul 2048^3, torch::mm (BLAS)", "GFLOP/s", mm.blas));
+  b.results.push_back(row("fp32 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn));
+  decode_rows(b, load);
+  Inference inf = inference_rows(b, std::max(mm.blas, mm.onednn));
+  export_rows(b, inf);
+
+  b.tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));
+  write_bench_folders(b);
+  const double predict_s = predict_seconds(b, inf.net);
+  slide::SynthSlideSpec spec;
+  // About 2n tissue tiles (a mosaic cell gives about 3.8 at stride 32 once glass and pale fat are left out).
+  spec.cols = spec.rows = std::clamp(static_cast<int>(std::lround(std::sqrt(double(b.n) / 1.9))), 4, 40);
+  spec.tumour = cv::Rect(spec.cols / 4, spec.rows / 4, spec.cols / 2, spec.rows / 2);
+  const auto [scan_tiles_per_s, scan_tiles] = scan_rate(b, inf.net, spec);
+  const nlohmann::json big = o.slide_side > 0 ? big_slide(b, spec) : nlohmann::json(nullptr);
+  std::vector<nlohmann::json> cohort_rows;
+  const nlohmann::json cohort = o.exe.empty() ? nlohmann::json(nullptr) : cohort_bench(b, cohort_rows);
+  const TrainRates tr = train_rates(b);
+  const PeerRates peer = peer_rates(b);
+
+  auto& results = b.results;
+  results.push_back(row("training vs peer (DataLoader)", "images/s", tr.float32, peer.train));
+  results.push_back(row("training vs peer --preload", "images/s", tr.float32, peer.train_preload));
   // The peer column of the first is histoscan's float32 training; the peer has no --amp.
-  results.push_back(row("training --amp vs float32", "images/s", train_amp_rate, train_rate));
-  results.push_back(row("training --amp vs peer --preload", "images/s", train_amp_rate, peer_train_preload));
+  results.push_back(row("training --amp vs float32", "images/s", tr.amp, tr.float32));
+  results.push_back(row("training --amp vs peer --preload", "images/s", tr.amp, peer.train_preload));
   // Float32 in channels-last memory: on the CPU not the default (its BatchNorm sums less
   // exactly, docs/performance.md), so a row of its own.
   results.push_back(
-      row("training --memory-format channels-last vs peer --preload", "images/s", train_cl_rate, peer_train_preload));
-  results.push_back(row(std::string("input pipeline: ") + train::kDefaultAugment + ", standardize", "images/s", augment_rate));
+      row("training --memory-format channels-last vs peer --preload", "images/s", tr.channels_last, peer.train_preload));
+  results.push_back(row(std::string("input pipeline: ") + train::kDefaultAugment + ", standardize", "images/s", tr.augment));
   // The peer column holds one process of one thread: the ratio is the speed-up of 2 ranks.
-  results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", rank2, rank1));
-  results.push_back(row("train, 2 ranks: scaling efficiency", "%", 100.0 * rank2 / (2.0 * rank1)));
-  results.push_back(row("predict TIFF folder vs peer (DataLoader)", "images/s", double(n) / predict_s, peer_predict));
-  results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(n) / predict_s, peer_predict_preload));
+  results.push_back(row("train, 2 ranks x 1 thread vs 1 rank x 1 thread", "images/s", tr.rank2, tr.rank1));
+  results.push_back(row("train, 2 ranks: scaling efficiency", "%", 100.0 * tr.rank2 / (2.0 * tr.rank1)));
+  results.push_back(row("predict TIFF folder vs peer (DataLoader)", "images/s", double(b.n) / predict_s, peer.predict));
+  results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(b.n) / predict_s, peer.predict_preload));
   // The peer column of this row is histoscan's own predict: scan should be within 20% of it.
-  results.push_back(row("scan slide tiles vs histoscan predict", "images/s", scan_rate, double(n) / predict_s));
+  results.push_back(row("scan slide tiles vs histoscan predict", "images/s", scan_tiles_per_s, double(b.n) / predict_s));
   for (auto& r : cohort_rows) results.push_back(std::move(r));
   if (!big.is_null()) {
     std::string side = std::to_string(o.slide_side);
@@ -601,17 +676,17 @@ nlohmann::json run_bench(const BenchOptions& o) {
         row("scan " + side + "^2 slide: tiles/s", "images/s", big["tiles_scored"].get<double>() / big["seconds"].get<double>()));
   }
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  fs::remove_all(b.tmp, ec);
 
   return {{"machine",
            {{"cpu", cpu_model_name()},
             {"cores", std::thread::hardware_concurrency()},
             {"threads", threads},
             {"libtorch", TORCH_VERSION},
-            {"device", device.str()}}},
-          {"images", n},
+            {"device", b.device.str()}}},
+          {"images", b.n},
           {"runs", o.runs},
-          {"seed_cnn_gflop_per_patch", flops / 1e9},
+          {"seed_cnn_gflop_per_patch", seed_cnn_flops_per_patch() / 1e9},
           {"scan_slide", {{"mosaic", std::to_string(spec.cols) + "x" + std::to_string(spec.rows)}, {"tiles", scan_tiles}}},
           {"big_slide", big},
           {"cohort", cohort},

@@ -1,6 +1,5 @@
 #pragma once
-// Batched inference: from a store in memory, or streamed from a folder with decoding of
-// the next batch overlapping the model's work on the current one.
+// Batched inference from patches in memory (pipeline/predict_stream.h streams them from files).
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -9,7 +8,6 @@
 #include <c10/core/Device.h>
 #include <torch/nn/modules/container/sequential.h>
 
-#include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
 
 namespace histoscan::predict {
@@ -45,28 +43,5 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
 
 // 1 / (1 + exp(-logit)) of each.
 std::vector<double> sigmoid(const std::vector<float>& logits);
-
-struct StreamOptions {
-  int batch = 256;
-  int threads = 0;  // decode threads; 0: all cores
-  data::DecodeOptions decode;
-  bool skip_bad = false;
-  bool progress = true;
-  double binary_threshold = -1;  // >= 0: write 0/1 labels (probability >= threshold) instead of probabilities
-  bool tta = false;              // average over the 8 dihedral views
-  bool amp = false;              // bfloat16 (model::forward); the network from prepare_inference
-};
-
-struct StreamResult {
-  std::size_t images = 0;
-  double seconds = 0;
-  std::vector<data::SkippedFile> skipped;
-};
-
-// Scores every entry of `index` in id order, `options.batch` at a time (memory stays flat
-// however many files), and writes `id,label` rows (label = tumour probability) to out_csv
-// atomically: Kaggle's submission format.
-StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& index, const fs::path& out_csv,
-                            c10::Device device, const StreamOptions& options);
 
 }  // namespace histoscan::predict

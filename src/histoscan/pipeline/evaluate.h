@@ -1,5 +1,6 @@
 #pragma once
-// `histoscan evaluate`: a checkpoint's probabilities on labelled data, summarized.
+// `histoscan evaluate`: a checkpoint's probabilities on labelled data, summarized (the glue
+// between model/, predict/ and eval/, whose metrics know no network).
 #include <string>
 #include <vector>
 
@@ -7,7 +8,7 @@
 #include "histoscan/eval/outputs.h"
 #include "histoscan/model/checkpoint.h"
 
-namespace histoscan::eval {
+namespace histoscan::pipeline {
 
 // Tumour probability of every patch of `store` under the checkpoint's network on `device`.
 // With tta, the mean over the 8 dihedral views (predict_logits); with amp, in bfloat16
@@ -17,8 +18,8 @@ std::vector<double> score_store(model::Checkpoint& checkpoint, const data::Patch
 
 // Scores `store` (which must be labelled) and summarizes at the cut-off `options` asks for;
 // without an explicit rule (cutoff_given false) at the checkpoint's own threshold.
-ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
-                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch = 256,
-                                bool tta = false, bool amp = false);
+eval::ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
+                                      const std::string& device, eval::SummaryOptions options, bool cutoff_given, int batch = 256,
+                                      bool tta = false, bool amp = false);
 
-}  // namespace histoscan::eval
+}  // namespace histoscan::pipeline

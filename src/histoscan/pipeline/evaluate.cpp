@@ -1,11 +1,13 @@
-#include "histoscan/eval/evaluate.h"
+#include "histoscan/pipeline/evaluate.h"
 
 #include <torch/torch.h>
 
 #include "histoscan/predict/predictor.h"
 #include "histoscan/util/error.h"
 
-namespace histoscan::eval {
+namespace histoscan::pipeline {
+
+using namespace eval;
 
 std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
                                 int batch, bool tta, bool amp) {
@@ -31,4 +33,4 @@ ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& chec
   return r;
 }
 
-}  // namespace histoscan::eval
+}  // namespace histoscan::pipeline

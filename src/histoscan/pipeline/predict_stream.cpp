@@ -1,6 +1,4 @@
-// predict_to_csv: the part of predictor.h that decodes files (the full build only; the
-// engine build has predictor.cpp alone).
-#include "histoscan/predict/predictor.h"
+#include "histoscan/pipeline/predict_stream.h"
 
 #include <chrono>
 #include <cinttypes>
@@ -11,11 +9,12 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/predict/predictor.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/progress.h"
 
-namespace histoscan::predict {
+namespace histoscan::pipeline {
 
 StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& index, const fs::path& out_csv,
                             c10::Device device, const StreamOptions& options) {
@@ -48,7 +47,8 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
     auto [store, skipped] = next.get();
     if (start + batch < n) next = std::async(std::launch::async, load_chunk, start + batch);
     result.skipped.insert(result.skipped.end(), skipped.begin(), skipped.end());
-    auto probs = sigmoid(predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.tta, options.amp));
+    auto probs = predict::sigmoid(
+        predict::predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.tta, options.amp));
     for (std::size_t i = 0; i < store.size(); ++i) {
       if (options.binary_threshold >= 0) std::snprintf(buf, sizeof buf, "%d", probs[i] >= options.binary_threshold ? 1 : 0);
       else std::snprintf(buf, sizeof buf, "%.6f", probs[i]);
@@ -66,4 +66,4 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
   return result;
 }
 
-}  // namespace histoscan::predict
+}  // namespace histoscan::pipeline
