@@ -1,6 +1,7 @@
 #include "histoscan/slide/synth_slide.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -76,67 +77,90 @@ void write_pyramidal_tiff(const fs::path& path, std::int64_t width, std::int64_t
   out.commit();
 }
 
-nlohmann::json write_synth_slide(const fs::path& path, const data::PatchIndex* index, const SynthSlideSpec& spec) {
-  const int P = data::kPatchSide;
+namespace {
+
+void check_spec(const SynthSlideSpec& spec) {
+  const cv::Rect grid(0, 0, spec.cols, spec.rows);
   if (spec.cols < 3 || spec.rows < 3) throw InputError("--cols and --rows: at least 3 patches each");
-  cv::Rect grid(0, 0, spec.cols, spec.rows);
   if ((spec.tumour & grid) != spec.tumour || spec.tumour.area() == 0)
     throw InputError("--tumour: the tumour block must lie inside the " + std::to_string(spec.cols) + "x" +
                      std::to_string(spec.rows) + " mosaic");
   if (!(spec.slide_mpp > 0) || !(spec.patch_mpp > 0)) throw InputError("--slide-mpp: must be positive");
+}
 
-  // Which cells hold tissue (the ellipse inscribed in the mosaic) and which tumour.
-  std::vector<int> cell(std::size_t(spec.cols) * spec.rows, -1);  // -1 glass, 0 normal, 1 tumour
-  double cx = spec.cols / 2.0, cy = spec.rows / 2.0;
+// Each mosaic cell, row by row: -1 glass, 0 normal tissue, 1 tumour. Tissue is the ellipse
+// inscribed in the mosaic, and the tumour block wherever it reaches.
+std::vector<int> tissue_cells(const SynthSlideSpec& spec) {
+  std::vector<int> cell(std::size_t(spec.cols) * spec.rows, -1);
+  const double cx = spec.cols / 2.0, cy = spec.rows / 2.0;
   for (int r = 0; r < spec.rows; ++r)
     for (int c = 0; c < spec.cols; ++c) {
-      double dx = (c + 0.5 - cx) / cx, dy = (r + 0.5 - cy) / cy;
-      bool tumour = spec.tumour.contains(cv::Point(c, r));
+      const double dx = (c + 0.5 - cx) / cx, dy = (r + 0.5 - cy) / cy;
+      const bool tumour = spec.tumour.contains(cv::Point(c, r));
       if (tumour || dx * dx + dy * dy <= 1.0) cell[std::size_t(r) * spec.cols + c] = tumour ? 1 : 0;
     }
-  std::size_t need[2] = {0, 0};
-  for (int v : cell)
-    if (v >= 0) ++need[v];
+  return cell;
+}
 
-  // Patches: drawn from the labelled index, or synthetic.
-  std::vector<cv::Mat> patches[2];
-  std::mt19937_64 rng(spec.seed);
-  if (index) {
-    std::vector<std::size_t> rows[2];
-    for (std::size_t i = 0; i < index->entries.size(); ++i) {
-      int label = index->entries[i].label;
-      if (label == 0 || label == 1) rows[label].push_back(i);
-    }
-    for (int label : {0, 1}) {
-      if (rows[label].size() < need[label])
-        throw InputError(index->data.string() + ": has " + std::to_string(rows[label].size()) + " patches labelled " +
-                         std::to_string(label) + ", the slide needs " + std::to_string(need[label]) +
-                         "; use fewer --cols/--rows");
-      std::shuffle(rows[label].begin(), rows[label].end(), rng);
-      rows[label].resize(need[label]);
-      data::LoadOptions load;
-      load.progress = false;
-      auto store = data::load_patches(*index, rows[label], load);
-      for (std::size_t i = 0; i < store.size(); ++i)
-        patches[label].push_back(cv::Mat(P, P, CV_8UC3, const_cast<std::uint8_t*>(store.image(i))).clone());
-    }
-  } else {
+// need[label] patches of each label: drawn at random from the labelled index, or synthetic.
+std::array<std::vector<cv::Mat>, 2> draw_patches(const data::PatchIndex* index, const std::size_t need[2], std::mt19937_64& rng) {
+  const int P = data::kPatchSide;
+  std::array<std::vector<cv::Mat>, 2> patches;
+  if (!index) {
     for (int label : {0, 1})
       for (std::size_t i = 0; i < need[label]; ++i) {
         cv::Mat m(P, P, CV_8UC3);
         data::synth_patch(label == 1, rng(), m.data);
         patches[label].push_back(m);
       }
+    return patches;
   }
+  std::vector<std::size_t> rows[2];
+  for (std::size_t i = 0; i < index->entries.size(); ++i) {
+    int label = index->entries[i].label;
+    if (label == 0 || label == 1) rows[label].push_back(i);
+  }
+  for (int label : {0, 1}) {
+    if (rows[label].size() < need[label])
+      throw InputError(index->data.string() + ": has " + std::to_string(rows[label].size()) + " patches labelled " +
+                       std::to_string(label) + ", the slide needs " + std::to_string(need[label]) + "; use fewer --cols/--rows");
+    std::shuffle(rows[label].begin(), rows[label].end(), rng);
+    rows[label].resize(need[label]);
+    data::LoadOptions load;
+    load.progress = false;
+    auto store = data::load_patches(*index, rows[label], load);
+    for (std::size_t i = 0; i < store.size(); ++i)
+      patches[label].push_back(cv::Mat(P, P, CV_8UC3, const_cast<std::uint8_t*>(store.image(i))).clone());
+  }
+  return patches;
+}
 
-  // The mosaic at the patches' resolution, then at level 0's.
+// The mosaic at the patches' resolution: each tissue cell its patch, glass elsewhere.
+cv::Mat mosaic_of(const SynthSlideSpec& spec, const std::vector<int>& cell, const std::array<std::vector<cv::Mat>, 2>& patches) {
+  const int P = data::kPatchSide;
   cv::Mat mosaic(spec.rows * P, spec.cols * P, CV_8UC3, cv::Scalar(242, 242, 242));
   std::size_t used[2] = {0, 0};
   for (int r = 0; r < spec.rows; ++r)
     for (int c = 0; c < spec.cols; ++c) {
-      int v = cell[std::size_t(r) * spec.cols + c];
+      const int v = cell[std::size_t(r) * spec.cols + c];
       if (v >= 0) patches[v][used[v]++].copyTo(mosaic(cv::Rect(c * P, r * P, P, P)));
     }
+  return mosaic;
+}
+
+}  // namespace
+
+nlohmann::json write_synth_slide(const fs::path& path, const data::PatchIndex* index, const SynthSlideSpec& spec) {
+  const int P = data::kPatchSide;
+  check_spec(spec);
+  const std::vector<int> cell = tissue_cells(spec);
+  std::size_t need[2] = {0, 0};
+  for (int v : cell)
+    if (v >= 0) ++need[v];
+  std::mt19937_64 rng(spec.seed);
+  const cv::Mat mosaic = mosaic_of(spec, cell, draw_patches(index, need, rng));
+
+  // The mosaic at level 0's resolution, centred on a canvas of glass.
   const double k = spec.patch_mpp / spec.slide_mpp;  // level-0 pixels per patch pixel
   std::vector<cv::Mat> pyramid{};
   {
@@ -183,7 +207,7 @@ nlohmann::json write_synth_slide(const fs::path& path, const data::PatchIndex* i
           {"height", H},
           {"mpp", spec.slide_mpp},
           {"tumour", rect(spec.tumour)},
-          {"mosaic", rect(grid)},
+          {"mosaic", rect(cv::Rect(0, 0, spec.cols, spec.rows))},
           {"tissue_cells", need[0] + need[1]},
           {"tumour_cells", need[1]},
           {"patch_level0_px", cell0},
