@@ -24,9 +24,11 @@
 #include "histoscan/util/log.h"
 #include "histoscan/util/parallel.h"
 #include "histoscan/util/sysinfo.h"
+#include "train_flags.h"
 
 namespace fs = std::filesystem;
 using namespace histoscan;
+using histoscan::cli::add_training_flags;
 
 namespace {
 
@@ -46,8 +48,7 @@ void run(Params& p) {
   train::TrainConfig& c = p.config;
   if (p.patches < 2) throw InputError("--patches must be at least 2");
   if (p.valid < 2) throw InputError("--valid must be at least 2");
-  if (fs::exists(p.out) && !fs::is_empty(p.out) && !p.overwrite)
-    throw InputError("--out " + p.out + " exists and is not empty; pass --overwrite or choose another folder");
+  check_output_dir(p.out, p.overwrite, "--out");
   train::validate(c);
   const int threads = resolve_threads(p.threads);
   torch::set_num_threads(threads);
@@ -150,23 +151,9 @@ int main(int argc, char** argv) {
   c.progress = false;
   app.add_option("--patches", p.patches, "training patches (Kaggle's training set: 220025)")->capture_default_str();
   app.add_option("--valid", p.valid, "validation patches")->capture_default_str();
-  app.add_option("--epochs", c.epochs, "epochs")->capture_default_str();
-  app.add_option("--batch", c.batch, "training batch")->capture_default_str();
+  add_training_flags(&app, c);
   app.add_option("--predict-batch", p.predict_batch, "inference batch")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--lr", c.lr, "learning rate")->capture_default_str();
-  app.add_option("--model", c.model, "network")->capture_default_str();
-  app.add_option("--seed", c.seed, "seed of the patches and the training")->capture_default_str();
-  app.add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   app.add_flag("--amp", c.amp, "mixed precision (bfloat16 autocast)");
-  app.add_option("--memory-format", c.memory_format,
-                 "layout while training: auto (channels-last on a GPU and under --amp, NCHW for float32 on the CPU), nchw or "
-                 "channels-last")
-      ->capture_default_str();
-  app.add_option("--augment", c.augment,
-                 "flips, dihedral, or steps joined by '+' (flips, dihedral, colour[=S], hed[=S], shift[=PIXELS]), as in "
-                 "histoscan train")
-      ->capture_default_str();
-  app.add_option("--optimizer", c.optimizer, "adam or sgd (with momentum 0.9)")->capture_default_str();
   app.add_option("--make-on", p.make_on,
                  "where to make the synthetic patches: cpu (the same bytes on every machine) or device (the training "
                  "device: much faster on a GPU, other bytes)")

@@ -23,6 +23,7 @@
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
+#include "train_flags.h"
 
 namespace histoscan::cli {
 
@@ -243,17 +244,14 @@ void add_train(CLI::App& app) {
   for (const auto& [name, description] : train::list_recipes()) recipes += "; " + name + ": " + description;
   cmd->add_option("--recipe", c.recipe, "a named set of the training flags below, which flags given with it override" + recipes)
       ->capture_default_str();
-  // The flags a recipe sets (train::recipe_keys()): a flag the user does not give takes the recipe's value.
-  cmd->add_option("--model", c.model, "network (see 'histoscan models')")->capture_default_str();
-  cmd->add_option("--epochs", c.epochs, "maximum epochs")->capture_default_str();
+  // The flags a recipe sets (train::recipe_keys()): a flag the user does not give takes the recipe's
+  // value. The network, optimizer, augmentation, seed, device and layout are declared with
+  // histoscan-engine's (apps/common/train_flags.h).
+  add_training_flags(cmd, c);
   cmd->add_option("--max-minutes", c.max_minutes,
                   "wall-clock budget of the epochs (0: none): no epoch starts that would end past it, judged by "
                   "the longest so far")
       ->capture_default_str();
-  cmd->add_option("--batch", c.batch, "batch size")->capture_default_str();
-  cmd->add_option("--lr", c.lr, "learning rate")->capture_default_str();
-  cmd->add_option("--optimizer", c.optimizer, "adam (the notebook's) or sgd (with --momentum)")->capture_default_str();
-  cmd->add_option("--momentum", c.momentum, "momentum of --optimizer sgd")->capture_default_str();
   cmd->add_option("--patience", c.early_stopping_patience, "early stopping: epochs without a lower val_loss (0: off)")
       ->capture_default_str();
   cmd->add_option("--lr-patience", c.lr_patience, "reduce-LR-on-plateau: epochs without improvement")->capture_default_str();
@@ -268,23 +266,12 @@ void add_train(CLI::App& app) {
                   "validate, checkpoint and keep an exponential moving average of the weights with this decay "
                   "(e.g. 0.999; 0: off)")
       ->capture_default_str();
-  cmd->add_option("--augment", c.augment,
-                  "training augmentation: flips (the notebook's), dihedral (flips and 90-degree rotations), "
-                  "dihedral-colour (and colour jitter), dihedral-hed (and H&E stain jitter), or steps joined by '+': "
-                  "flips, dihedral, colour[=S], hed[=S], shift[=PIXELS] (e.g. dihedral+hed=0.1+shift=16)")
-      ->capture_default_str();
-  cmd->add_option("--seed", c.seed, "seed for sampling, splitting, initialisation, shuffling and flips")->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--device", c.device, "auto, cpu or cuda")->capture_default_str();
   auto* amp = cmd->add_flag("--amp", c.amp,
                             "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in "
                             "float32 (faster on CPUs with AVX512-BF16/AMX and on recent GPUs). Default recipe: on where the "
                             "CPU has bfloat16 arithmetic and training runs on it");
   auto* no_amp = cmd->add_flag("--no-amp", "float32 throughout, even where the default recipe would use --amp")->excludes(amp);
-  cmd->add_option("--memory-format", c.memory_format,
-                  "layout while training: auto (channels-last on a GPU and under --amp, NCHW for float32 on the CPU), nchw or "
-                  "channels-last")
-      ->capture_default_str();
   cmd->add_flag("--overwrite", p->overwrite, "write into an existing run folder");
   cmd->add_option("--model-option", p->model_options,
                   "KEY=VALUE for the network (e.g. dropout=0, batchnorm=false), over the recipe's own "

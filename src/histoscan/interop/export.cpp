@@ -96,32 +96,113 @@ const char* format_name(ExportFormat format) {
   return "?";
 }
 
+namespace {
+
+// Where the export goes must be free, or (with --overwrite) hold only what an export wrote:
+// a file for torchscript and onnx (never the checkpoint itself), a WSInfer folder for wsinfer.
+void check_export_target(const fs::path& out, const fs::path& checkpoint, const ExportOptions& o) {
+  std::error_code ec;
+  if (o.format != ExportFormat::wsinfer) {
+    check_output_file(out, o.overwrite, "--out");
+    if (fs::exists(out, ec) && fs::equivalent(out, checkpoint, ec))
+      throw InputError("--out " + out.string() + " is the checkpoint itself; choose another name");
+    return;
+  }
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw InputError("--out " + out.string() + " is a file; --format wsinfer writes a folder");
+  if (!fs::exists(out, ec) || fs::is_empty(out, ec)) return;
+  if (!o.overwrite)
+    throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
+  // --overwrite replaces a WSInfer folder, never a folder with anything else in it (a run folder, say).
+  for (const auto& entry : fs::directory_iterator(out, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name != "torchscript_model.pt" && name != "config.json")
+      throw InputError("--out " + out.string() + " holds " + name +
+                       "; --overwrite replaces only a WSInfer folder (torchscript_model.pt, "
+                       "config.json): choose another folder");
+  }
+}
+
+// Puts the finished folder `dir` at `out`: the old folder (a WSInfer folder, checked before) is
+// moved aside, the new one moved in, and only then the old one removed; a failed move puts the
+// old one back.
+void replace_folder(TempDir& dir, const fs::path& out) {
+  std::error_code ec;
+  fs::path aside;
+  if (fs::exists(out, ec)) {
+    aside = out.parent_path() / ("." + out.filename().string() + ".old-" + std::to_string(::getpid()));
+    fs::rename(out, aside, ec);
+    if (ec) throw InputError("cannot replace " + out.string() + " (" + ec.message() + ")");
+  }
+  fs::rename(dir.path(), out, ec);
+  if (ec) {
+    if (!aside.empty()) fs::rename(aside, out, ec);
+    throw InputError("cannot move " + dir.path().string() + " to " + out.string() + "; " + out.string() + " is as it was");
+  }
+  dir.release();
+  if (!aside.empty()) fs::remove_all(aside, ec);
+}
+
+// What every format's writer is given: the network's layers, the metadata to embed, the check
+// patches and histoscan's own probabilities of them.
+struct ExportJob {
+  const std::vector<Layer>& layers;
+  const nlohmann::json& meta;
+  const data::PatchStore& store;
+  const torch::Tensor& x;  // the store as exported models take it (unit_input)
+  const std::vector<double>& reference;
+  const std::string& model_name;
+  const ExportOptions& o;
+
+  // The largest difference from histoscan's probabilities; throws (nothing is written) above kTolerance.
+  double checked(double worst) const {
+    if (!(worst <= kTolerance))
+      throw std::runtime_error("the exported model's probabilities differ from histoscan's by " + std::to_string(worst) +
+                               " (over 1e-4); nothing written. Please report this with the checkpoint's model (" + model_name +
+                               ")");
+    return worst;
+  }
+};
+
+void write_torchscript(const ExportJob& job, const fs::path& out, ExportResult& r) {
+  r.output = "N tumour probabilities";
+  AtomicPath file(out);
+  save_torchscript(job.layers, job.meta, file.temp(), ScriptOutput::probability, job.o.tta);
+  auto loaded = torch::jit::load(file.temp().string(), torch::Device(torch::kCPU));
+  c10::InferenceMode guard;
+  r.max_difference = job.checked(max_difference(job.reference, loaded.forward({job.x}).toTensor()));
+  file.commit();
+}
+
+void write_wsinfer(const ExportJob& job, const fs::path& out, ExportResult& r) {
+  r.output = "N x 2 logits [normal, tumor] (softmax gives the probabilities)";
+  TempDir dir(out);
+  save_torchscript(job.layers, job.meta, dir.path() / "torchscript_model.pt", ScriptOutput::two_logits, job.o.tta);
+  write_file_atomic(dir.path() / "config.json", [&](std::ostream& f) { f << wsinfer_config(job.o.mpp).dump(2) << "\n"; });
+  // Checked as histoscan reads a model made elsewhere (what WSInfer and QuPath do: softmax).
+  auto loaded = load_foreign_model({dir.path() / "torchscript_model.pt", dir.path() / "config.json"});
+  auto logits = predict::predict_logits(loaded.net, job.store.pixels.data(), job.store.size(), 256, torch::kCPU, false, false);
+  r.max_difference = job.checked(max_difference(job.reference, torch::sigmoid(torch::tensor(logits))));
+  replace_folder(dir, out);
+}
+
+void write_onnx(const ExportJob& job, const fs::path& out, ExportResult& r) {
+  r.input = "\"image\", float32 N x 3 x 96 x 96, RGB in [0, 1], NCHW";
+  r.output = "\"probability\", N x 1 tumour probabilities (opset " + std::to_string(kOnnxOpset) + ")";
+  AtomicPath file(out);
+  save_onnx(job.layers, job.meta, file.temp());
+  r.max_difference = job.checked(max_difference(job.reference, run_onnx_with_opencv(file.temp(), job.x)));
+  file.commit();
+}
+
+}  // namespace
+
 ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, const ExportOptions& o) {
   const fs::path out = out_arg.has_filename() ? out_arg : out_arg.parent_path();
   if (o.format == ExportFormat::onnx && o.tta)
     throw InputError("--tta: the ONNX export scores one view; use --format torchscript or wsinfer to fold the 8 views in");
   if (!(o.mpp > 0)) throw InputError("--mpp must be a positive number of micrometres per pixel");
-  std::error_code ec;
-  if (o.format == ExportFormat::wsinfer) {
-    if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-      throw InputError("--out " + out.string() + " is a file; --format wsinfer writes a folder");
-    if (fs::exists(out, ec) && !fs::is_empty(out, ec)) {
-      if (!o.overwrite)
-        throw InputError("--out " + out.string() + " exists; pass --overwrite to replace it or choose another folder");
-      // --overwrite replaces a WSInfer folder, never a folder with anything else in it (a run folder, say).
-      for (const auto& entry : fs::directory_iterator(out, ec)) {
-        const auto name = entry.path().filename().string();
-        if (name != "torchscript_model.pt" && name != "config.json")
-          throw InputError("--out " + out.string() + " holds " + name +
-                           "; --overwrite replaces only a WSInfer folder (torchscript_model.pt, "
-                           "config.json): choose another folder");
-      }
-    }
-  } else {
-    check_output_file(out, o.overwrite, "--out");
-    if (fs::exists(out, ec) && fs::equivalent(out, checkpoint, ec))
-      throw InputError("--out " + out.string() + " is the checkpoint itself; choose another name");
-  }
+  check_export_target(out, checkpoint, o);
   auto ckpt = model::load_checkpoint(checkpoint);
   if (is_foreign(ckpt.net))
     throw InputError(
@@ -142,61 +223,18 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
   r.written = out;
   r.checked = static_cast<int>(store.size());
   r.input = "float32 N x 3 x 96 x 96, RGB in [0, 1], NCHW (uint8 0-255 also taken)";
-  auto x = unit_input(store);
-  auto disagree = [&](double worst) {
-    if (!(worst <= kTolerance))
-      throw std::runtime_error("the exported model's probabilities differ from histoscan's by " + std::to_string(worst) +
-                               " (over 1e-4); nothing written. Please report this with the checkpoint's model (" + model_name +
-                               ")");
-    return worst;
-  };
-
+  const auto x = unit_input(store);
+  const ExportJob job{layers, meta, store, x, reference, model_name, o};
   switch (o.format) {
-    case ExportFormat::torchscript: {
-      r.output = "N tumour probabilities";
-      AtomicPath file(out);
-      save_torchscript(layers, meta, file.temp(), ScriptOutput::probability, o.tta);
-      auto loaded = torch::jit::load(file.temp().string(), torch::Device(torch::kCPU));
-      c10::InferenceMode guard;
-      r.max_difference = disagree(max_difference(reference, loaded.forward({x}).toTensor()));
-      file.commit();
+    case ExportFormat::torchscript:
+      write_torchscript(job, out, r);
       break;
-    }
-    case ExportFormat::wsinfer: {
-      r.output = "N x 2 logits [normal, tumor] (softmax gives the probabilities)";
-      TempDir dir(out);
-      save_torchscript(layers, meta, dir.path() / "torchscript_model.pt", ScriptOutput::two_logits, o.tta);
-      write_file_atomic(dir.path() / "config.json", [&](std::ostream& f) { f << wsinfer_config(o.mpp).dump(2) << "\n"; });
-      // Checked as histoscan reads a model made elsewhere (what WSInfer and QuPath do: softmax).
-      auto loaded = load_foreign_model({dir.path() / "torchscript_model.pt", dir.path() / "config.json"});
-      auto logits = predict::predict_logits(loaded.net, store.pixels.data(), store.size(), 256, torch::kCPU, false, false);
-      r.max_difference = disagree(max_difference(reference, torch::sigmoid(torch::tensor(logits))));
-      // The old folder (a WSInfer folder, checked above) is moved aside, the new one moved in,
-      // and only then the old one removed; a failed move puts the old one back.
-      fs::path aside;
-      if (fs::exists(out, ec)) {
-        aside = out.parent_path() / ("." + out.filename().string() + ".old-" + std::to_string(::getpid()));
-        fs::rename(out, aside, ec);
-        if (ec) throw InputError("cannot replace " + out.string() + " (" + ec.message() + ")");
-      }
-      fs::rename(dir.path(), out, ec);
-      if (ec) {
-        if (!aside.empty()) fs::rename(aside, out, ec);
-        throw InputError("cannot move " + dir.path().string() + " to " + out.string() + "; " + out.string() + " is as it was");
-      }
-      dir.release();
-      if (!aside.empty()) fs::remove_all(aside, ec);
+    case ExportFormat::wsinfer:
+      write_wsinfer(job, out, r);
       break;
-    }
-    case ExportFormat::onnx: {
-      r.input = "\"image\", float32 N x 3 x 96 x 96, RGB in [0, 1], NCHW";
-      r.output = "\"probability\", N x 1 tumour probabilities (opset " + std::to_string(kOnnxOpset) + ")";
-      AtomicPath file(out);
-      save_onnx(layers, meta, file.temp());
-      r.max_difference = disagree(max_difference(reference, run_onnx_with_opencv(file.temp(), x)));
-      file.commit();
+    case ExportFormat::onnx:
+      write_onnx(job, out, r);
       break;
-    }
   }
   return r;
 }
