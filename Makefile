@@ -1,6 +1,7 @@
 # make run   installs what is missing (Debian 12, as root), builds Release and runs the demo.
 # make test  the same set-up, then every test (CTest).
-# make test-asan  the unit tests built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# make test-asan  the unit tests built with AddressSanitizer and UndefinedBehaviorSanitizer
+#                 (but test_interop and test_dist, which run in the Release build: tests/CMakeLists.txt).
 # make test-engine  the engine-only build (LibTorch, no image libraries) and its smoke test.
 # make check-format  clang-format's verdict on every C++ file (CI).
 # make lint  clang-tidy over every source (.clang-tidy).

@@ -3,6 +3,7 @@
 // patches, slide scans and training go through the same library code as the command line.
 #include <signal.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 
 #include "app.h"
 #include "commands.h"
+#include "cutoff_flags.h"
 #include "histoscan/data/image_io.h"
 #include "histoscan/data/source.h"
 #include "histoscan/data/store.h"
@@ -170,10 +172,14 @@ py::object metrics(const py::array_t<long long, py::array::c_style | py::array::
   eval::SummaryOptions o;
   o.bootstrap = bootstrap;
   o.seed = seed;
-  if (!target_sensitivity.is_none()) o.cutoff = {eval::CutoffRule::target_sensitivity, target_sensitivity.cast<double>()};
-  else if (!target_specificity.is_none()) o.cutoff = {eval::CutoffRule::target_specificity, target_specificity.cast<double>()};
-  else if (youden) o.cutoff = {eval::CutoffRule::youden, 0};
-  else if (!threshold.is_none()) o.cutoff = {eval::CutoffRule::threshold, threshold.cast<double>()};
+  // The rule as `histoscan metrics` takes it from its flags (None: not given).
+  cli::CutoffFlags cutoff;
+  auto given = [](const py::object& v) { return v.is_none() ? std::nan("") : v.cast<double>(); };
+  cutoff.threshold = given(threshold);
+  cutoff.target_sensitivity = given(target_sensitivity);
+  cutoff.target_specificity = given(target_specificity);
+  cutoff.youden = youden;
+  cutoff.request(o.cutoff);
   auto y = to_labels(labels);
   std::vector<double> p(probabilities.data(), probabilities.data() + probabilities.size());
   nlohmann::json j;
