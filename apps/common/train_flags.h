@@ -7,12 +7,8 @@
 
 namespace histoscan::cli {
 
-struct TrainFlags {
-  CLI::Option *model, *epochs, *batch, *lr, *optimizer, *momentum, *augment, *seed, *device, *memory_format;
-};
-
 // Adds --model, --epochs, --batch, --lr, --optimizer, --momentum, --augment, --seed, --device and
 // --memory-format to `cmd`, writing into `config`, whose values are shown as the defaults.
-TrainFlags add_training_flags(CLI::App* cmd, train::TrainConfig& config);
+void add_training_flags(CLI::App* cmd, train::TrainConfig& config);
 
 }  // namespace histoscan::cli
