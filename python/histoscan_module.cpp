@@ -21,6 +21,7 @@
 #include "cutoff_flags.h"
 #include "histoscan/data/image_io.h"
 #include "histoscan/data/source.h"
+#include "histoscan/data/stain.h"
 #include "histoscan/data/store.h"
 #include "histoscan/eval/analysis.h"
 #include "histoscan/model/builtin.h"
@@ -46,6 +47,7 @@ class Model {
  public:
   Model(const fs::path& path, const std::string& device, bool amp) : path_(path), amp_(amp) {
     checkpoint_ = model::load_checkpoint(path);
+    stain_ = data::stain_of_model(checkpoint_.meta, path.string());
     device_ = predict::prepare_inference(checkpoint_.net, device, amp);
   }
 
@@ -68,7 +70,9 @@ class Model {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      if (n) logits = predict::predict_logits(checkpoint_.net, pixels.data(), n, batch, device_, tta, amp_);
+      std::vector<std::uint8_t> recoloured;
+      const auto* input = data::normalized_patches(stain_, pixels.data(), n, recoloured);
+      if (n) logits = predict::predict_logits(checkpoint_.net, input, n, batch, device_, tta, amp_);
     }
     py::array_t<float> out(static_cast<py::ssize_t>(n));
     auto probs = predict::sigmoid(logits);
@@ -82,6 +86,7 @@ class Model {
     o.threshold = model::saved_threshold(checkpoint_.meta);
     if (checkpoint_.meta.contains("patch_mpp")) o.target_mpp = checkpoint_.meta["patch_mpp"].get<double>();
     o.amp = amp_;
+    o.stain = stain_;
     o.progress = false;
     for (auto [key, value] : kwargs) {
       const auto k = key.cast<std::string>();
@@ -142,6 +147,7 @@ class Model {
   fs::path path_;
   bool amp_;
   model::Checkpoint checkpoint_;
+  data::StainReference stain_;  // the checkpoint's stain normalization (method none without)
   c10::Device device_{c10::kCPU};
   std::mutex mutex_;
 };

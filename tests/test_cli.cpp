@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -190,6 +191,51 @@ TEST_F(Cli, PredictWritesOneSortedRowPerImage) {
   auto again = run_cli("predict " + quote(*dir_ / "run/best.pt") + " " + quote(*dir_ / "data/test") + " --out " + quote(out));
   expect_user_error(again, "exists; pass --overwrite");
   EXPECT_EQ(read_text(out), before);
+}
+
+// --stain-norm: fitted at training, kept with the run, and applied the same way by every
+// command that scores; refused where it cannot be carried (export) or is asked for wrongly.
+TEST_F(Cli, StainNormIsFittedKeptAndAppliedAlikeByEvaluateAndPredict) {
+  fs::path run = *dir_ / "stain";
+  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(run) +
+                   " --stain-norm macenko --epochs 1 --batch 32 --threads 2 --seed 5 --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("stain normalization (macenko, fitted to 120 training patches)"), std::string::npos) << r.output;
+  auto config = nlohmann::json::parse(read_text(run / "config.json"));
+  EXPECT_EQ(config["stain_norm"]["method"], "macenko");
+  EXPECT_EQ(config["stain_norm"]["haematoxylin"].size(), 3u);
+  EXPECT_GT(config["stain_norm"]["max_amount"][0].get<double>(), 0.0);
+
+  // evaluate (the whole set in memory) and predict (streamed in batches of 7) give each patch
+  // the same probability: both recolour it to the run's reference first.
+  ASSERT_EQ(
+      run_cli("evaluate " + quote(run / "best.pt") + " " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "stain_eval")).code,
+      0);
+  ASSERT_EQ(run_cli("predict " + quote(run / "best.pt") + " " + quote(*dir_ / "data/train") + " --batch 7 --out " +
+                    quote(*dir_ / "stain.csv"))
+                .code,
+            0);
+  std::map<std::string, double> evaluated;
+  auto rows = lines_of(read_text(*dir_ / "stain_eval/predictions.csv"));
+  for (std::size_t i = 1; i < rows.size(); ++i)
+    evaluated[rows[i].substr(0, rows[i].find(','))] = std::stod(rows[i].substr(rows[i].rfind(',') + 1));
+  auto predicted = lines_of(read_text(*dir_ / "stain.csv"));
+  ASSERT_EQ(predicted.size(), 161u);
+  for (std::size_t i = 1; i < predicted.size(); ++i) {
+    const auto id = predicted[i].substr(0, predicted[i].find(','));
+    ASSERT_TRUE(evaluated.count(id)) << id;
+    EXPECT_NEAR(std::stod(predicted[i].substr(predicted[i].find(',') + 1)), evaluated[id], 2e-6) << id;
+  }
+
+  expect_user_error(run_cli("export " + quote(run / "best.pt") + " --out " + quote(*dir_ / "stain_export.pt")),
+                    "trained on stain-normalized patches (--stain-norm macenko)");
+  EXPECT_FALSE(fs::exists(*dir_ / "stain_export.pt"));
+  const std::string train = "train " + quote(*dir_ / "data") + " --epochs 1 --out " + quote(*dir_ / "stain_bad");
+  expect_user_error(run_cli(train + " --stain-norm vahadane"), "--stain-norm vahadane: expected none, macenko or reinhard");
+  expect_user_error(run_cli(train + " --stain-ref " + quote(*dir_ / "data/test")), "needs --stain-norm macenko or reinhard");
+  expect_user_error(run_cli(train + " --stain-norm reinhard --stain-ref " + quote(*dir_ / "missing.png")),
+                    "missing.png: cannot be read as an image");
+  EXPECT_FALSE(fs::exists(*dir_ / "stain_bad"));
 }
 
 TEST_F(Cli, SameSeedGivesTheSameHistory) {

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 #include <filesystem>
 
+#include "histoscan/data/stain.h"
 #include "histoscan/data/synth.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/dropout.h"
@@ -16,6 +17,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
+#include "histoscan/pipeline/evaluate.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/adam.h"
 #include "histoscan/train/synthetic.h"
@@ -736,4 +738,33 @@ TEST(Dropout, KeepsOneMinusPScalesTheKeptAndRepeatsWithTheSeedOnAnyThreadCountAn
   EXPECT_TRUE(torch::equal(bf16 != 0, y.detach() != 0));
   drop->eval();
   EXPECT_TRUE(torch::equal(drop->forward(x.detach()), x.detach())) << "evaluation keeps everything";
+}
+
+// A checkpoint that keeps a stain reference is scored on patches recoloured to it: evaluate's
+// score_store gives what the network gives on the recoloured patches, not on the raw ones.
+TEST(StainNorm, ScoringRecoloursPatchesToTheCheckpointsReference) {
+  TempDir dir;
+  torch::manual_seed(3);
+  auto net = model::make_model("seed-cnn");
+  auto store = train::synthetic_patches(24, 9);
+  auto ref = data::fit_stain_reference(data::StainMethod::reinhard, store.pixels.data(), data::kPatchBytes / 3, 12, "first 12");
+  ref.mean[1] += 0.3;  // a reference unlike the patches (a colour cast), so recolouring changes them
+  model::save_checkpoint(dir / "s.pt", net, {{"model", "seed-cnn"}, {"stain_norm", data::to_json(ref)}});
+  auto checkpoint = model::load_checkpoint(dir / "s.pt");
+  auto scored = pipeline::score_store(checkpoint, store, "cpu", 8);
+
+  auto plain = model::load_checkpoint(dir / "s.pt");
+  auto device = predict::prepare_inference(plain.net, "cpu", false);
+  auto raw = predict::sigmoid(predict::predict_logits(plain.net, store.pixels.data(), store.size(), 8, device));
+  auto recoloured = store.pixels;
+  data::normalize_stain(ref, recoloured.data(), data::kPatchBytes / 3, store.size(), 1);
+  auto expected = predict::sigmoid(predict::predict_logits(plain.net, recoloured.data(), store.size(), 8, device));
+  double moved = 0;
+  for (std::size_t i = 0; i < store.size(); ++i) {
+    EXPECT_NEAR(scored[i], expected[i], 1e-12) << i;  // the same arithmetic on the same bytes
+    moved = std::max(moved, std::abs(scored[i] - raw[i]));
+  }
+  // An untrained network scores every patch near 0.5, so colour moves it little, but far more
+  // than the rounding of the same arithmetic would.
+  EXPECT_GT(moved, 1e-9) << "recolouring should change some probability";
 }

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "histoscan/data/stain.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/pipeline/predict_stream.h"
 #include "histoscan/predict/predictor.h"
@@ -44,6 +45,7 @@ void add_predict(CLI::App& app) {
     p->stream.amp = p->inference.amp;
     const std::string checkpoint_path = p->inputs.size() == 2 ? p->inputs[0] : default_checkpoint();
     auto checkpoint = model::load_checkpoint(checkpoint_path);
+    p->stream.stain = data::stain_of_model(checkpoint.meta, checkpoint_path);
     if (p->binary) {
       p->stream.binary_threshold = model::saved_threshold(checkpoint.meta);
       log::info("labels at threshold " + format_number(p->stream.binary_threshold) + " from " + checkpoint_path);

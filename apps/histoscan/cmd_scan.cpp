@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "histoscan/cohort/cohort.h"
 #include "histoscan/data/source.h"
+#include "histoscan/data/stain.h"
 #include "histoscan/dist/dist.h"
 #include "histoscan/model/builtin.h"
 #include "histoscan/model/checkpoint.h"
@@ -64,6 +65,7 @@ model::Checkpoint load_for_scan(ScanParams& p) {
   p.scan.amp = p.inference.amp;
   auto checkpoint = model::load_checkpoint(p.checkpoint);
   p.scan.threshold = p.threshold >= 0 ? p.threshold : model::saved_threshold(checkpoint.meta);
+  p.scan.stain = data::stain_of_model(checkpoint.meta, p.checkpoint);
   if (p.mpp && p.mpp->count() == 0 && checkpoint.meta.contains("patch_mpp"))
     p.scan.target_mpp = checkpoint.meta["patch_mpp"].get<double>();
   p.scan.progress = !p.no_progress;

@@ -1,11 +1,13 @@
 // histoscan train DATA --out RUN_DIR
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "app.h"
 #include "commands.h"
 #include "histoscan/data/sampling.h"
+#include "histoscan/data/stain.h"
 #include "histoscan/data/store.h"
 #include "histoscan/data/train_valid.h"
 #include "histoscan/dist/dist.h"
@@ -42,6 +45,8 @@ struct TrainParams {
   bool allow_missing = false, resize = false, overwrite = false, skip_bad = false;
   int threads = 0;
   std::string dist_url;
+  std::string stain_norm = "none", stain_ref;         // --stain-norm, --stain-ref
+  std::optional<data::StainReference> resumed_stain;  // a resumed run's, from its config.json
   std::vector<std::string> model_options;
   double dist_timeout = 300;
   train::TrainConfig config;
@@ -65,6 +70,7 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
             {"resize", p.resize},
             {"skip_bad", p.skip_bad},
             {"threads", threads},
+            {"stain_ref", absolute(p.stain_ref)},
             {"command", p.command}});
   return j;
 }
@@ -89,6 +95,8 @@ void load_resumed_flags(TrainParams& p) {
     p.resize = c.at("resize");
     p.skip_bad = c.at("skip_bad");
     p.threads = c.at("threads");
+    p.resumed_stain = data::stain_from_json(c.value("stain_norm", nlohmann::json(nullptr)), config_path.string());
+    p.stain_norm = data::stain_method_name(p.resumed_stain->method);
     const bool progress = p.config.progress;
     p.config = train::config_from_json(c);
     p.config.progress = progress;
@@ -97,6 +105,27 @@ void load_resumed_flags(TrainParams& p) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
   }
+}
+
+// --stain-norm: the reference (fitted to --stain-ref, or to the training patches; a resumed run's
+// as it was), and the training and validation patches recoloured to it. Deterministic, so every
+// rank of a distributed run fits the same.
+data::StainReference normalize_training_stain(const TrainParams& p, data::PatchStore& train, data::PatchStore& valid) {
+  const auto method = data::stain_method_of(p.stain_norm);
+  if (method == data::StainMethod::none) return {};
+  const auto t0 = std::chrono::steady_clock::now();
+  data::StainReference ref;
+  if (p.resumed_stain) ref = *p.resumed_stain;
+  else if (!p.stain_ref.empty()) ref = data::fit_stain_to_image(method, p.stain_ref);
+  else
+    ref = data::fit_stain_reference(method, train.pixels.data(), data::kPatchBytes / 3, train.size(),
+                                    std::to_string(train.size()) + " training patches");
+  data::normalize_stain(ref, train.pixels.data(), data::kPatchBytes / 3, train.size(), p.threads);
+  data::normalize_stain(ref, valid.pixels.data(), data::kPatchBytes / 3, valid.size(), p.threads);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log::info("stain normalization (" + p.stain_norm + ", fitted to " + ref.fitted_on +
+            "): " + std::to_string(train.size() + valid.size()) + " patches recoloured in " + format_number(secs) + " s");
+  return ref;
 }
 
 // A distributed run's processes, before anything else: every rank loads the data and rank 0
@@ -134,6 +163,8 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     throw InputError("--val-fraction " + format_number(p.val_fraction) +
                      " must be between 0 and 1 (exclusive), or pass --valid DATA");
   if (p.per_class < 0) throw InputError("--per-class must be positive");
+  if (data::stain_method_of(p.stain_norm) == data::StainMethod::none && !p.stain_ref.empty())
+    throw InputError("--stain-ref " + p.stain_ref + " needs --stain-norm macenko or reinhard");
   if (rank0 && p.resume.empty()) check_output_dir(p.out, p.overwrite, "--out");
   int threads = set_threads(p.threads);
 
@@ -161,8 +192,10 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   split.load.decode.resize = p.resize;
   split.load.skip_bad = p.skip_bad;
   auto [train_store, valid_store, skipped, shared_ids] = data::load_train_valid(index, rows, split);
+  const auto stain = normalize_training_stain(p, train_store, valid_store);
 
   nlohmann::json config = to_json(p, threads);
+  config["stain_norm"] = data::to_json(stain);
   config["train_patches"] = train_store.size();
   config["valid_patches"] = valid_store.size();
   config["source"] = index.describe();
@@ -176,7 +209,8 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     data::write_skipped_csv(skipped, fs::path(p.out) / "skipped.csv");
     log::warn(std::to_string(skipped.size()) + " unreadable images left out; see " + p.out + "/skipped.csv");
   }
-  nlohmann::json meta = {{"training", config}, {"data_source", index.describe()}, {"seed", p.config.seed}};
+  nlohmann::json meta = {
+      {"training", config}, {"data_source", index.describe()}, {"seed", p.config.seed}, {"stain_norm", config["stain_norm"]}};
   // Ctrl-C: finish the step, save what --resume needs, exit; a second Ctrl-C kills at once.
   // (histoscan.train() in Python puts Python's own handler back afterwards.)
   train::clear_stop_request();
@@ -234,6 +268,13 @@ void add_train(CLI::App& app) {
   cmd->add_option("--val-fraction", p->val_fraction, "share of DATA held out for validation when --valid is not given")
       ->capture_default_str();
   cmd->add_option("--per-class", p->per_class, "draw a balanced random sample of N patches per class (the notebook: 40000)");
+  cmd->add_option("--stain-norm", p->stain_norm,
+                  "recolour every patch to one staining before the network sees it: none, macenko (Macenko 2009) or "
+                  "reinhard (Reinhard 2001); fitted to the training patches (or --stain-ref), kept in the checkpoint and "
+                  "applied by evaluate, predict and scan")
+      ->capture_default_str();
+  cmd->add_option("--stain-ref", p->stain_ref,
+                  "an image of tissue whose staining --stain-norm fits to, instead of the training patches");
   cmd->add_option("--groups", p->groups, "CSV id,group (e.g. slide): each group stays on one side of the split");
   cmd->add_option("--labels", p->labels, "labels CSV for DATA (default: train_labels.csv in or beside it)");
   cmd->add_option("--valid-labels", p->valid_labels, "labels CSV for --valid");

@@ -208,6 +208,11 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
     throw InputError(
         checkpoint.string() +
         " is a model made elsewhere (TorchScript with config.json); export takes a checkpoint written by 'histoscan train'");
+  if (ckpt.meta.contains("stain_norm") && !ckpt.meta["stain_norm"].is_null())
+    throw InputError(
+        checkpoint.string() + " was trained on stain-normalized patches (--stain-norm " +
+        ckpt.meta["stain_norm"].value("method", std::string("?")) +
+        "), which an exported model would not apply; score it with histoscan, or train without --stain-norm to export");
   const std::string model_name = ckpt.meta.value("model", "");
 
   // histoscan's own scores of the check patches, as evaluate, predict and scan compute them.

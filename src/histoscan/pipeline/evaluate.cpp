@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "histoscan/data/stain.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/util/error.h"
 
@@ -12,7 +13,10 @@ using namespace eval;
 std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
                                 int batch, bool tta, bool amp) {
   c10::Device dev = predict::prepare_inference(checkpoint.net, device, amp);
-  return predict::sigmoid(predict::predict_logits(checkpoint.net, store.pixels.data(), store.size(), batch, dev, tta, amp));
+  std::vector<std::uint8_t> recoloured;
+  const auto* pixels = data::normalized_patches(data::stain_of_model(checkpoint.meta, "checkpoint"), store.pixels.data(),
+                                                store.size(), recoloured);
+  return predict::sigmoid(predict::predict_logits(checkpoint.net, pixels, store.size(), batch, dev, tta, amp));
 }
 
 ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,

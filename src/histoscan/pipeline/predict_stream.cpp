@@ -32,6 +32,7 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
     std::iota(rows.begin(), rows.end(), start);
     std::vector<data::SkippedFile> skipped;
     auto store = data::load_patches(index, rows, load, &skipped);
+    data::normalize_stain(options.stain, store.pixels.data(), data::kPatchBytes / 3, store.size(), options.threads);
     return std::make_pair(std::move(store), std::move(skipped));
   };
 

@@ -8,6 +8,7 @@
 #include <torch/nn/modules/container/sequential.h>
 
 #include "histoscan/data/source.h"
+#include "histoscan/data/stain.h"
 #include "histoscan/data/store.h"
 
 namespace histoscan::pipeline {
@@ -23,6 +24,7 @@ struct StreamOptions {
   double binary_threshold = -1;  // >= 0: write 0/1 labels (probability >= threshold) instead of probabilities
   bool tta = false;              // average over the 8 dihedral views
   bool amp = false;              // bfloat16 (model::forward); the network from prepare_inference
+  data::StainReference stain;    // the checkpoint's stain normalization, applied as each batch is decoded
 };
 
 struct StreamResult {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core/mat.hpp>
 
+#include "histoscan/data/stain.h"
 #include "histoscan/slide/scan_map.h"
 #include "histoscan/slide/slide.h"
 
@@ -31,9 +32,10 @@ struct ScanOptions {
   double threshold = 0.5;  // tumour at probability >= threshold (regions, area, call)
   int smooth = 2;          // heatmap, regions, area and call use the mean over (2 smooth + 1)^2 cells
   bool progress = true;
-  bool overwrite = false;  // write into a non-empty out_dir
-  bool tta = false;        // average each tile over its 8 dihedral views
-  bool amp = false;        // bfloat16 (model::forward); the network from prepare_inference
+  bool overwrite = false;      // write into a non-empty out_dir
+  bool tta = false;            // average each tile over its 8 dihedral views
+  bool amp = false;            // bfloat16 (model::forward); the network from prepare_inference
+  data::StainReference stain;  // the checkpoint's stain normalization, applied to each tile
   // A cohort asks more of a slide than one scan does: what a single scan only warns about
   // fails the slide (InputError), so it gets a row in failures.csv instead of a guess.
   bool require_mpp = false;     // a slide that records no microns per pixel (and no slide_mpp given)
