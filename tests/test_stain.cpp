@@ -71,8 +71,8 @@ std::vector<std::uint8_t> stain(const Tissue& t, const Vec3& h, const Vec3& e) {
 }
 
 double cosine(const Vec3& a, const Vec3& b) {
-  return (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) / std::sqrt((a[0] * a[0] + a[1] * a[1] + a[2] * a[2]) *
-                                                              (b[0] * b[0] + b[1] * b[1] + b[2] * b[2]));
+  return (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) /
+         std::sqrt((a[0] * a[0] + a[1] * a[1] + a[2] * a[2]) * (b[0] * b[0] + b[1] * b[1] + b[2] * b[2]));
 }
 
 double mean_abs_diff(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
@@ -275,12 +275,12 @@ TEST(StainMacenko, MatchesThePaperStepByStep) {
   std::vector<std::uint8_t> both(a);
   both.insert(both.end(), b.begin(), b.end());
   normalize_stain(ref, both.data(), kPixels, 2, 2);
-  EXPECT_LE(max_abs_diff(std::vector<std::uint8_t>(both.begin(), both.begin() + long(a.size())),
-                         plain_macenko_normalize(a, plain_ref)),
-            1);
-  EXPECT_LE(max_abs_diff(std::vector<std::uint8_t>(both.begin() + long(a.size()), both.end()),
-                         plain_macenko_normalize(b, plain_ref)),
-            1);
+  EXPECT_LE(
+      max_abs_diff(std::vector<std::uint8_t>(both.begin(), both.begin() + long(a.size())), plain_macenko_normalize(a, plain_ref)),
+      1);
+  EXPECT_LE(
+      max_abs_diff(std::vector<std::uint8_t>(both.begin() + long(a.size()), both.end()), plain_macenko_normalize(b, plain_ref)),
+      1);
 }
 
 TEST(StainMacenko, TissueStainedElsewhereComesBackToTheReferencesColours) {

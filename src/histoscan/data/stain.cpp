@@ -167,9 +167,12 @@ StainMethod stain_method_of(const std::string& name, const std::string& flag) {
 
 std::string stain_method_name(StainMethod method) {
   switch (method) {
-    case StainMethod::macenko: return "macenko";
-    case StainMethod::reinhard: return "reinhard";
-    default: return "none";
+    case StainMethod::macenko:
+      return "macenko";
+    case StainMethod::reinhard:
+      return "reinhard";
+    default:
+      return "none";
   }
 }
 
@@ -188,8 +191,8 @@ StainReference fit_macenko(const std::uint8_t* rgb, std::size_t pixels, const st
   return ref;
 }
 
-StainReference fit_stain_reference(StainMethod method, const std::uint8_t* rgb, std::size_t pixels_per_image,
-                                   std::size_t images, const std::string& fitted_on) {
+StainReference fit_stain_reference(StainMethod method, const std::uint8_t* rgb, std::size_t pixels_per_image, std::size_t images,
+                                   const std::string& fitted_on) {
   if (images == 0) throw InputError(fitted_on + ": no images to fit a stain reference to");
   StainReference ref;
   if (method == StainMethod::macenko) {
@@ -217,7 +220,8 @@ StainReference fit_stain_reference(StainMethod method, const std::uint8_t* rgb, 
 
 StainReference fit_stain_to_image(StainMethod method, const std::string& path) {
   cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-  if (bgr.empty()) throw InputError("--stain-ref " + path + ": cannot be read as an image; give a PNG, JPEG or TIFF of stained tissue");
+  if (bgr.empty())
+    throw InputError("--stain-ref " + path + ": cannot be read as an image; give a PNG, JPEG or TIFF of stained tissue");
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   if (!rgb.isContinuous()) rgb = rgb.clone();
@@ -229,10 +233,8 @@ void normalize_stain(const StainReference& ref, std::uint8_t* rgb, std::size_t p
   if (ref.method == StainMethod::none) return;
   parallel_for(images, threads, [&](std::size_t i) {
     std::uint8_t* image = rgb + i * pixels_per_image * 3;
-    if (ref.method == StainMethod::macenko)
-      macenko_image(ref, image, pixels_per_image);
-    else
-      reinhard_image(ref, image, pixels_per_image);
+    if (ref.method == StainMethod::macenko) macenko_image(ref, image, pixels_per_image);
+    else reinhard_image(ref, image, pixels_per_image);
   });
 }
 

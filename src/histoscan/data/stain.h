@@ -56,8 +56,8 @@ StainReference fit_macenko(const std::uint8_t* rgb, std::size_t pixels, const st
 // The reference for `method` fitted to `images` images of `pixels_per_image` pixels each:
 // macenko pools the tissue pixels of up to 1,000 images spread over the set; reinhard averages
 // each image's l-alpha-beta means and standard deviations. Deterministic.
-StainReference fit_stain_reference(StainMethod method, const std::uint8_t* rgb, std::size_t pixels_per_image,
-                                   std::size_t images, const std::string& fitted_on);
+StainReference fit_stain_reference(StainMethod method, const std::uint8_t* rgb, std::size_t pixels_per_image, std::size_t images,
+                                   const std::string& fitted_on);
 
 // The reference for `method` fitted to one image file of any size (--stain-ref); InputError
 // naming the file when it cannot be read or holds too little tissue.
