@@ -29,7 +29,18 @@ double percentile(std::vector<double>& v, double q) {
   return a + (pos - static_cast<double>(lo)) * (b - a);
 }
 
-double od(std::uint8_t v) { return -std::log((static_cast<double>(v) + 1.0) / kMacenkoIo); }
+double dot(const Vec3& x, const Vec3& y) { return x[0] * y[0] + x[1] * y[1] + x[2] * y[2]; }
+
+// Optical density -ln((v + 1) / Io) of a byte: 256 values, computed once (a tile's 27,648
+// channel values would otherwise each cost a logarithm).
+double od(std::uint8_t v) {
+  static const auto table = [] {
+    std::array<double, 256> t{};
+    for (int i = 0; i < 256; ++i) t[i] = -std::log((i + 1.0) / kMacenkoIo);
+    return t;
+  }();
+  return table[v];
+}
 
 // Optical density of every pixel, and of the tissue pixels (OD >= beta in all three channels).
 void optical_density(const std::uint8_t* rgb, std::size_t pixels, std::vector<Vec3>& all, std::vector<Vec3>& tissue) {
@@ -66,7 +77,7 @@ std::array<Vec3, 2> stain_vectors(const std::vector<Vec3>& tissue) {
   std::vector<double> phi(tissue.size());
   for (std::size_t i = 0; i < tissue.size(); ++i) {
     const auto& d = tissue[i];
-    phi[i] = std::atan2(d[0] * v1[0] + d[1] * v1[1] + d[2] * v1[2], d[0] * v2[0] + d[1] * v2[1] + d[2] * v2[2]);
+    phi[i] = std::atan2(dot(d, v1), dot(d, v2));
   }
   const double lo = percentile(phi, kMacenkoAlpha), hi = percentile(phi, 100.0 - kMacenkoAlpha);
   auto direction = [&](double a) {
@@ -80,7 +91,6 @@ std::array<Vec3, 2> stain_vectors(const std::vector<Vec3>& tissue) {
 
 // Least-squares amounts (h, e) of every pixel's density d = h H + e E: the 2 x 2 normal equations.
 void stain_amounts(const std::array<Vec3, 2>& s, const std::vector<Vec3>& all, std::vector<double>& h, std::vector<double>& e) {
-  auto dot = [](const Vec3& x, const Vec3& y) { return x[0] * y[0] + x[1] * y[1] + x[2] * y[2]; };
   const double a = dot(s[0], s[0]), b = dot(s[0], s[1]), c = dot(s[1], s[1]);
   const double det = a * c - b * b;
   h.resize(all.size());
