@@ -160,8 +160,8 @@ TEST_F(Cli, ModelsListsEachNetworkWithItsSizeAndTheOptionsAsked) {
   ASSERT_EQ(all.code, 0) << all.output;
   EXPECT_NE(all.output.find("seed-cnn  (786977 parameters, "), std::string::npos) << all.output;
   EXPECT_NE(all.output.find("resnet  (1227745 parameters, 0.1350 GFLOP per patch)"), std::string::npos) << all.output;
-  // resnet's own crop is 64; the default recipe trains it on the centre 80 x 80, and says so.
-  EXPECT_NE(all.output.find("--recipe default trains resnet with crop=80\n"), std::string::npos) << all.output;
+  // resnet's own crop is 64; the default recipe trains it on the whole 96 x 96, and says so.
+  EXPECT_NE(all.output.find("--recipe default trains resnet with crop=96\n"), std::string::npos) << all.output;
   EXPECT_NE(all.output.find("--recipe seed trains seed-cnn\n"), std::string::npos) << all.output;
   // A wider crop costs more arithmetic with the same parameters, and the line says which sizes these are.
   auto crop = run_cli("models --model resnet --model-option crop=80");
@@ -269,16 +269,16 @@ TEST_F(Cli, RecipeSetsTheFlagsNotGivenAndIsRecorded) {
   EXPECT_EQ(config["schedule"], "plateau");
   // The default recipe's network options are recorded with the run (and its checkpoints);
   // another network starts from its own defaults; --model-option adds to the recipe's.
-  EXPECT_EQ(defaults["model_options"], nlohmann::json({{"crop", 80}}));
+  EXPECT_EQ(defaults["model_options"], nlohmann::json({{"crop", 96}}));
   EXPECT_EQ(config["model_options"], nlohmann::json::object());
   auto width =
       run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "recipe_width") + args + " --model-option width=8");
   ASSERT_EQ(width.code, 0) << width.output;
   EXPECT_EQ(nlohmann::json::parse(read_text(*dir_ / "recipe_width/config.json"))["model_options"],
-            nlohmann::json({{"crop", 80}, {"width", 8}}));
+            nlohmann::json({{"crop", 96}, {"width", 8}}));
   auto scored = run_cli("evaluate " + quote(*dir_ / "recipe_width/best.pt") + " " + quote(*dir_ / "data") + " --out " +
                         quote(*dir_ / "recipe_width_eval"));
-  ASSERT_EQ(scored.code, 0) << scored.output;  // the checkpoint rebuilds crop 80, width 8
+  ASSERT_EQ(scored.code, 0) << scored.output;  // the checkpoint rebuilds crop 96, width 8
 }
 
 TEST_F(Cli, CosineScheduleWarmsUpThenFallsToNearZero) {

@@ -547,6 +547,49 @@ TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
   EXPECT_EQ(model::load_checkpoint(plain_dir / "best.pt").meta.value("memory_format", ""), "nchw");
 }
 
+// --weight-decay is AdamW's decoupled decay: before the step, each convolution and linear
+// weight is scaled by 1 - lr * decay; the Adam step that follows is the one the undecayed run
+// takes (its first step depends on the gradient only), and one-dimensional parameters (biases,
+// BatchNorm) are not decayed.
+TEST(WeightDecay, ScalesEachWeightMatrixBeforeTheStepAsAdamWDoes) {
+  auto train = synth_store(16, 100), valid = synth_store(16, 500);
+  train::TrainConfig c = two_epoch_config("flips");
+  c.epochs = 1;  // one step of the whole batch, at the constant rate of the plateau schedule
+  TempDir plain_dir, decayed_dir;
+  train::train_model(train, valid, c, plain_dir.path(), {});
+  c.weight_decay = 20;  // lr * decay = 0.02: far above rounding
+  train::train_model(train, valid, c, decayed_dir.path(), {});
+  torch::manual_seed(c.seed);  // the trainer's initialisation, drawn again
+  auto init = model::make_model(c.model, c.model_options)->named_parameters();
+  auto plain = model::load_checkpoint(plain_dir / "last.pt").net->named_parameters();
+  auto decayed = model::load_checkpoint(decayed_dir / "last.pt").net->named_parameters();
+  int matrices = 0, vectors = 0;
+  for (const auto& item : init) {
+    const auto& name = item.key();
+    const auto moved = decayed[name] - plain[name];
+    if (item.value().dim() > 1) {
+      ++matrices;
+      const auto expected = -0.02 * item.value();
+      EXPECT_TRUE(torch::allclose(moved, expected, 1e-4, 1e-7))
+          << name << ": off by " << (moved - expected).abs().max().item<double>();
+      EXPECT_GT(moved.abs().max().item<double>(), 1e-4) << name;
+    } else {
+      ++vectors;
+      EXPECT_TRUE(torch::equal(decayed[name], plain[name])) << name << " was decayed";
+    }
+  }
+  EXPECT_GT(matrices, 3);
+  EXPECT_GT(vectors, 3);
+  c.weight_decay = -1;
+  try {
+    train::validate(c);
+    ADD_FAILURE() << "--weight-decay -1 was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--weight-decay -1 must be 0 (off) or a positive number"), std::string::npos)
+        << e.what();
+  }
+}
+
 // --memory-format channels-last (what "auto" picks on a GPU and under --amp) trains the same network on the
 // same batches; only the layout, and so the order of sums, differs.
 TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {

@@ -77,6 +77,7 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
   c.schedule = "cosine";
   c.warmup_epochs = 1.5;
   c.ema = 0.99;
+  c.weight_decay = 0.05;
   c.max_minutes = 42;
   const nlohmann::json j = train::to_json(c);
   EXPECT_EQ(j["patience"], 4);  // config.json's key, the flag's name
@@ -84,13 +85,14 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
 
   // A config.json from before the optimizer, schedules, weight average, layouts and budgets.
   nlohmann::json old = j;
-  for (const char* key :
-       {"optimizer", "momentum", "sync_bn", "amp", "memory_format", "recipe", "max_minutes", "schedule", "warmup_epochs", "ema"})
+  for (const char* key : {"optimizer", "momentum", "sync_bn", "amp", "memory_format", "recipe", "max_minutes", "schedule",
+                          "warmup_epochs", "ema", "weight_decay"})
     old.erase(key);
   const auto resumed = train::config_from_json(old);
   EXPECT_EQ(resumed.optimizer, "adam");
   EXPECT_EQ(resumed.schedule, "plateau");
   EXPECT_EQ(resumed.ema, 0);
+  EXPECT_EQ(resumed.weight_decay, 0);
   EXPECT_FALSE(resumed.amp);
   EXPECT_EQ(resumed.lr, 3e-4);
   EXPECT_THROW(train::config_from_json(nlohmann::json::object()), nlohmann::json::exception);

@@ -307,6 +307,10 @@ void add_train(CLI::App& app) {
                   "validate, checkpoint and keep an exponential moving average of the weights with this decay "
                   "(e.g. 0.999; 0: off)")
       ->capture_default_str();
+  cmd->add_option("--weight-decay", c.weight_decay,
+                  "decoupled weight decay, as PyTorch's AdamW (SGDW with --optimizer sgd): each step multiplies "
+                  "convolution and linear weights by 1 - lr * this (e.g. 0.05; 0: off)")
+      ->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   auto* amp = cmd->add_flag("--amp", c.amp,
                             "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in "
@@ -336,7 +340,7 @@ void add_train(CLI::App& app) {
       std::replace(key.begin(), key.end(), '_', '-');
       return cmd->get_option("--" + key)->count() > 0;
     });
-    // The recipe's model options where it trains the recipe's network (default: resnet crop=80).
+    // The recipe's model options where it trains the recipe's network (default: resnet crop=96).
     p->config.model_options = train::recipe_model_options(p->config.recipe, p->config.model);
     run_train(*p);
   });

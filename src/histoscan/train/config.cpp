@@ -50,6 +50,9 @@ void validate(const TrainConfig& c) {
     throw InputError("--warmup-epochs " + format_number(c.warmup_epochs) + " must be from 0 to below --epochs");
   if (!(c.ema >= 0 && c.ema < 1))
     throw InputError("--ema " + format_number(c.ema) + " must be 0 (off) or a decay below 1, e.g. 0.999");
+  if (!(c.weight_decay >= 0) || !std::isfinite(c.weight_decay) || c.weight_decay * c.lr >= 1)
+    throw InputError("--weight-decay " + format_number(c.weight_decay) +
+                     " must be 0 (off) or a positive number below 1 / --lr, e.g. 0.05");
   if (c.memory_format != "auto" && c.memory_format != "nchw" && c.memory_format != "channels-last")
     throw InputError("--memory-format " + c.memory_format + ": expected auto, nchw or channels-last");
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
@@ -144,6 +147,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"schedule", c.schedule},
           {"warmup_epochs", c.warmup_epochs},
           {"ema", c.ema},
+          {"weight_decay", c.weight_decay},
           {"max_minutes", c.max_minutes}};
 }
 
@@ -171,13 +175,14 @@ TrainConfig config_from_json(const nlohmann::json& j) {
   c.schedule = j.value("schedule", "plateau");
   c.warmup_epochs = j.value("warmup_epochs", 0.0);
   c.ema = j.value("ema", 0.0);
+  c.weight_decay = j.value("weight_decay", 0.0);
   return c;
 }
 
 const std::vector<std::string>& recipe_keys() {
-  static const std::vector<std::string> keys = {"model",     "epochs",        "max_minutes", "batch",       "lr",
-                                                "optimizer", "momentum",      "patience",    "lr_patience", "lr_factor",
-                                                "schedule",  "warmup_epochs", "ema",         "augment"};
+  static const std::vector<std::string> keys = {"model",     "epochs",        "max_minutes", "batch",        "lr",
+                                                "optimizer", "momentum",      "patience",    "lr_patience",  "lr_factor",
+                                                "schedule",  "warmup_epochs", "ema",         "weight_decay", "augment"};
   return keys;
 }
 

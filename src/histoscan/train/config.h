@@ -41,6 +41,11 @@ struct TrainConfig {
   // weights after each step, decay min(ema, (1 + t) / (10 + t)) at update t (BatchNorm's
   // running statistics averaged alike). Training itself runs on the raw weights.
   double ema = 0;
+  // > 0: decoupled weight decay (Loshchilov & Hutter's AdamW; SGDW with --optimizer sgd): before
+  // each step every weight of two or more dimensions (convolution and linear weights; not
+  // biases or BatchNorm's scales and shifts) is multiplied by 1 - lr * weight_decay, lr being
+  // the step's scheduled rate, as torch.optim.AdamW does.
+  double weight_decay = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;                // model::Autocast (bfloat16) around the forward pass and validation
   // The layout of activations and convolution weights while training: "nchw", "channels-last",
@@ -68,7 +73,7 @@ c10::MemoryFormat training_layout(const TrainConfig& config, bool cuda);
 // The default recipe's centre crop, augmentation and epochs (see recipe_config and
 // docs/accuracy.md). The crop is the recipe's, not resnet's own default (64): a checkpoint
 // records the options it was trained with, and older ones that record none stay at 64.
-inline constexpr int kDefaultCrop = 80;
+inline constexpr int kDefaultCrop = 96;
 inline constexpr const char* kDefaultAugment = "dihedral+hed=0.1+shift=16";
 inline constexpr int kDefaultEpochs = 30;
 

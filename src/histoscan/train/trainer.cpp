@@ -203,6 +203,7 @@ class Loop {
         auto loss = torch::binary_cross_entropy_with_logits(logits, y);
         opt_->zero_grad();
         loss.backward();
+        decay_weights();
         opt_->step();
         torch::NoGradGuard no_grad;
         update_average();
@@ -227,6 +228,18 @@ class Loop {
   double scheduled_lr() const {
     const double t = double(state_.epoch - 1) * double(steps_) + double(state_.step);
     return cosine_lr(config_.lr, t, config_.warmup_epochs * double(steps_), double(config_.epochs) * double(steps_));
+  }
+
+  // --weight-decay: decoupled decay before the optimizer's step, as torch.optim.AdamW does it:
+  // every weight of two or more dimensions times 1 - lr * decay, at the step's scheduled lr.
+  // Biases and BatchNorm's scales and shifts (one dimension) keep their values.
+  void decay_weights() {
+    if (config_.weight_decay <= 0) return;
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : net_->parameters())
+      if (p.dim() > 1) weights.push_back(p.detach());
+    at::_foreach_mul_(weights, 1.0 - state_.lr * config_.weight_decay);
   }
 
   // --ema: after each step, average = decay * average + (1 - decay) * weights for the
@@ -349,6 +362,7 @@ class Loop {
       for (auto& p : net_->parameters()) p.mutable_grad() = torch::zeros_like(p);
     }
     reducer_->allreduce(*group_);
+    decay_weights();
     opt_->step();
     // HISTOSCAN_CHECK_RANKS=1 (tests, debugging): after every step each rank compares its
     // weights with rank 0's, bit for bit. (Buffers are rank 0's from the next step's broadcast
