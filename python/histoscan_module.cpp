@@ -38,6 +38,19 @@ namespace fs = std::filesystem;
 namespace histoscan::python {
 namespace {
 
+// tta= as Python gives it: False or True (the patch as it is, or all 8 views, as --tta), or a
+// number of views, 1, 2, 4 or 8 (as --tta=N).
+int views_of(const py::handle& tta) {
+  if (py::isinstance<py::bool_>(tta)) return tta.cast<bool>() ? predict::kAllViews : 1;
+  if (PyIndex_Check(tta.ptr())) {
+    const auto views = py::reinterpret_steal<py::int_>(PyNumber_Index(tta.ptr())).cast<long long>();
+    if (views == 1 || views == 2 || views == 4 || views == 8) return static_cast<int>(views);
+    throw py::value_error("tta must be False, True or a number of views, 1, 2, 4 or 8; got " + std::to_string(views));
+  }
+  throw py::type_error("tta must be False, True or a number of views, 1, 2, 4 or 8; got " +
+                       std::string(py::str(tta.get_type().attr("__name__"))));
+}
+
 // JSON to Python objects (dict, list, float, ..., None for null) through Python's json module.
 py::object to_python(const nlohmann::json& j) { return py::module_::import("json").attr("loads")(j.dump()); }
 
@@ -51,7 +64,8 @@ class Model {
     device_ = predict::prepare_inference(checkpoint_.net, device, amp);
   }
 
-  py::array_t<float> predict(const py::array& x, bool tta, int batch) {
+  py::array_t<float> predict(const py::array& x, const py::object& tta, int batch) {
+    const int views = views_of(tta);
     if (batch < 1) throw py::value_error("batch must be at least 1, got " + std::to_string(batch));
     if (!x.dtype().is(py::dtype::of<std::uint8_t>()))
       throw py::value_error("patches must be uint8 (0-255), got dtype " + std::string(py::str(x.dtype())) +
@@ -72,7 +86,7 @@ class Model {
       std::lock_guard<std::mutex> lock(mutex_);
       std::vector<std::uint8_t> recoloured;
       const auto* input = data::normalized_patches(stain_, pixels.data(), n, recoloured);
-      if (n) logits = predict::predict_logits(checkpoint_.net, input, n, batch, device_, tta, amp_);
+      if (n) logits = predict::predict_logits(checkpoint_.net, input, n, batch, device_, views, amp_);
     }
     py::array_t<float> out(static_cast<py::ssize_t>(n));
     auto probs = predict::sigmoid(logits);
@@ -102,7 +116,7 @@ class Model {
       else if (k == "batch") o.batch = value.cast<int>();
       else if (k == "readers") o.readers = value.cast<int>();
       else if (k == "thumbnail") o.thumbnail = value.cast<int>();
-      else if (k == "tta") o.tta = value.cast<bool>();
+      else if (k == "tta") o.views = views_of(value);
       else if (k == "progress") o.progress = value.cast<bool>();
       else if (k == "overwrite") o.overwrite = value.cast<bool>();
       else
@@ -325,7 +339,8 @@ PYBIND11_MODULE(histoscan, m) {
            py::arg("amp") = false)
       .def("predict", &Model::predict, py::arg("patches"), py::arg("tta") = false, py::arg("batch") = 256,
            "Tumour probabilities (float32, N) of uint8 patches N x 96 x 96 x 3 (RGB, as PIL, OpenCV after cvtColor and PCam's "
-           "HDF5 give them). tta: average over the 8 rotations and mirrors. The GIL is released while the network runs.")
+           "HDF5 give them). tta: True averages over the 8 rotations and mirrors (as --tta), 2 over the patch and its mirror, "
+           "4 also the half turn (as --tta=N). The GIL is released while the network runs.")
       .def("scan", &Model::scan, py::arg("slide"), py::arg("out"),
            "Scans a whole slide into `out` (heatmap.png, tissue.png, tiles.csv, tumour.geojson, summary.json) and returns the "
            "summary as a dict, with 'tiles': level-0 x, y and probability of each scored tile, and the grid (NaN where not "

@@ -111,20 +111,25 @@ TEST_P(Exported, TorchScriptTakesAnRgbBatchAndGivesHistoscansProbabilities) {
   }
 }
 
-TEST_P(Exported, TtaFoldsTheEightViewsIn) {
+TEST_P(Exported, TtaFoldsTheViewsIn) {
   TempDir dir;
   auto ckpt = make_checkpoint(dir.path(), GetParam());
   auto store = patches(16);
-  auto r = run_cli("export " + quote(ckpt) + " --out " + quote(dir / "tta.pt") + " --tta");
-  ASSERT_EQ(r.code, 0) << r.output;
+  auto without = histoscan_probabilities(ckpt, store);
   auto c = model::load_checkpoint(ckpt);
   auto device = predict::prepare_inference(c.net, "cpu", false);
-  auto with_tta = predict::sigmoid(predict::predict_logits(c.net, store.pixels.data(), store.size(), 256, device, /*tta=*/true));
-  auto without = histoscan_probabilities(ckpt, store);
-  ASSERT_GT(max_difference(with_tta, torch::tensor(without)), 1e-4) << "the views agree; the comparison would prove nothing";
-  auto m = torch::jit::load((dir / "tta.pt").string());
-  c10::InferenceMode guard;
-  EXPECT_LE(max_difference(with_tta, m.forward({unit_input(store)}).toTensor()), 1e-5);
+  // --tta folds all 8 views in; --tta=2 the patch and its mirror, as scoring's --tta=2 does.
+  for (int views : {8, 2}) {
+    const std::string flag = views == 8 ? " --tta" : " --tta=" + std::to_string(views);
+    const auto file = dir / ("tta" + std::to_string(views) + ".pt");
+    auto r = run_cli("export " + quote(ckpt) + " --out " + quote(file) + flag);
+    ASSERT_EQ(r.code, 0) << r.output;
+    auto with_tta = predict::sigmoid(predict::predict_logits(c.net, store.pixels.data(), store.size(), 256, device, views));
+    ASSERT_GT(max_difference(with_tta, torch::tensor(without)), 1e-4) << "the views agree; the comparison would prove nothing";
+    auto m = torch::jit::load(file.string());
+    c10::InferenceMode guard;
+    EXPECT_LE(max_difference(with_tta, m.forward({unit_input(store)}).toTensor()), 1e-5) << flag;
+  }
 }
 
 TEST_P(Exported, WsinferFolderIsScoredByHistoscanAsTheCheckpoint) {

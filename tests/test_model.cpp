@@ -397,7 +397,7 @@ TEST(Predict, TtaAveragesTheEightDihedralViewsSoTheyAllScoreAlike) {
     for (int i = 0; i < 30; ++i) net->forward(x);
   }
   auto plain = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU);
-  auto tta = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU, true);
+  auto tta = predict::predict_logits(net, pixels.data(), 8, 8, torch::kCPU, predict::kAllViews);
   EXPECT_GT(std::abs(plain[1] - plain[0]) + std::abs(plain[2] - plain[0]), 1e-4)
       << "an untrained network is not rotation-invariant";
   double mean = 0;
@@ -406,6 +406,33 @@ TEST(Predict, TtaAveragesTheEightDihedralViewsSoTheyAllScoreAlike) {
     EXPECT_NEAR(tta[v], tta[0], 1e-4) << "every view of the patch scores the same";
     EXPECT_NEAR(1 / (1 + std::exp(-double(tta[v]))), mean, 1e-5) << "the mean probability of the 8 views";
   }
+}
+
+TEST(Predict, TtaOfTwoOrFourViewsAveragesTheMirrorThenTheHalfTurn) {
+  torch::manual_seed(4);
+  auto net = model::make_model("seed-cnn");
+  std::vector<std::uint8_t> patch(data::kPatchBytes);
+  data::synth_patch(true, 11, patch.data());
+  auto p0 = torch::from_blob(patch.data(), {96, 96, 3}, torch::kUInt8);
+  // The patch, its left-right mirror, its half turn and the half turn's mirror (HWC bytes).
+  std::vector<torch::Tensor> views = {p0, p0.flip({1}), torch::rot90(p0, 2, {0, 1}), torch::rot90(p0, 2, {0, 1}).flip({1})};
+  std::vector<std::uint8_t> pixels(4 * data::kPatchBytes);
+  for (int v = 0; v < 4; ++v)
+    std::memcpy(pixels.data() + v * data::kPatchBytes, views[v].contiguous().data_ptr<std::uint8_t>(), data::kPatchBytes);
+  {
+    torch::NoGradGuard no_grad;  // input-dependent BatchNorm statistics, as in the test above
+    net->train();
+    auto x = model::preprocess(torch::from_blob(pixels.data(), {4, 96, 96, 3}, torch::kUInt8));
+    for (int i = 0; i < 30; ++i) net->forward(x);
+  }
+  auto plain = predict::sigmoid(predict::predict_logits(net, pixels.data(), 4, 4, torch::kCPU));
+  ASSERT_GT(std::abs(plain[1] - plain[0]) + std::abs(plain[2] - plain[0]), 1e-4) << "the views agree; nothing would be shown";
+  auto two = predict::sigmoid(predict::predict_logits(net, pixels.data(), 1, 4, torch::kCPU, 2));
+  auto four = predict::sigmoid(predict::predict_logits(net, pixels.data(), 1, 4, torch::kCPU, 4));
+  EXPECT_NEAR(two[0], (plain[0] + plain[1]) / 2, 1e-5) << "--tta=2: the patch and its mirror";
+  EXPECT_NEAR(four[0], (plain[0] + plain[1] + plain[2] + plain[3]) / 4, 1e-5) << "--tta=4: and the half turn, mirrored or not";
+  for (int views : {0, 3, 16})
+    EXPECT_THROW(predict::predict_logits(net, pixels.data(), 1, 4, torch::kCPU, views), InputError) << views << " views";
 }
 
 TEST(Checkpoint, DamagedTorchScriptInsideIsAnInputError) {
@@ -495,7 +522,7 @@ TEST(Amp, InferenceInBfloat16ScoresAsFloat32WithinAHundredth) {
   auto params = copy->named_parameters();
   EXPECT_EQ(params["0.weight"].scalar_type(), torch::kBFloat16);
   EXPECT_EQ(params["48.weight"].scalar_type(), torch::kFloat32) << "the classifier stays float32";
-  auto logits = predict::predict_logits(copy, store.pixels.data(), 16, 8, torch::kCPU, false, true);
+  auto logits = predict::predict_logits(copy, store.pixels.data(), 16, 8, torch::kCPU, 1, true);
   auto bf16 = predict::sigmoid(logits);
   double largest = 0;
   for (int i = 0; i < 16; ++i) largest = std::max(largest, std::abs(bf16[i] - f32[i]));
@@ -507,7 +534,7 @@ TEST(Amp, InferenceInBfloat16ScoresAsFloat32WithinAHundredth) {
   EXPECT_EQ(std::unique(logits.begin(), logits.end()), logits.end());
   // Without the conversion amp casts the float32 weights on the fly (BatchNorm then keeps
   // float32 statistics, as in training): as close.
-  auto on_the_fly = predict::sigmoid(predict::predict_logits(net, store.pixels.data(), 16, 8, torch::kCPU, false, true));
+  auto on_the_fly = predict::sigmoid(predict::predict_logits(net, store.pixels.data(), 16, 8, torch::kCPU, 1, true));
   for (int i = 0; i < 16; ++i) EXPECT_NEAR(on_the_fly[i], f32[i], 0.01);
 }
 

@@ -88,9 +88,9 @@ void run(Params& p) {
   auto& net = best.net;
   predict::prepare_inference(net, c.device, c.amp);
   const std::size_t warm = std::min<std::size_t>(p.patches, static_cast<std::size_t>(p.predict_batch));
-  predict::predict_logits(net, train_set.pixels.data(), warm, p.predict_batch, device, false, c.amp);
+  predict::predict_logits(net, train_set.pixels.data(), warm, p.predict_batch, device, 1, c.amp);
   t0 = std::chrono::steady_clock::now();
-  predict::predict_logits(net, train_set.pixels.data(), p.patches, p.predict_batch, device, false, c.amp);
+  predict::predict_logits(net, train_set.pixels.data(), p.patches, p.predict_batch, device, 1, c.amp);
   const double predict_s = seconds_since(t0);
   const double predict_rate = double(p.patches) / predict_s;
 

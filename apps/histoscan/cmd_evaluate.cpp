@@ -95,7 +95,7 @@ void run_evaluate(const EvaluateParams& p) {
   std::vector<eval::ModelResult> results;
   for (std::size_t i = 0; i < paths.size(); ++i)
     results.push_back(pipeline::evaluate_checkpoint(paths[i], checkpoints[i], store, p.inference.device, options, cutoff_given,
-                                                    p.inference.batch, p.inference.tta, p.inference.amp));
+                                                    p.inference.batch, p.inference.views, p.inference.amp));
 
   prepare_output_dir(p.out, p.overwrite, "--out");
   if (!skipped.empty()) {

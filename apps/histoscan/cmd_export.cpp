@@ -24,8 +24,9 @@ void add_export(CLI::App& app) {
          "torchscript (forward: RGB batch -> tumour probabilities), wsinfer (folder: torchscript_model.pt + config.json, "
          "for WSInfer and QuPath), onnx (opset 13), or auto (from --out: .onnx, .pt, else a wsinfer folder)")
       ->capture_default_str();
-  cmd->add_flag("--tta", p->options.tta,
-                "fold the 8 dihedral views into the model (8x the work per patch; torchscript and wsinfer)");
+  add_tta_flag(cmd, p->options.views,
+               "fold N dihedral views into the model, as scoring's --tta does (N times the work per patch; torchscript and "
+               "wsinfer): --tta all 8, --tta=2 the patch and its mirror, --tta=4 also the half turn");
   cmd->add_option("--mpp", p->options.mpp, "micrometres per pixel of the training patches (wsinfer's spacing_um_px; PCam: 0.972)")
       ->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
@@ -37,7 +38,8 @@ void add_export(CLI::App& app) {
     char diff[32];
     std::snprintf(diff, sizeof diff, "%.1e", r.max_difference);
     log::info("wrote " + r.written.string() + " (" + interop::format_name(p->options.format) +
-              (p->options.tta ? ", 8 views" : "") + "): input " + r.input + "; output " + r.output);
+              (p->options.views > 1 ? ", " + std::to_string(p->options.views) + " views" : "") + "): input " + r.input +
+              "; output " + r.output);
     log::info("checked: on " + std::to_string(r.checked) + " synthetic patches its probabilities are within " + diff +
               " of histoscan's");
   });

@@ -41,7 +41,7 @@ void add_predict(CLI::App& app) {
     set_threads(p->inference.threads);
     p->stream.threads = p->inference.threads;
     p->stream.batch = p->inference.batch;
-    p->stream.tta = p->inference.tta;
+    p->stream.views = p->inference.views;
     p->stream.amp = p->inference.amp;
     const std::string checkpoint_path = p->inputs.size() == 2 ? p->inputs[0] : default_checkpoint();
     auto checkpoint = model::load_checkpoint(checkpoint_path);

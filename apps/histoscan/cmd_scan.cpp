@@ -53,7 +53,10 @@ nlohmann::json cohort_settings(const ScanParams& p) {
           {"smooth", o.smooth},
           {"top_k", o.top_k},
           {"thumbnail", o.thumbnail},
-          {"tta", o.tta},
+          // false and true as before --tta took a count (a cohort scanned then resumes), else the count
+          {"tta", o.views == 1   ? nlohmann::json(false)
+                  : o.views == 8 ? nlohmann::json(true)
+                                 : nlohmann::json(o.views)},
           {"amp", o.amp}};
 }
 
@@ -61,7 +64,7 @@ nlohmann::json cohort_settings(const ScanParams& p) {
 model::Checkpoint load_for_scan(ScanParams& p) {
   set_threads(p.inference.threads);
   p.scan.batch = p.inference.batch;
-  p.scan.tta = p.inference.tta;
+  p.scan.views = p.inference.views;
   p.scan.amp = p.inference.amp;
   auto checkpoint = model::load_checkpoint(p.checkpoint);
   p.scan.threshold = p.threshold >= 0 ? p.threshold : model::saved_threshold(checkpoint.meta);

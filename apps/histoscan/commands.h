@@ -40,12 +40,17 @@ int set_threads(int threads);
 // The flags of every command that scores with a network (evaluate, predict, scan), declared once.
 struct InferenceFlags {
   std::string device = "auto";
-  bool tta = false, amp = false;
+  bool amp = false;
   int batch = 256, threads = 0;
+  int views = 1;  // --tta: dihedral views averaged per input (1, 2, 4 or 8)
 };
 
 // Adds --batch, --threads, --device, --tta and --amp to `cmd`, writing into `flags` (whose values
 // are the defaults shown). `item` is what one input is called in the help: "patch" or "tile".
 void add_inference_flags(CLI::App* cmd, InferenceFlags& flags, const std::string& item);
+
+// Adds --tta[=N] to `cmd`: `views` becomes 8 for --tta, N for --tta=N (1, 2, 4 or 8, else a
+// one-line error), and stays 1 without it.
+CLI::Option* add_tta_flag(CLI::App* cmd, int& views, const std::string& help);
 
 }  // namespace histoscan::cli

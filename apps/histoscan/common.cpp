@@ -34,12 +34,30 @@ int set_threads(int threads) {
   return n;
 }
 
+CLI::Option* add_tta_flag(CLI::App* cmd, int& views, const std::string& help) {
+  // A flag, so that `--tta DATA` leaves DATA alone; a count only as --tta=N. CLI11 counts an
+  // integer flag's uses and starts it at 0: the last use wins, and 1 is restored as the default.
+  auto* opt = cmd->add_flag("--tta{8}", views, help)
+                  ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+                  ->check(CLI::Validator(
+                      [](std::string& value) -> std::string {
+                        if (value == "1" || value == "2" || value == "4" || value == "8") return {};
+                        return value + " is not a number of views; give --tta (all 8) or --tta=1, 2, 4 or 8";
+                      },
+                      ""))
+                  ->type_name("[=N]");  // the help shows --tta{8} [=N]: 8 when given alone
+  views = 1;
+  return opt;
+}
+
 void add_inference_flags(CLI::App* cmd, InferenceFlags& flags, const std::string& item) {
   cmd->add_option("--batch", flags.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", flags.threads, "CPU threads for the network (0: all cores)")->capture_default_str();
   cmd->add_option("--device", flags.device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_flag("--tta", flags.tta,
-                "score each " + item + " in its 8 dihedral views (rotations, mirrors) and average; 8x the time");
+  add_tta_flag(cmd, flags.views,
+               "score each " + item + " in N of its dihedral views and average, N times the time: --tta (N = 8) all " +
+                   "rotations and mirrors; --tta=2 the " + item +
+                   " and its mirror (most of the gain); --tta=4 also the half turn");
   cmd->add_flag(
       "--amp", flags.amp,
       "score in bfloat16 (faster on recent GPUs and on CPUs with AMX, slower on CPUs without; probabilities within about 0.01)");

@@ -67,6 +67,31 @@ def test_predict_equals_the_command_line(trained, synth, tmp_path):
     run_cli("predict", out / "best.pt", synth / "test", "--out", tmp_path / "t.csv", "--tta")
     cli = read_submission(tmp_path / "t.csv")
     assert np.abs(tta - np.array([cli[i] for i in ids])).max() <= 1e-6
+    assert np.array_equal(model.predict(images, tta=8, batch=7), tta) and np.array_equal(model.predict(images, tta=1), probs)
+    # two views, the patch and its left-right mirror, as predict --tta=2 (given before the data:
+    # the flag takes a count only after '=' and leaves the checkpoint and data alone)
+    two = model.predict(images, tta=2)
+    mirrored = model.predict(np.ascontiguousarray(images[:, :, ::-1]))
+    assert np.abs(two - (probs + mirrored) / 2).max() <= 1e-6
+    assert np.abs(two - probs).max() > 1e-4, "the views agree; the comparison would prove nothing"
+    run_cli("predict", "--tta=2", out / "best.pt", synth / "test", "--out", tmp_path / "t2.csv")
+    cli = read_submission(tmp_path / "t2.csv")
+    assert np.abs(two - np.array([cli[i] for i in ids])).max() <= 1e-6
+
+
+def test_tta_takes_true_false_or_a_number_of_views(trained, synth, tmp_path):
+    import subprocess
+    model, out = trained
+    images, _, _ = histoscan.read_patches(synth / "test", limit=4)
+    with pytest.raises(ValueError, match="1, 2, 4 or 8; got 3"):
+        model.predict(images, tta=3)
+    with pytest.raises(TypeError, match="got str"):
+        model.predict(images, tta="2")
+    assert np.array_equal(model.predict(images, tta=np.int64(2)), model.predict(images, tta=2))
+    r = subprocess.run([os.environ["HISTOSCAN_BINARY"], "predict", str(out / "best.pt"), str(synth / "test"), "--tta=3",
+                        "--out", str(tmp_path / "t3.csv")], capture_output=True, text=True)
+    assert r.returncode == 2 and "--tta" in r.stderr and "1, 2, 4 or 8" in r.stderr, r.stderr
+    assert not (tmp_path / "t3.csv").exists()
 
 
 def test_predict_takes_strided_arrays_and_no_patches(trained, synth):

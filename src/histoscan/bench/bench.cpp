@@ -342,9 +342,9 @@ torch::nn::Sequential inference_net(const BenchRun& b, bool amp) {
 
 // The median time to score the store with `net`, after one warm-up batch.
 double inference_seconds(const BenchRun& b, torch::nn::Sequential& net, bool amp, int cpu_rows = predict::kCpuInferenceRows) {
-  predict::predict_logits(net, b.store.pixels.data(), std::min<std::size_t>(b.n, 256), 256, b.device, false, amp, cpu_rows);
+  predict::predict_logits(net, b.store.pixels.data(), std::min<std::size_t>(b.n, 256), 256, b.device, 1, amp, cpu_rows);
   return median_seconds(b.o.runs,
-                        [&] { predict::predict_logits(net, b.store.pixels.data(), b.n, 256, b.device, false, amp, cpu_rows); });
+                        [&] { predict::predict_logits(net, b.store.pixels.data(), b.n, 256, b.device, 1, amp, cpu_rows); });
 }
 
 // Decoding into the store; the store itself is kept for the other stages.

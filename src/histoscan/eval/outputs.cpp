@@ -82,6 +82,9 @@ ReportInput report_input(const ModelResult& r, const std::string& data) {
     in.summary.push_back({"trained with", r.meta["training"]["command"].get<std::string>()});
   if (r.meta.contains("epoch")) in.summary.push_back({"epoch", r.meta["epoch"].dump()});
   in.summary.push_back({"evaluated on", data});
+  if (r.views > 1)
+    in.summary.push_back(
+        {"scored", "mean probability of " + std::to_string(r.views) + " dihedral views (--tta=" + std::to_string(r.views) + ")"});
   in.summary.push_back({"patches", std::to_string(s.n) + " (" + std::to_string(s.negatives) + " normal, " +
                                        std::to_string(s.positives) + " tumour)"});
   in.summary.push_back({"created", now_text()});
@@ -115,6 +118,7 @@ void write_model_outputs(const fs::path& dir, const ModelResult& r, const data::
   metrics["checkpoint"] = r.name;
   metrics["data"] = data;
   if (!r.meta.empty()) metrics["model"] = r.meta.value("model", "");
+  if (r.views > 0) metrics["tta_views"] = r.views;
   write_file_atomic(dir / "metrics.json", [&](std::ostream& f) { f << metrics.dump(2) << '\n'; });
   write_file_atomic(dir / "predictions.csv", [&](std::ostream& f) {
     f << "id,label,probability\n";

@@ -23,6 +23,7 @@ struct ModelResult {
   std::vector<int> labels;
   std::vector<double> probs;
   Summary summary;
+  int views = 0;  // dihedral views averaged per patch (1: as it is; 2, 4, 8: --tta); 0: not scored here (`metrics`)
 };
 
 // Writes dir/{metrics.json, predictions.csv, roc.png, pr.png, confusion.png,

@@ -167,7 +167,7 @@ struct ExportJob {
 void write_torchscript(const ExportJob& job, const fs::path& out, ExportResult& r) {
   r.output = "N tumour probabilities";
   AtomicPath file(out);
-  save_torchscript(job.layers, job.meta, file.temp(), ScriptOutput::probability, job.o.tta);
+  save_torchscript(job.layers, job.meta, file.temp(), ScriptOutput::probability, job.o.views);
   auto loaded = torch::jit::load(file.temp().string(), torch::Device(torch::kCPU));
   c10::InferenceMode guard;
   r.max_difference = job.checked(max_difference(job.reference, loaded.forward({job.x}).toTensor()));
@@ -177,11 +177,11 @@ void write_torchscript(const ExportJob& job, const fs::path& out, ExportResult& 
 void write_wsinfer(const ExportJob& job, const fs::path& out, ExportResult& r) {
   r.output = "N x 2 logits [normal, tumor] (softmax gives the probabilities)";
   TempDir dir(out);
-  save_torchscript(job.layers, job.meta, dir.path() / "torchscript_model.pt", ScriptOutput::two_logits, job.o.tta);
+  save_torchscript(job.layers, job.meta, dir.path() / "torchscript_model.pt", ScriptOutput::two_logits, job.o.views);
   write_file_atomic(dir.path() / "config.json", [&](std::ostream& f) { f << wsinfer_config(job.o.mpp).dump(2) << "\n"; });
   // Checked as histoscan reads a model made elsewhere (what WSInfer and QuPath do: softmax).
   auto loaded = load_foreign_model({dir.path() / "torchscript_model.pt", dir.path() / "config.json"});
-  auto logits = predict::predict_logits(loaded.net, job.store.pixels.data(), job.store.size(), 256, torch::kCPU, false, false);
+  auto logits = predict::predict_logits(loaded.net, job.store.pixels.data(), job.store.size(), 256, torch::kCPU, 1, false);
   r.max_difference = job.checked(max_difference(job.reference, torch::sigmoid(torch::tensor(logits))));
   replace_folder(dir, out);
 }
@@ -199,8 +199,9 @@ void write_onnx(const ExportJob& job, const fs::path& out, ExportResult& r) {
 
 ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, const ExportOptions& o) {
   const fs::path out = out_arg.has_filename() ? out_arg : out_arg.parent_path();
-  if (o.format == ExportFormat::onnx && o.tta)
-    throw InputError("--tta: the ONNX export scores one view; use --format torchscript or wsinfer to fold the 8 views in");
+  predict::check_views(o.views);
+  if (o.format == ExportFormat::onnx && o.views > 1)
+    throw InputError("--tta: the ONNX export scores one view; use --format torchscript or wsinfer to fold the views in");
   if (!(o.mpp > 0)) throw InputError("--mpp must be a positive number of micrometres per pixel");
   check_export_target(out, checkpoint, o);
   auto ckpt = model::load_checkpoint(checkpoint);
@@ -219,11 +220,12 @@ ExportResult export_model(const fs::path& checkpoint, const fs::path& out_arg, c
   auto store = train::synthetic_patches(static_cast<std::size_t>(std::max(1, o.check_patches)), 7);
   const auto device = predict::prepare_inference(ckpt.net, "cpu", false);
   const auto reference =
-      predict::sigmoid(predict::predict_logits(ckpt.net, store.pixels.data(), store.size(), 256, device, o.tta, false));
+      predict::sigmoid(predict::predict_logits(ckpt.net, store.pixels.data(), store.size(), 256, device, o.views, false));
   const auto layers = describe_network(ckpt.net, model_name);
 
   nlohmann::json meta = ckpt.meta;
-  meta["export"] = {{"format", format_name(o.format)}, {"tta", o.tta}, {"by", model::version_info()}};
+  meta["export"] = {
+      {"format", format_name(o.format)}, {"tta", o.views > 1}, {"tta_views", o.views}, {"by", model::version_info()}};
   ExportResult r;
   r.written = out;
   r.checked = static_cast<int>(store.size());

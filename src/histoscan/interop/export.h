@@ -12,7 +12,7 @@ enum class ExportFormat { torchscript, wsinfer, onnx };
 
 struct ExportOptions {
   ExportFormat format = ExportFormat::torchscript;
-  bool tta = false;    // fold the 8 dihedral views into the model (torchscript, wsinfer)
+  int views = 1;       // dihedral views folded into the model (--tta: 2, 4 or 8; torchscript, wsinfer)
   double mpp = 0.972;  // µm per pixel of the patches the network was trained on (wsinfer's spacing_um_px)
   bool overwrite = false;
   int check_patches = 64;  // synthetic patches the exported model is compared on

@@ -99,7 +99,7 @@ class Emitter {
   int next_ = 0;
 };
 
-std::string source(const std::vector<Layer>& layers, ScriptOutput output, bool tta, torch::jit::Module* module) {
+std::string source(const std::vector<Layer>& layers, ScriptOutput output, int views, torch::jit::Module* module) {
   std::ostringstream s;
   s << "def logit(self, x: Tensor) -> Tensor:\n"
        "        # the network on standardized N x 3 x 96 x 96 input: N x 1 logits of tumour\n";
@@ -119,17 +119,23 @@ std::string source(const std::vector<Layer>& layers, ScriptOutput output, bool t
        "        # oneDNN's convolutions then sum in histoscan's order (within 1e-7 of its probabilities;\n"
        "        # NCHW: 1e-5)\n"
        "        x = self.standardize(x.float().contiguous(memory_format=2))\n";
-  if (!tta) {
+  if (views == 1) {
     s << "        z = self.logit(x)\n";
     if (output == ScriptOutput::probability) s << "        return torch.sigmoid(z).reshape([-1])\n";
   } else {
-    s << "        # the mean probability of the 8 dihedral views (4 rotations, each also mirrored)\n"
-         "        p = torch.sigmoid(self.logit(x)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(x, [3]))).reshape([-1])\n"
-         "        for k in range(1, 4):\n"
-         "            v = torch.rot90(x, k, [2, 3])\n"
-         "            p = p + torch.sigmoid(self.logit(v)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(v, "
-         "[3]))).reshape([-1])\n"
-         "        p = p / 8\n";
+    // histoscan's views in its order (predict_logits): views / 2 turns a quarter apart, each
+    // also mirrored left-right.
+    const int step = 4 / (views / 2);
+    s << "        # the mean probability of " << views << " dihedral views (" << views / 2
+      << " turns, each also mirrored)\n"
+         "        p = torch.sigmoid(self.logit(x)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(x, [3]))).reshape([-1])\n";
+    if (step < 4)
+      s << "        for k in range(" << step << ", 4, " << step
+        << "):\n"
+           "            v = torch.rot90(x, k, [2, 3])\n"
+           "            p = p + torch.sigmoid(self.logit(v)).reshape([-1]) + torch.sigmoid(self.logit(torch.flip(v, "
+           "[3]))).reshape([-1])\n";
+    s << "        p = p / " << views << "\n";
     if (output == ScriptOutput::probability) {
       s << "        return p\n";
     } else {
@@ -144,9 +150,9 @@ std::string source(const std::vector<Layer>& layers, ScriptOutput output, bool t
 }  // namespace
 
 void save_torchscript(const std::vector<Layer>& layers, const nlohmann::json& meta, const fs::path& path, ScriptOutput output,
-                      bool tta) {
+                      int views) {
   torch::jit::Module module(c10::QualifiedName("__torch__.histoscan.TumourModel"));
-  const std::string code = source(layers, output, tta, &module);
+  const std::string code = source(layers, output, views, &module);
   module.register_attribute("histoscan_metadata", c10::StringType::get(), meta.dump());
   module.define(code);
   module.eval();

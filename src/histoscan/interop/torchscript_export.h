@@ -25,10 +25,10 @@ enum class ScriptOutput {
 };
 
 // Writes the model to `path` atomically. `meta` (the checkpoint's metadata, with an "export"
-// entry added) is kept as the string attribute `histoscan_metadata`. With tta, forward averages
-// the probabilities of the 8 dihedral views (as --tta does).
+// entry added) is kept as the string attribute `histoscan_metadata`. With views > 1, forward
+// averages the probabilities of that many dihedral views, the ones --tta=N scores.
 void save_torchscript(const std::vector<Layer>& layers, const nlohmann::json& meta, const fs::path& path, ScriptOutput output,
-                      bool tta);
+                      int views);
 
 // WSInfer's model config (wsinfer/schemas/model-config.schema.json) for a histoscan network:
 // 2 classes [normal, tumor] over softmax, 96 px patches at `mpp` µm/px, transform

@@ -11,16 +11,16 @@ namespace histoscan::pipeline {
 using namespace eval;
 
 std::vector<double> score_store(model::Checkpoint& checkpoint, const data::PatchStore& store, const std::string& device,
-                                int batch, bool tta, bool amp) {
+                                int batch, int views, bool amp) {
   c10::Device dev = predict::prepare_inference(checkpoint.net, device, amp);
   std::vector<std::uint8_t> recoloured;
   const auto* pixels = data::normalized_patches(data::stain_of_model(checkpoint.meta, "checkpoint"), store.pixels.data(),
                                                 store.size(), recoloured);
-  return predict::sigmoid(predict::predict_logits(checkpoint.net, pixels, store.size(), batch, dev, tta, amp));
+  return predict::sigmoid(predict::predict_logits(checkpoint.net, pixels, store.size(), batch, dev, views, amp));
 }
 
 ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& checkpoint, const data::PatchStore& store,
-                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch, bool tta,
+                                const std::string& device, SummaryOptions options, bool cutoff_given, int batch, int views,
                                 bool amp) {
   for (int l : store.labels)
     if (l != 0 && l != 1) throw InputError("evaluate needs labelled data; some patches have no label");
@@ -31,7 +31,8 @@ ModelResult evaluate_checkpoint(const std::string& path, model::Checkpoint& chec
   if (fs::exists(history)) r.history_csv = history;
   r.ids = store.ids;
   r.labels = store.labels;
-  r.probs = score_store(checkpoint, store, device, batch, tta, amp);
+  r.probs = score_store(checkpoint, store, device, batch, views, amp);
+  r.views = views;
   if (!cutoff_given) options.cutoff = {CutoffRule::threshold, model::saved_threshold(checkpoint.meta)};
   r.summary = summarize(r.labels, r.probs, options);
   return r;

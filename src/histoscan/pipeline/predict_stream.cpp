@@ -49,7 +49,7 @@ StreamResult predict_to_csv(torch::nn::Sequential& net, const data::PatchIndex& 
     if (start + batch < n) next = std::async(std::launch::async, load_chunk, start + batch);
     result.skipped.insert(result.skipped.end(), skipped.begin(), skipped.end());
     auto probs = predict::sigmoid(
-        predict::predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.tta, options.amp));
+        predict::predict_logits(net, store.pixels.data(), store.size(), options.batch, device, options.views, options.amp));
     for (std::size_t i = 0; i < store.size(); ++i) {
       if (options.binary_threshold >= 0) std::snprintf(buf, sizeof buf, "%d", probs[i] >= options.binary_threshold ? 1 : 0);
       else std::snprintf(buf, sizeof buf, "%.6f", probs[i]);

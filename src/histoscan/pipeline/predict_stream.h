@@ -22,7 +22,7 @@ struct StreamOptions {
   bool skip_bad = false;
   bool progress = true;
   double binary_threshold = -1;  // >= 0: write 0/1 labels (probability >= threshold) instead of probabilities
-  bool tta = false;              // average over the 8 dihedral views
+  int views = 1;                 // dihedral views averaged per patch (--tta: 2, 4 or 8)
   bool amp = false;              // bfloat16 (model::forward); the network from prepare_inference
   data::StainReference stain;    // the checkpoint's stain normalization, applied as each batch is decoded
 };

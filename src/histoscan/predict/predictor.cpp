@@ -35,7 +35,8 @@ c10::Device prepare_inference(torch::nn::Sequential& net, const std::string& dev
 }
 
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device, bool tta, bool amp, int cpu_rows) {
+                                  c10::Device device, int views, bool amp, int cpu_rows) {
+  check_views(views);
   net->eval();
   c10::InferenceMode guard;
   const bool foreign = interop::is_foreign(net);
@@ -69,16 +70,20 @@ std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t
     // A model made elsewhere takes [0, 1] (its config's Normalize is inside ForeignModel).
     auto x = foreign ? model::to_float_channels_last(u8) : model::preprocess(u8);
     torch::Tensor logits;
-    if (!tta) {
+    if (views == 1) {
       logits = model::forward(net, x, device, amp).reshape({b});
     } else {
+      // views / 2 turns a quarter apart (1: none; 2: none and the half turn; 4: all), each also
+      // mirrored left-right: the first 2, 4 or 8 views nest, and each set is a group.
+      const int64_t turns = views / 2;
       auto mean = torch::zeros({b}, x.options());
-      for (int64_t k = 0; k < 4; ++k) {
+      for (int64_t t = 0; t < turns; ++t) {
+        const int64_t k = t * (4 / turns);
         auto view = k == 0 ? x : torch::rot90(x, k, {2, 3});
         mean += torch::sigmoid(model::forward(net, view, device, amp).reshape({b}));
         mean += torch::sigmoid(model::forward(net, view.flip({3}), device, amp).reshape({b}));
       }
-      mean = (mean / 8).clamp(1e-7, 1 - 1e-7);
+      mean = (mean / views).clamp(1e-7, 1 - 1e-7);
       logits = torch::log(mean) - torch::log1p(-mean);
     }
     if (gpu) {

@@ -9,6 +9,7 @@
 #include <torch/nn/modules/container/sequential.h>
 
 #include "histoscan/data/store.h"
+#include "histoscan/predict/views.h"
 
 namespace histoscan::predict {
 
@@ -35,11 +36,16 @@ inline constexpr int kCpuInferenceRows = 16;
 // Logits of n patches (27,648 RGB bytes each, contiguous at pixels), in eval mode without
 // autograd, `batch` at a time (on the CPU, at most cpu_rows at a time). The network must
 // already be on `device`. With amp, through model::forward (bfloat16 but for the last layer;
-// prepare_inference may have converted the network). Logits are float32. With tta, each
-// patch is scored in its 8 dihedral views (4 rotations, each also mirrored: tissue has no
-// up or left) and the logit of their mean probability is returned; 8 times the work.
+// prepare_inference may have converted the network). Logits are float32. With views > 1
+// (--tta), each patch is scored in that many of its dihedral views (tissue has no up or left)
+// and the logit of their mean probability is returned, views times the work: 2 is the patch
+// and its left-right mirror, 4 adds the half turn and its mirror, 8 all four quarter turns,
+// each mirrored. Any other count is refused (InputError).
 std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
-                                  c10::Device device, bool tta = false, bool amp = false, int cpu_rows = kCpuInferenceRows);
+                                  c10::Device device, int views = 1, bool amp = false, int cpu_rows = kCpuInferenceRows);
+// views was a bool (--tta on or off) until --tta took a count: `true` would now mean 1 view.
+std::vector<float> predict_logits(torch::nn::Sequential& net, const std::uint8_t* pixels, std::size_t n, int batch,
+                                  c10::Device device, bool views, bool amp = false, int cpu_rows = kCpuInferenceRows) = delete;
 
 // 1 / (1 + exp(-logit)) of each.
 std::vector<double> sigmoid(const std::vector<float>& logits);

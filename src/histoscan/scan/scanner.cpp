@@ -119,7 +119,8 @@ ScoreStats score_tiles(torch::nn::Sequential& net, c10::Device device, slide::Sc
   auto run_batch = [&] {
     if (batch_cells.empty()) return;
     data::normalize_stain(o.stain, batch.data(), data::kPatchBytes / 3, batch_cells.size());
-    auto probs = predict::sigmoid(predict::predict_logits(net, batch.data(), batch_cells.size(), o.batch, device, o.tta, o.amp));
+    auto probs =
+        predict::sigmoid(predict::predict_logits(net, batch.data(), batch_cells.size(), o.batch, device, o.views, o.amp));
     for (std::size_t k = 0; k < batch_cells.size(); ++k) plan.grid.probability[batch_cells[k]] = static_cast<float>(probs[k]);
     stats.scored += batch_cells.size();
     batch_cells.clear();

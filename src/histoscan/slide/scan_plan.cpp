@@ -9,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "histoscan/data/image_io.h"
+#include "histoscan/predict/views.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
@@ -22,6 +23,7 @@ void check_scan_options(const ScanOptions& o) {
   if (o.tissue_threshold > 255)
     throw InputError("--tissue-threshold " + format_number(o.tissue_threshold) + ": must be 0 to 255 (HSV saturation)");
   if (o.batch < 1) throw InputError("--batch: must be at least 1");
+  predict::check_views(o.views);
   if (o.readers < 1) throw InputError("--readers: must be at least 1");
   if (o.thumbnail < 64) throw InputError("--thumbnail: must be at least 64 pixels");
   if (o.top_k < 1) throw InputError("--top-k: must be at least 1");
@@ -208,7 +210,8 @@ nlohmann::json write_scan_outputs(const fs::path& out_dir, ScanPlan& plan, const
       {"scan_seconds", scan_seconds},
       {"write_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count()},
       {"tiles_per_second", scan_seconds > 0 ? double(scored) / scan_seconds : 0.0},
-      {"tta", o.tta},
+      {"tta", o.views > 1},
+      {"tta_views", o.views},
       {"readers", o.readers},
       {"batch", o.batch},
       {"peak_rss_mib", peak_rss_mib()},

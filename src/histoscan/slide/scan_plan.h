@@ -33,7 +33,7 @@ struct ScanOptions {
   int smooth = 2;          // heatmap, regions, area and call use the mean over (2 smooth + 1)^2 cells
   bool progress = true;
   bool overwrite = false;      // write into a non-empty out_dir
-  bool tta = false;            // average each tile over its 8 dihedral views
+  int views = 1;               // dihedral views averaged per tile (--tta: 2, 4 or 8)
   bool amp = false;            // bfloat16 (model::forward); the network from prepare_inference
   data::StainReference stain;  // the checkpoint's stain normalization, applied to each tile
   // A cohort asks more of a slide than one scan does: what a single scan only warns about

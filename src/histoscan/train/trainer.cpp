@@ -391,9 +391,8 @@ class Loop {
   }
 
   EpochRecord validate(double seconds) {
-    auto val_logits = group_
-                          ? distributed_logits()
-                          : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_, false, config_.amp);
+    auto val_logits = group_ ? distributed_logits()
+                             : predict::predict_logits(net_, valid_.pixels.data(), valid_.size(), 256, device_, 1, config_.amp);
     auto val_probs = predict::sigmoid(val_logits);
     EpochRecord r;
     r.epoch = state_.epoch;
@@ -429,7 +428,7 @@ class Loop {
     dist::broadcast_buffers(net_, *group_);
     const std::size_t n = valid_.size();
     auto [begin, end] = dist::shard(n, group_->rank(), group_->size());
-    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_, false,
+    auto mine = predict::predict_logits(net_, valid_.pixels.data() + begin * data::kPatchBytes, end - begin, 256, device_, 1,
                                         config_.amp);
     return dist::gather_shards(mine, n, *group_);
   }

@@ -1,0 +1,21 @@
+#pragma once
+// --tta's view counts, without LibTorch: scan's option checks and the command line use them.
+#include <string>
+
+#include "histoscan/util/error.h"
+
+namespace histoscan::predict {
+
+// The dihedral views --tta averages (predict_logits): 1 (the patch as it is), 2 (with its
+// left-right mirror), 4 (also the half turn and its mirror), 8 (all four quarter turns, each
+// mirrored; --tta alone).
+inline constexpr int kAllViews = 8;
+
+// Throws InputError naming --tta unless views is 1, 2, 4 or 8.
+inline void check_views(int views) {
+  if (views != 1 && views != 2 && views != 4 && views != 8)
+    throw InputError("--tta=" + std::to_string(views) +
+                     ": expected 1, 2, 4 or 8 views (--tta alone: 8; --tta=2: the patch and its mirror)");
+}
+
+}  // namespace histoscan::predict
