@@ -105,6 +105,34 @@ TEST(ResNet, SeesOnlyTheCentreCropAndCountsItsResidualBlocks) {
   EXPECT_THROW(model::make_model("resnet", {{"depth", 3}}), InputError);
 }
 
+TEST(ResNet, BlocksPerStageAddExactlyThoseBlocks) {
+  // blocks=1,1,1,2: one more block of two 3x3 convolutions, 256 to 256 channels, on the last
+  // stage's side (crop 64: 4 x 4); its parameters are those convolutions and their BatchNorms.
+  auto one = model::make_model("resnet");
+  auto last = model::make_model("resnet", {{"blocks", "1,1,1,2"}});
+  auto params = [](const torch::nn::Sequential& net) {
+    int64_t n = 0;
+    for (const auto& p : net->parameters()) n += p.numel();
+    return n;
+  };
+  EXPECT_EQ(params(last) - params(one), 2 * (256 * 256 * 9 + 2 * 256));
+  EXPECT_DOUBLE_EQ(model::flops_per_patch(last) - model::flops_per_patch(one), 2.0 * 2 * 256 * 256 * 9 * 4 * 4);
+  auto x = torch::randn({2, 3, 96, 96});
+  last->eval();
+  EXPECT_EQ(last->forward(x).sizes(), (std::vector<int64_t>{2, 1}));
+  auto all_two = model::make_model("resnet", {{"blocks", "2,2,2,2"}});
+  auto two = model::make_model("resnet", {{"blocks", 2}});
+  EXPECT_EQ(params(all_two), params(two)) << "2,2,2,2 is blocks=2";
+  for (const char* bad : {"1,1,1", "1,1,1,2,1", "1,1,1,5", "1,1,1,0", "1;1;1;2", "1,1,1,2,", "11,1,1"}) {
+    try {
+      model::make_model("resnet", {{"blocks", bad}});
+      ADD_FAILURE() << "blocks=" << bad << " was taken";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("1,1,1,2"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(ResNet, CheckpointRoundTripKeepsItsOutputs) {
   TempDir dir;
   torch::manual_seed(5);

@@ -46,7 +46,7 @@ torch::nn::Sequential resnet(const ResNetOptions& o) {
   int64_t in = o.width;
   for (int stage = 0; stage < 4; ++stage) {
     const int64_t out = o.width << stage;
-    for (int64_t b = 0; b < o.blocks; ++b) {
+    for (int64_t b = 0; b < o.blocks[static_cast<std::size_t>(stage)]; ++b) {
       net->push_back(BasicBlock(in, out, b == 0 ? 2 : 1));
       in = out;
     }
@@ -58,6 +58,28 @@ torch::nn::Sequential resnet(const ResNetOptions& o) {
   return net;
 }
 
+namespace {
+
+// "1,1,1,2": four stages' block counts, each 1 to 4. False (blocks untouched) for anything else.
+bool stage_blocks(const std::string& text, std::array<int64_t, 4>& blocks) {
+  // Exactly "d,d,d,d": seven characters, digits 1 to 4 at the even places, commas between.
+  if (text.size() != 2 * blocks.size() - 1) return false;
+  std::array<int64_t, 4> parsed{};
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (i % 2 == 1) {
+      if (text[i] != ',') return false;
+    } else if (text[i] < '1' || text[i] > '4') {
+      return false;
+    } else {
+      parsed[i / 2] = text[i] - '0';
+    }
+  }
+  blocks = parsed;
+  return true;
+}
+
+}  // namespace
+
 torch::nn::Sequential resnet_from_options(const nlohmann::json& options) {
   ResNetOptions o;
   for (const auto& [key, value] : options.items()) {
@@ -66,14 +88,16 @@ torch::nn::Sequential resnet_from_options(const nlohmann::json& options) {
     else if (key == "width" && integer && value.get<int64_t>() >= 4 && value.get<int64_t>() <= 128)
       o.width = value.get<int64_t>();
     else if (key == "blocks" && integer && value.get<int64_t>() >= 1 && value.get<int64_t>() <= 4)
-      o.blocks = value.get<int64_t>();
+      o.blocks.fill(value.get<int64_t>());
+    else if (key == "blocks" && value.is_string() && stage_blocks(value.get<std::string>(), o.blocks)) continue;
     else if (key == "dropout" && value.is_number() && value.get<double>() >= 0 && value.get<double>() < 1)
       o.dropout = value.get<double>();
     else if (key == "input_norm" && value.is_string() && (value == "image" || value == "channel"))
       o.input_norm = value.get<std::string>();
     else
       throw InputError("model option " + key + "=" + value.dump() +
-                       ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4), dropout "
+                       ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4, or four such for the stages: "
+                       "1,1,1,2), dropout "
                        "(0 to below 1) and input_norm (image or channel)");
   }
   return resnet(o);

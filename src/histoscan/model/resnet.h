@@ -10,6 +10,7 @@
 // first layer standardizes each image's R, G and B apart (InstanceNorm2d without parameters,
 // over the whole 96 x 96 before the crop): a patch whose stain shifts or scales a channel looks
 // the same to the rest of the network, in training and in every use of the checkpoint.
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -44,9 +45,11 @@ class BasicBlockImpl : public torch::nn::Module {
 TORCH_MODULE(BasicBlock);
 
 struct ResNetOptions {
-  int64_t crop = 64;     // centre pixels kept (96: the whole patch)
-  int64_t width = 32;    // channels of the stem and first stage; doubled at each later stage
-  int64_t blocks = 1;    // basic blocks per stage
+  int64_t crop = 64;   // centre pixels kept (96: the whole patch)
+  int64_t width = 32;  // channels of the stem and first stage; doubled at each later stage
+  // Basic blocks in each of the four stages (sides 48, 24, 12 and 6 at crop 96). The option
+  // blocks=N gives every stage N; blocks=1,1,1,2 (a string) one stage each.
+  std::array<int64_t, 4> blocks = {1, 1, 1, 1};
   double dropout = 0.2;  // before the linear layer
   // "image": the input as preprocessed (each image standardized over all its channels);
   // "channel": each channel of each image standardized again apart (see above).
