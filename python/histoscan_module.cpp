@@ -44,7 +44,7 @@ int views_of(const py::handle& tta) {
   if (py::isinstance<py::bool_>(tta)) return tta.cast<bool>() ? predict::kAllViews : 1;
   if (PyIndex_Check(tta.ptr())) {
     const auto views = py::reinterpret_steal<py::int_>(PyNumber_Index(tta.ptr())).cast<long long>();
-    if (views == 1 || views == 2 || views == 4 || views == 8) return static_cast<int>(views);
+    if (predict::is_view_count(views)) return static_cast<int>(views);
     throw py::value_error("tta must be False, True or a number of views, 1, 2, 4 or 8; got " + std::to_string(views));
   }
   throw py::type_error("tta must be False, True or a number of views, 1, 2, 4 or 8; got " +

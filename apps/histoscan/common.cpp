@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "histoscan/model/builtin.h"
+#include "histoscan/predict/views.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
 #include "histoscan/util/parallel.h"
@@ -41,7 +42,8 @@ CLI::Option* add_tta_flag(CLI::App* cmd, int& views, const std::string& help) {
                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
                   ->check(CLI::Validator(
                       [](std::string& value) -> std::string {
-                        if (value == "1" || value == "2" || value == "4" || value == "8") return {};
+                        int n = 0;
+                        if (CLI::detail::lexical_cast(value, n) && predict::is_view_count(n)) return {};
                         return value + " is not a number of views; give --tta (all 8) or --tta=1, 2, 4 or 8";
                       },
                       ""))

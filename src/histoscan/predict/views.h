@@ -11,9 +11,13 @@ namespace histoscan::predict {
 // mirrored; --tta alone).
 inline constexpr int kAllViews = 8;
 
-// Throws InputError naming --tta unless views is 1, 2, 4 or 8.
+// Whether views is a count --tta takes: 1, 2, 4 or 8. The one test of the set, for the library,
+// the command line and Python.
+inline constexpr bool is_view_count(long long views) { return views == 1 || views == 2 || views == 4 || views == 8; }
+
+// Throws InputError naming --tta unless is_view_count(views).
 inline void check_views(int views) {
-  if (views != 1 && views != 2 && views != 4 && views != 8)
+  if (!is_view_count(views))
     throw InputError("--tta=" + std::to_string(views) +
                      ": expected 1, 2, 4 or 8 views (--tta alone: 8; --tta=2: the patch and its mirror)");
 }
