@@ -17,6 +17,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
+#include "histoscan/model/symmetry.h"
 #include "histoscan/pipeline/evaluate.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/adam.h"
@@ -670,6 +671,92 @@ TEST(MemoryFormat, ChannelsLastTrainsAsNchwDoes) {
     EXPECT_NE(std::string(e.what()).find("--memory-format nhwc: expected auto, nchw or channels-last"), std::string::npos)
         << e.what();
   }
+}
+
+// --model-option symmetry=d4 (model/symmetry.h): the largest difference between the logits of
+// x and of its seven other dihedral views, through `net` in eval mode. On 33 x 33 every stride-2
+// grid (33, 17, 9, 5, 3) has a centre the views fix, so a tied network's views agree exactly
+// but for rounding.
+double dihedral_spread(torch::nn::Sequential& net, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const auto base = net->forward(x);
+  double worst = 0;
+  for (int g = 1; g < 8; ++g)
+    worst = std::max(worst, (net->forward(model::dihedral_view(x, g)) - base).abs().max().item<double>());
+  return worst;
+}
+
+TEST(Symmetry, TiedWeightsGiveOneLogitForAllEightViewsAndAdamKeepsThemTied) {
+  // The same random network each call, its running statistics apart for each orientation.
+  auto make = [] {
+    torch::manual_seed(21);
+    auto net = model::make_model("resnet", {{"width", 8}, {"symmetry", "d4"}});
+    net->train();
+    net->forward(torch::randn({8, 3, 33, 33}) * 2 + 1);
+    net->eval();
+    return net;
+  };
+  auto net = make();
+  const auto x = torch::randn({4, 3, 33, 33});
+  EXPECT_GT(dihedral_spread(net, x), 1e-3) << "untied, the views disagree";
+  model::DihedralTying tying(*net);
+  EXPECT_GT(tying.distance(), 1e-3);
+  EXPECT_EQ(tying.free_parameters(), (model::count_parameters(*net) - 1) / 8 + 1) << "an eighth, and the logit's bias";
+  tying.project_weights();
+  EXPECT_LT(tying.distance(), 1e-6);
+  EXPECT_LT(dihedral_spread(net, x), 1e-5);
+  // Adam on projected gradients takes equal steps along every orbit: the weights stay tied
+  // (BatchNorm in eval mode, so only the parameters move); on raw gradients they come apart.
+  auto steps = [&](bool project) {
+    auto moved = make();
+    model::DihedralTying tied(*moved);
+    tied.project_weights();
+    train::MultiTensorAdam adam(moved->parameters(), torch::optim::AdamOptions(0.01));
+    const auto target = torch::tensor({1.0F, -1.0F, 2.0F, 0.5F}).reshape({4, 1});
+    for (int step = 0; step < 3; ++step) {
+      adam.zero_grad();
+      (moved->forward(x + 0.1 * step) - target).pow(2).mean().backward();
+      if (project) tied.project_gradients();
+      adam.step();
+    }
+    return std::make_pair(tied.distance(), dihedral_spread(moved, x));
+  };
+  const auto [tied_distance, tied_spread] = steps(true);
+  EXPECT_LT(tied_distance, 1e-6);
+  EXPECT_LT(tied_spread, 1e-5);
+  const auto [raw_distance, raw_spread] = steps(false);
+  EXPECT_GT(raw_distance, 1e-3);
+  EXPECT_GT(raw_spread, 1e-4);
+}
+
+TEST(Symmetry, TrainingTiedSavesAnInvariantPlainResnetAndRefusesWhatItCannotTie) {
+  auto train = synth_store(64, 100), valid = synth_store(32, 500);
+  auto c = two_epoch_config("dihedral");
+  c.model = "resnet";
+  c.model_options = {{"width", 8}, {"symmetry", "d4"}};
+  TempDir dir;
+  auto run = train::train_model(train, valid, c, dir.path(), {});
+  ASSERT_EQ(run.history.size(), 2u);
+  EXPECT_LT(run.history[1].loss, run.history[0].loss) << "it learns";
+  auto ckpt = model::load_checkpoint(dir / "last.pt");
+  EXPECT_EQ(ckpt.meta["model_options"].value("symmetry", ""), "d4");
+  EXPECT_LT(model::DihedralTying(*ckpt.net).distance(), 1e-6) << "weights and running statistics tied";
+  ckpt.net->eval();
+  const auto x = torch::randn({4, 3, 33, 33});
+  EXPECT_LT(dihedral_spread(ckpt.net, x), 1e-4);
+  // The same run untied: its checkpoint's views disagree (so the bound above can fail).
+  c.model_options = {{"width", 8}};
+  TempDir plain_dir;
+  train::train_model(train, valid, c, plain_dir.path(), {});
+  auto plain = model::load_checkpoint(plain_dir / "last.pt");
+  plain.net->eval();
+  EXPECT_GT(dihedral_spread(plain.net, x), 1e-3);
+  const auto narrow = test::error_of([] { model::make_model("resnet", {{"width", 12}, {"symmetry", "d4"}}); });
+  EXPECT_NE(narrow.find("needs width a multiple of 8"), std::string::npos) << narrow;
+  EXPECT_THROW(model::make_model("seed-cnn", {{"symmetry", "d4"}}), InputError) << "resnet's option only";
+  torch::nn::Linear odd(10, 3);
+  const auto untieable = test::error_of([&] { model::DihedralTying tying(*odd); });
+  EXPECT_NE(untieable.find("symmetry=d4: weight [3, 10] has no axis of 8 orientations"), std::string::npos) << untieable;
 }
 
 // LibTorch 1.13's CPU gradient of a strided 1x1 convolution on fewer than 16 channels, in

@@ -12,6 +12,7 @@
 #include "histoscan/data/synth.h"
 #include "histoscan/model/builtin.h"
 #include "histoscan/model/registry.h"
+#include "histoscan/model/symmetry.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/util/atomic_file.h"
 #include "histoscan/util/log.h"
@@ -157,9 +158,13 @@ void add_models(CLI::App& app) {
       print_builtin_models();
       return;
     }
-    auto net = model::make_model(p->model, parse_model_options(p->options));  // an unknown name or option: one line
+    const auto options = parse_model_options(p->options);
+    auto net = model::make_model(p->model, options);  // an unknown name or option: one line
     for (const auto& m : model::list_models())
       if (m.name == p->model) print(m, net, p->options);
+    if (model::ties_dihedral(options))
+      std::cout << "  symmetry=d4 trains these weights tied, equivariant to quarter turns and mirror images: "
+                << model::DihedralTying(*net).free_parameters() << " free parameters\n";
   });
 }
 

@@ -94,12 +94,18 @@ torch::nn::Sequential resnet_from_options(const nlohmann::json& options) {
       o.dropout = value.get<double>();
     else if (key == "input_norm" && value.is_string() && (value == "image" || value == "channel"))
       o.input_norm = value.get<std::string>();
+    else if (key == "symmetry" && value.is_string() && (value == "none" || value == "d4")) o.symmetry = value.get<std::string>();
     else
       throw InputError("model option " + key + "=" + value.dump() +
                        ": resnet takes crop (16 to 96), width (4 to 128), blocks (1 to 4, or four such for the stages: "
                        "1,1,1,2), dropout "
-                       "(0 to below 1) and input_norm (image or channel)");
+                       "(0 to below 1), input_norm (image or channel) and symmetry (none or d4)");
   }
+  if (o.symmetry == "d4" && o.width % 8 != 0)
+    throw InputError(
+        "model option symmetry=\"d4\" needs width a multiple of 8 (each layer's channels are groups of 8 "
+        "orientations); width is " +
+        std::to_string(o.width));
   return resnet(o);
 }
 

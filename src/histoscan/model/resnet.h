@@ -54,6 +54,10 @@ struct ResNetOptions {
   // "image": the input as preprocessed (each image standardized over all its channels);
   // "channel": each channel of each image standardized again apart (see above).
   std::string input_norm = "image";
+  // "d4": trained with its weights tied so that it is equivariant to quarter turns and mirror
+  // images (model/symmetry.h; width a multiple of 8). The network built is the same either
+  // way: the option tells train to tie it, and a checkpoint records how it was trained.
+  std::string symmetry = "none";
 };
 
 torch::nn::Sequential resnet(const ResNetOptions& options = {});

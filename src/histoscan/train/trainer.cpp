@@ -24,6 +24,7 @@
 #include "histoscan/model/precision.h"
 #include "histoscan/model/preprocess.h"
 #include "histoscan/model/registry.h"
+#include "histoscan/model/symmetry.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/adam.h"
 #include "histoscan/train/schedule.h"
@@ -113,6 +114,10 @@ class Loop {
     // kernels, and tensor cores under --amp.
     net_->to(device_);
     if (channels_last_) model::use_channels_last(*net_);
+    if (model::ties_dihedral(config.model_options)) {
+      tying_ = std::make_unique<model::DihedralTying>(*net_);
+      tying_->tie_initial_weights();  // a resumed run loads its (tied) weights over these
+    }
     model::warn_if_amp_is_slow(device_, config.amp);
     if (optimizer_of(config) == Optimizer::sgd)
       opt_ =
@@ -203,8 +208,10 @@ class Loop {
         auto loss = torch::binary_cross_entropy_with_logits(logits, y);
         opt_->zero_grad();
         loss.backward();
+        tie_gradients();
         decay_weights();
         opt_->step();
+        tie_weights();
         torch::NoGradGuard no_grad;
         update_average();
         auto correct = ((logits >= 0).to(torch::kFloat32) == y).sum();
@@ -233,6 +240,16 @@ class Loop {
   // --weight-decay: decoupled decay before the optimizer's step, as torch.optim.AdamW does it:
   // every weight of two or more dimensions times 1 - lr * decay, at the step's scheduled lr.
   // Biases and BatchNorm's scales and shifts (one dimension) keep their values.
+  // symmetry=d4: the gradients projected onto the tied weights before the step, so Adam's
+  // moments and steps are equal along each orbit; after it the weights and BatchNorm's running
+  // statistics (which each orientation's batches moved apart) projected again.
+  void tie_gradients() {
+    if (tying_) tying_->project_gradients();
+  }
+  void tie_weights() {
+    if (tying_) tying_->project_weights();
+  }
+
   void decay_weights() {
     if (config_.weight_decay <= 0) return;
     torch::NoGradGuard no_grad;
@@ -362,8 +379,10 @@ class Loop {
       for (auto& p : net_->parameters()) p.mutable_grad() = torch::zeros_like(p);
     }
     reducer_->allreduce(*group_);
+    tie_gradients();
     decay_weights();
     opt_->step();
+    tie_weights();
     // HISTOSCAN_CHECK_RANKS=1 (tests, debugging): after every step each rank compares its
     // weights with rank 0's, bit for bit. (Buffers are rank 0's from the next step's broadcast
     // on, so parameters are compared.)
@@ -489,6 +508,7 @@ class Loop {
   bool writes_;  // rank 0, or the only process
   Schedule schedule_ = schedule_of(config_);
   std::unique_ptr<dist::GradientReducer> reducer_;  // data-parallel runs
+  std::unique_ptr<model::DihedralTying> tying_;     // --model-option symmetry=d4
   bool check_ranks_ = std::getenv("HISTOSCAN_CHECK_RANKS") != nullptr;
   std::mt19937_64 rng_;
   c10::Device device_;
