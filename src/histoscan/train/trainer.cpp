@@ -237,9 +237,6 @@ class Loop {
     return cosine_lr(config_.lr, t, config_.warmup_epochs * double(steps_), double(config_.epochs) * double(steps_));
   }
 
-  // --weight-decay: decoupled decay before the optimizer's step, as torch.optim.AdamW does it:
-  // every weight of two or more dimensions times 1 - lr * decay, at the step's scheduled lr.
-  // Biases and BatchNorm's scales and shifts (one dimension) keep their values.
   // symmetry=d4: the gradients projected onto the tied weights before the step, so Adam's
   // moments and steps are equal along each orbit; after it the weights and BatchNorm's running
   // statistics (which each orientation's batches moved apart) projected again.
@@ -250,6 +247,9 @@ class Loop {
     if (tying_) tying_->project_weights();
   }
 
+  // --weight-decay: decoupled decay before the optimizer's step, as torch.optim.AdamW does it:
+  // every weight of two or more dimensions times 1 - lr * decay, at the step's scheduled lr.
+  // Biases and BatchNorm's scales and shifts (one dimension) keep their values.
   void decay_weights() {
     if (config_.weight_decay <= 0) return;
     torch::NoGradGuard no_grad;
