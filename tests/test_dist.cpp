@@ -108,6 +108,28 @@ TEST_F(Dist, TwoRanksOnLoopbackTrainAsOneProcessWithTheSameGlobalBatch) {
   EXPECT_EQ(nlohmann::json::parse(test::read_text(*dir_ / "ddp/config.json")).at("world_size"), 2);
 }
 
+TEST_F(Dist, TwoRanksMixPairsAcrossTheirSharesAsOneProcess) {
+  // --mixup blends row i of the global batch with row b-1-i, for most rows the other rank's:
+  // each rank prepares the whole batch and trains on its share of the blend, so the weights
+  // end as one process's (the same settings as above, where the ranks match to 1e-5).
+  const std::vector<std::string> plain{"--epochs",    "2",   "--model-option", "batchnorm=false",
+                                       "--optimizer", "sgd", "--lr",           "0.01"};
+  auto mixed = plain;
+  mixed.insert(mixed.end(), {"--mixup", "0.4"});
+  ASSERT_EQ(test::wait_exit(test::spawn_cli(train_args(*dir_ / "mix_plain", plain), *dir_ / "mp.log")), 0)
+      << test::read_text(*dir_ / "mp.log");
+  ASSERT_EQ(test::wait_exit(test::spawn_cli(train_args(*dir_ / "mix_single", mixed), *dir_ / "ms.log")), 0)
+      << test::read_text(*dir_ / "ms.log");
+  auto [c0, c1] =
+      run_two(train_args(*dir_ / "mix_ddp", mixed), train_args(*dir_ / "mix_ddp", mixed), *dir_ / "m0.log", *dir_ / "m1.log");
+  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "m0.log");
+  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "m1.log");
+  EXPECT_LT(max_weight_difference(*dir_ / "mix_single/last.pt", *dir_ / "mix_ddp/last.pt"), 1e-5);
+  // 8 small SGD steps: the blend moves the weights 3.5e-4 from the plain run's (measured).
+  EXPECT_GT(max_weight_difference(*dir_ / "mix_single/last.pt", *dir_ / "mix_plain/last.pt"), 1e-4) << "mixup trains otherwise";
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(*dir_ / "mix_ddp/config.json")).at("mixup"), 0.4);
+}
+
 TEST_F(Dist, SyncBatchNormStepsAsOneProcessOverTheWholeBatch) {
   // seed-cnn's 13 BatchNorm layers amplify rounding differences from step to step (its
   // gradients at initialisation are ill-conditioned), so one step is compared: the whole

@@ -356,6 +356,50 @@ TEST(Transforms, HedJitterIsSeededKeepsColoursAtStrengthZeroAndVariesStainAmount
   EXPECT_LT((cl - one).abs().max().item<double>(), 1e-5);
 }
 
+// --mixup: one weight per batch, max(u, 1 - u) of a Beta(alpha, alpha) draw, and rows i and
+// n-1-i blended with it, patches and targets alike, in the batch's own layout.
+TEST(Transforms, MixupBlendsRowIWithRowNMinus1MinusIAndTheirTargetsAlike) {
+  // Beta(1, 1) is uniform, so max(u, 1 - u) is uniform on [0.5, 1]: mean 3/4, variance 1/48.
+  std::mt19937_64 rng(7);
+  const int n = 20000;
+  double sum = 0, squares = 0, lowest = 1, highest = 0;
+  for (int i = 0; i < n; ++i) {
+    const double w = train::mixup_weight(1.0, rng);
+    sum += w, squares += w * w, lowest = std::min(lowest, w), highest = std::max(highest, w);
+  }
+  const double mean = sum / n;
+  EXPECT_NEAR(mean, 0.75, 0.005);  // the mean's standard error: 0.001
+  EXPECT_NEAR(squares / n - mean * mean, 1.0 / 48, 0.001);
+  EXPECT_GE(lowest, 0.5);
+  EXPECT_LE(highest, 1.0);
+  EXPECT_LT(lowest, 0.51);
+  EXPECT_GT(highest, 0.99);
+  // A large alpha blends near half and half, a small one hardly blends.
+  double large = 0, small = 0;
+  for (int i = 0; i < 1000; ++i) large += train::mixup_weight(100.0, rng), small += train::mixup_weight(0.01, rng);
+  EXPECT_LT(large / 1000, 0.55);
+  EXPECT_GT(small / 1000, 0.95);
+
+  torch::manual_seed(3);
+  auto x = torch::rand({5, 3, 4, 4}).contiguous(torch::MemoryFormat::ChannelsLast);
+  auto y = torch::tensor({1.0f, 0.0f, 0.0f, 1.0f, 1.0f});
+  auto [mixed, target] = train::mix_rows(x, y, 0.7);
+  EXPECT_TRUE(mixed.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  const float labels[5] = {1, 0, 0, 1, 1};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(torch::allclose(mixed[i], 0.7 * x[i] + 0.3 * x[4 - i], 1e-6, 1e-6)) << i;
+    EXPECT_NEAR(target[i].item<double>(), 0.7 * labels[i] + 0.3 * labels[4 - i], 1e-6) << i;
+  }
+  auto [same, same_target] = train::mix_rows(x, y, 1.0);
+  EXPECT_TRUE(torch::equal(same, x));
+  EXPECT_TRUE(torch::equal(same_target, y));
+
+  train::TrainConfig c;
+  c.mixup = -0.2;
+  const auto refused = test::error_of([&] { train::validate(c); });
+  EXPECT_NE(refused.find("--mixup -0.2 must be 0 (off) or a positive Beta parameter"), std::string::npos) << refused;
+}
+
 TEST(Transforms, ShiftTranslatesEachImageByAtMostItsBound) {
   torch::manual_seed(6);
   auto x = torch::rand({12, 3, 40, 40});

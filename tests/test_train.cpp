@@ -78,6 +78,7 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
   c.warmup_epochs = 1.5;
   c.ema = 0.99;
   c.weight_decay = 0.05;
+  c.mixup = 0.3;
   c.max_minutes = 42;
   const nlohmann::json j = train::to_json(c);
   EXPECT_EQ(j["patience"], 4);  // config.json's key, the flag's name
@@ -86,13 +87,14 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
   // A config.json from before the optimizer, schedules, weight average, layouts and budgets.
   nlohmann::json old = j;
   for (const char* key : {"optimizer", "momentum", "sync_bn", "amp", "memory_format", "recipe", "max_minutes", "schedule",
-                          "warmup_epochs", "ema", "weight_decay"})
+                          "warmup_epochs", "ema", "weight_decay", "mixup"})
     old.erase(key);
   const auto resumed = train::config_from_json(old);
   EXPECT_EQ(resumed.optimizer, "adam");
   EXPECT_EQ(resumed.schedule, "plateau");
   EXPECT_EQ(resumed.ema, 0);
   EXPECT_EQ(resumed.weight_decay, 0);
+  EXPECT_EQ(resumed.mixup, 0);
   EXPECT_FALSE(resumed.amp);
   EXPECT_EQ(resumed.lr, 3e-4);
   EXPECT_THROW(train::config_from_json(nlohmann::json::object()), nlohmann::json::exception);

@@ -311,6 +311,10 @@ void add_train(CLI::App& app) {
                   "decoupled weight decay, as PyTorch's AdamW (SGDW with --optimizer sgd): each step multiplies "
                   "convolution and linear weights by 1 - lr * this (e.g. 0.05; 0: off)")
       ->capture_default_str();
+  cmd->add_option("--mixup", c.mixup,
+                  "mixup: train on pairs of patches blended with weight lam = max(u, 1 - u), u ~ Beta(this, this), "
+                  "one per batch, their labels blended alike (e.g. 0.2; 0: off)")
+      ->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   auto* amp = cmd->add_flag("--amp", c.amp,
                             "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in "

@@ -53,6 +53,8 @@ void validate(const TrainConfig& c) {
   if (!(c.weight_decay >= 0) || !std::isfinite(c.weight_decay) || c.weight_decay * c.lr >= 1)
     throw InputError("--weight-decay " + format_number(c.weight_decay) +
                      " must be 0 (off) or a positive number below 1 / --lr, e.g. 0.05");
+  if (!(c.mixup >= 0) || !std::isfinite(c.mixup))
+    throw InputError("--mixup " + format_number(c.mixup) + " must be 0 (off) or a positive Beta parameter, e.g. 0.2");
   if (c.memory_format != "auto" && c.memory_format != "nchw" && c.memory_format != "channels-last")
     throw InputError("--memory-format " + c.memory_format + ": expected auto, nchw or channels-last");
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
@@ -148,6 +150,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"warmup_epochs", c.warmup_epochs},
           {"ema", c.ema},
           {"weight_decay", c.weight_decay},
+          {"mixup", c.mixup},
           {"max_minutes", c.max_minutes}};
 }
 
@@ -176,13 +179,14 @@ TrainConfig config_from_json(const nlohmann::json& j) {
   c.warmup_epochs = j.value("warmup_epochs", 0.0);
   c.ema = j.value("ema", 0.0);
   c.weight_decay = j.value("weight_decay", 0.0);
+  c.mixup = j.value("mixup", 0.0);
   return c;
 }
 
 const std::vector<std::string>& recipe_keys() {
-  static const std::vector<std::string> keys = {"model",     "epochs",        "max_minutes", "batch",        "lr",
-                                                "optimizer", "momentum",      "patience",    "lr_patience",  "lr_factor",
-                                                "schedule",  "warmup_epochs", "ema",         "weight_decay", "augment"};
+  static const std::vector<std::string> keys = {
+      "model",       "epochs",    "max_minutes", "batch",         "lr",  "optimizer",    "momentum", "patience",
+      "lr_patience", "lr_factor", "schedule",    "warmup_epochs", "ema", "weight_decay", "augment",  "mixup"};
   return keys;
 }
 

@@ -46,6 +46,12 @@ struct TrainConfig {
   // biases or BatchNorm's scales and shifts) is multiplied by 1 - lr * weight_decay, lr being
   // the step's scheduled rate, as torch.optim.AdamW does.
   double weight_decay = 0;
+  // > 0: mixup (Zhang et al. 2018) with Beta(mixup, mixup): each batch's network inputs, after
+  // augmentation and standardization, become lam * x[i] + (1 - lam) * x[b-1-i] and its targets
+  // lam * y[i] + (1 - lam) * y[b-1-i] (b the batch; the batch is in random order, so row b-1-i
+  // is a random partner), one lam per batch: lam = max(u, 1 - u), u ~ Beta(mixup, mixup), so
+  // each row's own patch dominates and training accuracy counts its own label (mixup_weight).
+  double mixup = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;                // model::Autocast (bfloat16) around the forward pass and validation
   // The layout of activations and convolution weights while training: "nchw", "channels-last",

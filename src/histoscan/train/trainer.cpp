@@ -204,8 +204,8 @@ class Loop {
       int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
       if (schedule_ == Schedule::cosine) set_lr(*opt_, state_.lr = scheduled_lr());
       if (!group_) {
-        auto [logits, y] = forward_rows(perm, start, 0, b, b);
-        auto loss = torch::binary_cross_entropy_with_logits(logits, y);
+        auto [logits, target, y] = forward_rows(perm, start, 0, b, b);
+        auto loss = torch::binary_cross_entropy_with_logits(logits, target);
         opt_->zero_grad();
         loss.backward();
         tie_gradients();
@@ -339,19 +339,29 @@ class Loop {
     }
   }
 
-  // The network's float32 logits, and the labels, of rows [offset, offset + share) of the
-  // batch perm[start, start + b), augmented as the whole batch would be (BatchSlice).
+  // The network's float32 logits, the loss's targets and the labels of rows [offset, offset +
+  // share) of the batch perm[start, start + b), augmented as the whole batch would be
+  // (BatchSlice). The targets are the labels, or with --mixup the mixed ones (mix_rows): then
+  // every rank prepares the whole batch, as row i's partner b-1-i may be another rank's, and
+  // the batch's weight is drawn after the augmentation's draws, the same on every rank.
   // With --amp the forward pass runs under autocast; backward follows its casts.
-  std::pair<torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset, int64_t share,
-                                                       int64_t b) {
-    auto idx = perm.narrow(0, start + offset, share);
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset,
+                                                                       int64_t share, int64_t b) {
+    const bool mix = config_.mixup > 0;
+    const int64_t first = mix ? 0 : offset, rows = mix ? b : share;
+    auto idx = perm.narrow(0, start + first, rows);
     const auto layout = channels_last_ ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
     auto x =
         model::standardize(augment_(model::to_float_channels_last(images_.index_select(0, idx).to(device_)).contiguous(layout),
-                                    rng_, BatchSlice{offset, b}))
+                                    rng_, BatchSlice{first, b}))
             .contiguous(layout);
     auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
-    return {model::forward(net_, x, device_, config_.amp).reshape({share}), y};
+    auto target = y;
+    if (mix) {
+      std::tie(x, target) = mix_rows(x, y, mixup_weight(config_.mixup, rng_));
+      x = x.narrow(0, offset, share), target = target.narrow(0, offset, share), y = y.narrow(0, offset, share);
+    }
+    return {model::forward(net_, x, device_, config_.amp).reshape({share}), target, y};
   }
 
   // One data-parallel step over the global batch perm[start, start + b): this rank's share
@@ -367,9 +377,9 @@ class Loop {
     // With --sync-bn every rank runs the network, an empty share included: its BatchNorm
     // layers take part in the statistics' all-reduce.
     if (share > 0 || config_.sync_bn) {
-      auto [logits, y] = forward_rows(perm, start, offset, share, b);
+      auto [logits, target, y] = forward_rows(perm, start, offset, share, b);
       // Sum over this share / the global batch: summed over ranks, the global batch's mean.
-      auto loss = torch::binary_cross_entropy_with_logits(logits, y, {}, {}, at::Reduction::Sum) / double(b);
+      auto loss = torch::binary_cross_entropy_with_logits(logits, target, {}, {}, at::Reduction::Sum) / double(b);
       loss.backward();
       loss_sum = loss.item<double>() * double(b);
       correct = ((logits >= 0).to(torch::kFloat32) == y).sum().item<int64_t>();

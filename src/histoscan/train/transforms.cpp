@@ -1,5 +1,6 @@
 #include "histoscan/train/transforms.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -183,6 +184,20 @@ torch::Tensor Augmentation::operator()(const torch::Tensor& x, std::mt19937_64& 
 
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice) {
   return Augmentation(name)(x, rng, slice);
+}
+
+double mixup_weight(double alpha, std::mt19937_64& rng) {
+  std::gamma_distribution<double> gamma(alpha, 1.0);
+  const double a = gamma(rng), b = gamma(rng);
+  if (!(a + b > 0)) return 1.0;  // both underflowed (alpha far below 1): u is 0 or 1, its weight 1
+  const double u = a / (a + b);
+  return std::max(u, 1.0 - u);
+}
+
+std::pair<torch::Tensor, torch::Tensor> mix_rows(const torch::Tensor& x, const torch::Tensor& y, double lam) {
+  const auto layout = x.suggest_memory_format();
+  auto mixed = (x * lam + x.flip({0}) * (1.0 - lam)).contiguous(layout);
+  return {mixed, y * lam + y.flip({0}) * (1.0 - lam)};
 }
 
 }  // namespace histoscan::train

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -63,5 +64,14 @@ class Augmentation {
 
 // Augmentation(name)(x, rng, slice): for one batch.
 torch::Tensor augment(const torch::Tensor& x, const std::string& name, std::mt19937_64& rng, BatchSlice slice = {});
+
+// --mixup (Zhang et al. 2018): the weight of each row's own patch in one batch, max(u, 1 - u)
+// with u ~ Beta(alpha, alpha) drawn from rng (as the ratio of two Gamma(alpha) draws); in
+// [0.5, 1]. alpha must be positive.
+double mixup_weight(double alpha, std::mt19937_64& rng);
+
+// A batch mixed in pairs: row i of x becomes lam * x[i] + (1 - lam) * x[n-1-i] (n = x.size(0)),
+// and target i lam * y[i] + (1 - lam) * y[n-1-i]. x keeps its layout.
+std::pair<torch::Tensor, torch::Tensor> mix_rows(const torch::Tensor& x, const torch::Tensor& y, double lam);
 
 }  // namespace histoscan::train
