@@ -437,6 +437,24 @@ TEST(Transforms, AugmentStepsParseAndTheOldNamesMeanTheirSteps) {
   }
 }
 
+TEST(Transforms, ASliceIsItsRowsOfTheWholeBatchAndDrawsAsTheWholeBatch) {
+  // Data-parallel training: each rank augments its share of a batch as a slice of the whole,
+  // and every rank's rng must end where the others' do, a rank with no rows included (its
+  // next epoch's shuffle draws from the same rng).
+  const std::string spec = "dihedral+colour+hed+shift=4";
+  const train::Augmentation aug(spec);
+  auto x = torch::rand({5, 3, 24, 24}).contiguous(c10::MemoryFormat::ChannelsLast);
+  std::mt19937_64 whole_rng(9), part_rng(9), empty_rng(9);
+  auto whole = aug(x, whole_rng);
+  auto part = aug(x.narrow(0, 2, 2), part_rng, train::BatchSlice{2, 5});
+  EXPECT_TRUE(torch::allclose(part, whole.narrow(0, 2, 2), 1e-6, 1e-6)) << spec;
+  auto none = aug(x.narrow(0, 5, 0), empty_rng, train::BatchSlice{5, 5});
+  EXPECT_EQ(none.size(0), 0);
+  const auto next = whole_rng();
+  EXPECT_EQ(part_rng(), next) << "a share draws the whole batch's numbers";
+  EXPECT_EQ(empty_rng(), next) << "so does an empty share";
+}
+
 TEST(Predict, LogitsDoNotDependOnBatchSize) {
   torch::manual_seed(2);
   auto net = model::make_model("seed-cnn");

@@ -204,7 +204,8 @@ class Loop {
       int64_t start = state_.step * config_.batch, b = std::min<int64_t>(config_.batch, n_ - start);
       if (schedule_ == Schedule::cosine) set_lr(*opt_, state_.lr = scheduled_lr());
       if (!group_) {
-        auto [logits, target, y] = forward_rows(perm, start, 0, b, b);
+        auto [x, target, y] = prepare_rows(perm, start, 0, b, b);
+        auto logits = logits_of(x);
         auto loss = torch::binary_cross_entropy_with_logits(logits, target);
         opt_->zero_grad();
         loss.backward();
@@ -339,13 +340,14 @@ class Loop {
     }
   }
 
-  // The network's float32 logits, the loss's targets and the labels of rows [offset, offset +
-  // share) of the batch perm[start, start + b), augmented as the whole batch would be
-  // (BatchSlice). The targets are the labels, or with --mixup the mixed ones (mix_rows): then
-  // every rank prepares the whole batch, as row i's partner b-1-i may be another rank's, and
-  // the batch's weight is drawn after the augmentation's draws, the same on every rank.
-  // With --amp the forward pass runs under autocast; backward follows its casts.
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward_rows(const torch::Tensor& perm, int64_t start, int64_t offset,
+  // The network's input, the loss's targets and the labels for rows [offset, offset + share)
+  // of the batch perm[start, start + b), augmented as the whole batch would be (BatchSlice):
+  // the random draws are the whole batch's whatever the share, an empty one included, so every
+  // rank's rng stays in step (the next epoch's shuffle draws from it too). The targets are the
+  // labels, or with --mixup the mixed ones (mix_rows): then every rank prepares the whole batch,
+  // as row i's partner b-1-i may be another rank's, and the batch's weight is drawn after the
+  // augmentation's draws, the same on every rank.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prepare_rows(const torch::Tensor& perm, int64_t start, int64_t offset,
                                                                        int64_t share, int64_t b) {
     const bool mix = config_.mixup > 0;
     const int64_t first = mix ? 0 : offset, rows = mix ? b : share;
@@ -361,8 +363,12 @@ class Loop {
       std::tie(x, target) = mix_rows(x, y, mixup_weight(config_.mixup, rng_));
       x = x.narrow(0, offset, share), target = target.narrow(0, offset, share), y = y.narrow(0, offset, share);
     }
-    return {model::forward(net_, x, device_, config_.amp).reshape({share}), target, y};
+    return {x, target, y};
   }
+
+  // The network's float32 logits for prepared rows (prepare_rows). With --amp the forward pass
+  // runs under autocast; backward follows its casts.
+  torch::Tensor logits_of(const torch::Tensor& x) { return model::forward(net_, x, device_, config_.amp).reshape({x.size(0)}); }
 
   // One data-parallel step over the global batch perm[start, start + b): this rank's share
   // forward and backward, gradients averaged over the ranks, the optimizer step. Returns the
@@ -374,10 +380,12 @@ class Loop {
     opt_->zero_grad();
     double loss_sum = 0;
     int64_t correct = 0;
-    // With --sync-bn every rank runs the network, an empty share included: its BatchNorm
-    // layers take part in the statistics' all-reduce.
+    // Every rank prepares its rows, an empty share included (the random draws stay in step).
+    // With --sync-bn every rank runs the network, an empty share too: its BatchNorm layers take
+    // part in the statistics' all-reduce.
+    auto [x, target, y] = prepare_rows(perm, start, offset, share, b);
     if (share > 0 || config_.sync_bn) {
-      auto [logits, target, y] = forward_rows(perm, start, offset, share, b);
+      auto logits = logits_of(x);
       // Sum over this share / the global batch: summed over ranks, the global batch's mean.
       auto loss = torch::binary_cross_entropy_with_logits(logits, target, {}, {}, at::Reduction::Sum) / double(b);
       loss.backward();
