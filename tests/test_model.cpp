@@ -400,6 +400,23 @@ TEST(Transforms, MixupBlendsRowIWithRowNMinus1MinusIAndTheirTargetsAlike) {
   EXPECT_NE(refused.find("--mixup -0.2 must be 0 (off) or a positive Beta parameter"), std::string::npos) << refused;
 }
 
+TEST(Transforms, LabelSmoothingMovesTargetsTowardsAHalfAndCapsTheLossesPull) {
+  auto y = torch::tensor({0.0f, 1.0f, 0.7f});
+  EXPECT_TRUE(torch::allclose(train::smooth_targets(y, 0.2), torch::tensor({0.1f, 0.9f, 0.66f})));
+  EXPECT_TRUE(torch::equal(train::smooth_targets(y, 0.0), y)) << "0 leaves the labels";
+  // The loss against a smoothed 1 is least at probability 0.9 (logit ln 9), not ever larger.
+  auto z = torch::tensor({std::log(9.0f), 6.0f}).requires_grad_();
+  torch::binary_cross_entropy_with_logits(z, train::smooth_targets(torch::ones({2}), 0.2), {}, {}, at::Reduction::Sum).backward();
+  EXPECT_NEAR(z.grad()[0].item<float>(), 0.0f, 1e-6);
+  EXPECT_GT(z.grad()[1].item<float>(), 0.05f) << "a more confident logit is pushed back";
+  for (double bad : {-0.1, 1.0}) {
+    train::TrainConfig c;
+    c.label_smoothing = bad;
+    const auto refused = test::error_of([&] { train::validate(c); });
+    EXPECT_NE(refused.find("must be at least 0 (off) and below 1"), std::string::npos) << refused;
+  }
+}
+
 TEST(Transforms, ShiftTranslatesEachImageByAtMostItsBound) {
   torch::manual_seed(6);
   auto x = torch::rand({12, 3, 40, 40});

@@ -79,6 +79,7 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
   c.ema = 0.99;
   c.weight_decay = 0.05;
   c.mixup = 0.3;
+  c.label_smoothing = 0.1;
   c.max_minutes = 42;
   const nlohmann::json j = train::to_json(c);
   EXPECT_EQ(j["patience"], 4);  // config.json's key, the flag's name
@@ -87,7 +88,7 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
   // A config.json from before the optimizer, schedules, weight average, layouts and budgets.
   nlohmann::json old = j;
   for (const char* key : {"optimizer", "momentum", "sync_bn", "amp", "memory_format", "recipe", "max_minutes", "schedule",
-                          "warmup_epochs", "ema", "weight_decay", "mixup"})
+                          "warmup_epochs", "ema", "weight_decay", "mixup", "label_smoothing"})
     old.erase(key);
   const auto resumed = train::config_from_json(old);
   EXPECT_EQ(resumed.optimizer, "adam");
@@ -95,6 +96,7 @@ TEST(TrainConfig, JsonKeepsEverySettingAndOlderRunsResumeAsTheyStarted) {
   EXPECT_EQ(resumed.ema, 0);
   EXPECT_EQ(resumed.weight_decay, 0);
   EXPECT_EQ(resumed.mixup, 0);
+  EXPECT_EQ(resumed.label_smoothing, 0);
   EXPECT_FALSE(resumed.amp);
   EXPECT_EQ(resumed.lr, 3e-4);
   EXPECT_THROW(train::config_from_json(nlohmann::json::object()), nlohmann::json::exception);

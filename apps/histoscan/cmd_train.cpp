@@ -315,6 +315,9 @@ void add_train(CLI::App& app) {
                   "mixup: train on pairs of patches blended with weight lam = max(u, 1 - u), u ~ Beta(this, this), "
                   "one per batch, their labels blended alike (e.g. 0.2; 0: off)")
       ->capture_default_str();
+  cmd->add_option("--label-smoothing", c.label_smoothing,
+                  "label smoothing: train towards y (1 - this) + this / 2 instead of the labels 0 and 1 (e.g. 0.1; 0: off)")
+      ->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   auto* amp = cmd->add_flag("--amp", c.amp,
                             "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in "

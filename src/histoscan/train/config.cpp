@@ -55,6 +55,8 @@ void validate(const TrainConfig& c) {
                      " must be 0 (off) or a positive number below 1 / --lr, e.g. 0.05");
   if (!(c.mixup >= 0) || !std::isfinite(c.mixup))
     throw InputError("--mixup " + format_number(c.mixup) + " must be 0 (off) or a positive Beta parameter, e.g. 0.2");
+  if (!(c.label_smoothing >= 0 && c.label_smoothing < 1))
+    throw InputError("--label-smoothing " + format_number(c.label_smoothing) + " must be at least 0 (off) and below 1, e.g. 0.1");
   if (c.memory_format != "auto" && c.memory_format != "nchw" && c.memory_format != "channels-last")
     throw InputError("--memory-format " + c.memory_format + ": expected auto, nchw or channels-last");
   if (!(c.max_minutes >= 0) || !std::isfinite(c.max_minutes))
@@ -151,6 +153,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"ema", c.ema},
           {"weight_decay", c.weight_decay},
           {"mixup", c.mixup},
+          {"label_smoothing", c.label_smoothing},
           {"max_minutes", c.max_minutes}};
 }
 
@@ -180,13 +183,14 @@ TrainConfig config_from_json(const nlohmann::json& j) {
   c.ema = j.value("ema", 0.0);
   c.weight_decay = j.value("weight_decay", 0.0);
   c.mixup = j.value("mixup", 0.0);
+  c.label_smoothing = j.value("label_smoothing", 0.0);
   return c;
 }
 
 const std::vector<std::string>& recipe_keys() {
   static const std::vector<std::string> keys = {
-      "model",       "epochs",    "max_minutes", "batch",         "lr",  "optimizer",    "momentum", "patience",
-      "lr_patience", "lr_factor", "schedule",    "warmup_epochs", "ema", "weight_decay", "augment",  "mixup"};
+      "model",     "epochs",   "max_minutes",   "batch", "lr",           "optimizer", "momentum", "patience",       "lr_patience",
+      "lr_factor", "schedule", "warmup_epochs", "ema",   "weight_decay", "augment",   "mixup",    "label_smoothing"};
   return keys;
 }
 

@@ -346,7 +346,7 @@ class Loop {
   // rank's rng stays in step (the next epoch's shuffle draws from it too). The targets are the
   // labels, or with --mixup the mixed ones (mix_rows): then every rank prepares the whole batch,
   // as row i's partner b-1-i may be another rank's, and the batch's weight is drawn after the
-  // augmentation's draws, the same on every rank.
+  // augmentation's draws, the same on every rank; --label-smoothing then moves them towards 1/2.
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prepare_rows(const torch::Tensor& perm, int64_t start, int64_t offset,
                                                                        int64_t share, int64_t b) {
     const bool mix = config_.mixup > 0;
@@ -363,7 +363,7 @@ class Loop {
       std::tie(x, target) = mix_rows(x, y, mixup_weight(config_.mixup, rng_));
       x = x.narrow(0, offset, share), target = target.narrow(0, offset, share), y = y.narrow(0, offset, share);
     }
-    return {x, target, y};
+    return {x, smooth_targets(target, config_.label_smoothing), y};
   }
 
   // The network's float32 logits for prepared rows (prepare_rows). With --amp the forward pass

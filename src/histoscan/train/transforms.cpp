@@ -194,6 +194,8 @@ double mixup_weight(double alpha, std::mt19937_64& rng) {
   return std::max(u, 1.0 - u);
 }
 
+torch::Tensor smooth_targets(const torch::Tensor& y, double eps) { return eps > 0 ? y * (1.0 - eps) + eps / 2 : y; }
+
 std::pair<torch::Tensor, torch::Tensor> mix_rows(const torch::Tensor& x, const torch::Tensor& y, double lam) {
   const auto layout = x.suggest_memory_format();
   auto mixed = (x * lam + x.flip({0}) * (1.0 - lam)).contiguous(layout);

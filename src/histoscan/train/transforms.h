@@ -74,4 +74,7 @@ double mixup_weight(double alpha, std::mt19937_64& rng);
 // and target i lam * y[i] + (1 - lam) * y[n-1-i]. x keeps its layout.
 std::pair<torch::Tensor, torch::Tensor> mix_rows(const torch::Tensor& x, const torch::Tensor& y, double lam);
 
+// --label-smoothing: targets y moved towards 1/2, y (1 - eps) + eps / 2; eps 0 returns y.
+torch::Tensor smooth_targets(const torch::Tensor& y, double eps);
+
 }  // namespace histoscan::train
