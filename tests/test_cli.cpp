@@ -328,6 +328,8 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   expect_user_error(run_cli(train + " --epochs many"), "--epochs");
   expect_user_error(run_cli(train + " --no-such-flag"), "--no-such-flag");
   expect_user_error(run_cli(train + " --ema 1"), "--ema 1 must be 0 (off)");
+  expect_user_error(run_cli(train + " --mixup -0.2"), "--mixup -0.2 must be 0 (off) or a positive Beta parameter");
+  expect_user_error(run_cli(train + " --label-smoothing 1"), "--label-smoothing 1 must be at least 0 (off) and below 1");
   expect_user_error(run_cli(train + " --memory-format nhwc"), "--memory-format nhwc: expected auto, nchw or channels-last");
   expect_user_error(run_cli(train + " --augment blur"), "steps joined by '+'");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";

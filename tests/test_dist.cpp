@@ -135,17 +135,35 @@ TEST_F(Dist, TwoRanksMixPairsAcrossTheirSharesAsOneProcess) {
   EXPECT_EQ(nlohmann::json::parse(test::read_text(*dir_ / "mix_ddp/config.json")).at("mixup"), 0.4);
 }
 
+TEST_F(Dist, TwoRanksSmoothTheirTargetsAsOneProcess) {
+  // --label-smoothing trains towards y (1 - E) + E/2: a run with it moves otherwise than the
+  // plain one, and two ranks still train as one process.
+  auto smoothed = kPlain;
+  smoothed.insert(smoothed.end(), {"--label-smoothing", "0.2"});
+  ASSERT_EQ(test::wait_exit(test::spawn_cli(train_args(*dir_ / "ls_single", smoothed), *dir_ / "ls.log")), 0)
+      << test::read_text(*dir_ / "ls.log");
+  auto [c0, c1] =
+      run_two(train_args(*dir_ / "ls_ddp", smoothed), train_args(*dir_ / "ls_ddp", smoothed), *dir_ / "l0.log", *dir_ / "l1.log");
+  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "l0.log");
+  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "l1.log");
+  EXPECT_LT(max_weight_difference(*dir_ / "ls_single/last.pt", *dir_ / "ls_ddp/last.pt"), 1e-5);
+  EXPECT_GT(max_weight_difference(*dir_ / "ls_single/last.pt", plain_single_run() / "last.pt"), 1e-4)
+      << "smoothed targets train otherwise (measured 2.4e-3)";
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(*dir_ / "ls_ddp/config.json")).at("label_smoothing"), 0.2);
+}
+
 TEST_F(Dist, ARankWithoutRowsInABatchStaysInStepWithTheOthers) {
   // Batches of 179 over 180 patches: the second step's one row is rank 0's, rank 1 has none.
   // It still makes that batch's augmentation draws, so the next epoch's shuffle, drawn from
   // the same rng, gives it the rows one process would: the weights end as one process's
-  // (measured 3.7e-9 apart; 4.5e-4 when the empty share skipped its draws, lr 0.1 to show it).
+  // (measured 3.7e-9 apart; 4.5e-4 when the empty share skipped its draws, measured with
+  // --augment dihedral+colour; lr 0.1 to show it).
   auto args = [&](const fs::path& out) {
     auto a = train_args(out, kPlain);
     *(std::find(a.begin(), a.end(), "--batch") + 1) = "179";
     *(std::find(a.begin(), a.end(), "--epochs") + 1) = "3";
     *(std::find(a.begin(), a.end(), "--lr") + 1) = "0.1";
-    a.insert(a.end(), {"--augment", "dihedral+colour"});
+    a.insert(a.end(), {"--augment", "dihedral+colour+hed+shift=4"});
     return a;
   };
   ASSERT_EQ(test::wait_exit(test::spawn_cli(args(*dir_ / "odd_single"), *dir_ / "os.log")), 0)

@@ -53,8 +53,8 @@ struct TrainConfig {
   // each row's own patch dominates and training accuracy counts its own label (mixup_weight).
   double mixup = 0;
   // > 0: label smoothing (Szegedy et al. 2016), in [0, 1): the loss's targets move towards 1/2,
-  // y (1 - label_smoothing) + label_smoothing / 2 (after --mixup), so the loss is least at
-  // probability 1 - label_smoothing / 2 rather than at 0 or 1 (smooth_targets).
+  // y (1 - label_smoothing) + label_smoothing / 2 (after --mixup), so the probabilities it
+  // trains towards stay within [label_smoothing / 2, 1 - label_smoothing / 2] (smooth_targets).
   double label_smoothing = 0;
   std::string recipe = "default";  // the recipe these settings started from (recorded, see recipe_config)
   bool amp = false;                // model::Autocast (bfloat16) around the forward pass and validation
