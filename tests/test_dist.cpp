@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include <torch/torch.h>
@@ -66,6 +67,18 @@ class Dist : public ::testing::Test {
     return out;
   }
 
+  // The run args(folder) makes, trained by one process into name_single and by two ranks into
+  // name_ddp; whether all three exited 0 (each failure reported with its log).
+  static bool train_one_and_two(const std::string& name, const std::function<std::vector<std::string>(const fs::path&)>& args) {
+    const auto single = *dir_ / (name + "_single"), ddp = *dir_ / (name + "_ddp");
+    const int c = test::wait_exit(test::spawn_cli(args(single), *dir_ / (name + ".log")));
+    EXPECT_EQ(c, 0) << test::read_text(*dir_ / (name + ".log"));
+    auto [c0, c1] = run_two(args(ddp), args(ddp), *dir_ / (name + "0.log"), *dir_ / (name + "1.log"));
+    EXPECT_EQ(c0, 0) << test::read_text(*dir_ / (name + "0.log"));
+    EXPECT_EQ(c1, 0) << test::read_text(*dir_ / (name + "1.log"));
+    return c == 0 && c0 == 0 && c1 == 0;
+  }
+
   // Rank 0 and rank 1 at once; their exit codes.
   static std::pair<int, int> run_two(const std::vector<std::string>& args0, const std::vector<std::string>& args1,
                                      const fs::path& log0, const fs::path& log1) {
@@ -122,12 +135,7 @@ TEST_F(Dist, TwoRanksMixPairsAcrossTheirSharesAsOneProcess) {
   // end as one process's (kPlain's settings, where the ranks match to 1e-5).
   auto mixed = kPlain;
   mixed.insert(mixed.end(), {"--mixup", "0.4"});
-  ASSERT_EQ(test::wait_exit(test::spawn_cli(train_args(*dir_ / "mix_single", mixed), *dir_ / "ms.log")), 0)
-      << test::read_text(*dir_ / "ms.log");
-  auto [c0, c1] =
-      run_two(train_args(*dir_ / "mix_ddp", mixed), train_args(*dir_ / "mix_ddp", mixed), *dir_ / "m0.log", *dir_ / "m1.log");
-  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "m0.log");
-  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "m1.log");
+  ASSERT_TRUE(train_one_and_two("mix", [&](const fs::path& out) { return train_args(out, mixed); }));
   EXPECT_LT(max_weight_difference(*dir_ / "mix_single/last.pt", *dir_ / "mix_ddp/last.pt"), 1e-5);
   // 8 small SGD steps: the blend moves the weights 3.5e-4 from the plain run's (measured).
   EXPECT_GT(max_weight_difference(*dir_ / "mix_single/last.pt", plain_single_run() / "last.pt"), 1e-4)
@@ -140,12 +148,7 @@ TEST_F(Dist, TwoRanksSmoothTheirTargetsAsOneProcess) {
   // plain one, and two ranks still train as one process.
   auto smoothed = kPlain;
   smoothed.insert(smoothed.end(), {"--label-smoothing", "0.2"});
-  ASSERT_EQ(test::wait_exit(test::spawn_cli(train_args(*dir_ / "ls_single", smoothed), *dir_ / "ls.log")), 0)
-      << test::read_text(*dir_ / "ls.log");
-  auto [c0, c1] =
-      run_two(train_args(*dir_ / "ls_ddp", smoothed), train_args(*dir_ / "ls_ddp", smoothed), *dir_ / "l0.log", *dir_ / "l1.log");
-  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "l0.log");
-  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "l1.log");
+  ASSERT_TRUE(train_one_and_two("ls", [&](const fs::path& out) { return train_args(out, smoothed); }));
   EXPECT_LT(max_weight_difference(*dir_ / "ls_single/last.pt", *dir_ / "ls_ddp/last.pt"), 1e-5);
   EXPECT_GT(max_weight_difference(*dir_ / "ls_single/last.pt", plain_single_run() / "last.pt"), 1e-4)
       << "smoothed targets train otherwise (measured 2.4e-3)";
@@ -166,11 +169,7 @@ TEST_F(Dist, ARankWithoutRowsInABatchStaysInStepWithTheOthers) {
     a.insert(a.end(), {"--augment", "dihedral+colour+hed+shift=4"});
     return a;
   };
-  ASSERT_EQ(test::wait_exit(test::spawn_cli(args(*dir_ / "odd_single"), *dir_ / "os.log")), 0)
-      << test::read_text(*dir_ / "os.log");
-  auto [c0, c1] = run_two(args(*dir_ / "odd_ddp"), args(*dir_ / "odd_ddp"), *dir_ / "o0.log", *dir_ / "o1.log");
-  ASSERT_EQ(c0, 0) << test::read_text(*dir_ / "o0.log");
-  ASSERT_EQ(c1, 0) << test::read_text(*dir_ / "o1.log");
+  ASSERT_TRUE(train_one_and_two("odd", args));
   EXPECT_LT(max_weight_difference(*dir_ / "odd_single/last.pt", *dir_ / "odd_ddp/last.pt"), 1e-5);
 }
 
