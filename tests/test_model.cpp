@@ -630,6 +630,16 @@ TEST(Amp, InferenceInBfloat16ScoresAsFloat32WithinAHundredth) {
   auto params = copy->named_parameters();
   EXPECT_EQ(params["0.weight"].scalar_type(), torch::kBFloat16);
   EXPECT_EQ(params["48.weight"].scalar_type(), torch::kFloat32) << "the classifier stays float32";
+  int relu_affines = 0;
+  for (const auto& m : copy->modules(/*include_self=*/false))
+    if (auto* ra = m->as<model::ReluAffine>()) {
+      ++relu_affines;
+      // Their kernel reads float32 scales for bfloat16 activations; bfloat16 ones sent every
+      // pair to LibTorch's three passes (seed-cnn scored at 0.77x float32, 1.76x since).
+      EXPECT_EQ(ra->scale.scalar_type(), torch::kFloat32);
+      EXPECT_EQ(ra->shift.scalar_type(), torch::kFloat32);
+    }
+  EXPECT_EQ(relu_affines, 13);
   auto logits = predict::predict_logits(copy, store.pixels.data(), 16, 8, torch::kCPU, 1, true);
   auto bf16 = predict::sigmoid(logits);
   double largest = 0;
@@ -938,6 +948,42 @@ TEST(Fold, FoldedBatchNormScoresAsBeforeInBothLayoutsForBothNetworks) {
   }
 }
 
+// Scoring works in place where nothing else reads a tensor (BasicBlock's sum and ReLU without
+// gradients; a ReLU after a convolution once folded): the same scores as the out-of-place
+// path autograd takes, and the caller's input untouched.
+TEST(Fold, InPlaceScoringGivesTheOutOfPlaceScoresAndLeavesTheInputAlone) {
+  auto store = synth_store(16, 40);
+  auto x = model::preprocess(torch::from_blob(store.pixels.data(), {16, 96, 96, 3}, torch::kUInt8));
+  const auto input = x.clone();
+  for (const std::string name : {"resnet", "seed-cnn"}) {
+    SCOPED_TRACE(name);
+    auto net = net_with_statistics(name, store, /*channels_last=*/true);
+    const auto out_of_place = net->forward(x);  // gradients on: autograd's path
+    ASSERT_TRUE(out_of_place.requires_grad());
+    torch::Tensor in_place, folded_out;
+    {
+      torch::NoGradGuard no_grad;
+      in_place = net->forward(x);
+    }
+    EXPECT_TRUE(torch::equal(in_place, out_of_place.detach()));
+    auto folded = net_with_statistics(name, store, /*channels_last=*/true);
+    model::fold_batchnorm(folded);
+    int in_place_layers = 0;
+    for (const auto& m : folded->modules(/*include_self=*/false)) {
+      if (auto* relu = m->as<torch::nn::ReLU>()) in_place_layers += relu->options.inplace();
+      if (auto* ra = m->as<model::ReluAffine>()) in_place_layers += ra->in_place;
+    }
+    // resnet: the stem's ReLU and each block's first (4); seed-cnn: all 13 ReLU-BatchNorm pairs.
+    EXPECT_EQ(in_place_layers, name == "resnet" ? 5 : 13);
+    {
+      c10::InferenceMode guard;
+      folded_out = folded->forward(x);
+    }
+    EXPECT_TRUE(torch::allclose(folded_out, out_of_place.detach(), 1e-4, 1e-4));
+    EXPECT_TRUE(torch::equal(x, input)) << "the network's input is left as it was";
+  }
+}
+
 TEST(Fold, ReluAffineIsReluThenScaleAndShiftPerChannel) {
   torch::manual_seed(6);
   auto scale = torch::randn({5}), shift = torch::randn({5});
@@ -958,6 +1004,32 @@ TEST(Fold, ReluAffineIsReluThenScaleAndShiftPerChannel) {
   EXPECT_THROW(model::relu_affine(x, scale.narrow(0, 0, 4), shift), c10::Error);
   EXPECT_THROW(model::relu_affine(x.to(torch::kFloat64), scale, shift), c10::Error);
   EXPECT_TRUE(torch::allclose(model::relu_affine(x, scale, shift), expected, 1e-6, 1e-6));
+  // In place: the result is x itself, overwritten.
+  auto overwritten = x.clone();
+  auto same = model::relu_affine(overwritten, scale, shift, /*in_place=*/true);
+  EXPECT_EQ(same.data_ptr(), overwritten.data_ptr());
+  EXPECT_TRUE(torch::allclose(overwritten, expected, 1e-6, 1e-6));
+  // bfloat16 (scoring under --amp), both layouts, in place too: computed in float32 from the
+  // bfloat16 values and rounded once, as LibTorch rounds (a fused multiply-add may differ by
+  // one step of bfloat16's 8 bits: 2^-7 relative).
+  auto xb = x.to(torch::kBFloat16);
+  auto wanted = (torch::relu(xb.to(torch::kFloat32)) * scale.view({1, 5, 1, 1}) + shift.view({1, 5, 1, 1}));
+  for (bool channels_last : {false, true}) {
+    SCOPED_TRACE(channels_last ? "bfloat16 channels-last" : "bfloat16 NCHW");
+    auto in = channels_last ? xb.contiguous(torch::MemoryFormat::ChannelsLast) : xb.clone();
+    auto got = layer->forward(in);
+    EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(got.is_contiguous(torch::MemoryFormat::ChannelsLast), channels_last);
+    auto error = (got.to(torch::kFloat32) - wanted).abs() / wanted.abs().clamp_min(1e-3);
+    EXPECT_LE(error.max().item<float>(), 1.0f / 128);
+    EXPECT_GE(
+        (got.to(torch::kFloat32) == wanted.to(torch::kBFloat16).to(torch::kFloat32)).to(torch::kFloat32).mean().item<float>(),
+        0.9f)
+        << "rounded to the nearest bfloat16 nearly everywhere";
+    auto again = in.clone();
+    model::relu_affine(again, scale, shift, /*in_place=*/true);
+    EXPECT_TRUE(torch::equal(again, got));
+  }
 }
 
 TEST(Dropout, KeepsOneMinusPScalesTheKeptAndRepeatsWithTheSeedOnAnyThreadCountAndLayout) {

@@ -26,6 +26,7 @@
 #include "histoscan/data/store.h"
 #include "histoscan/dist/dist.h"
 #include "histoscan/interop/export.h"
+#include "histoscan/model/builtin.h"
 #include "histoscan/model/checkpoint.h"
 #include "histoscan/model/precision.h"
 #include "histoscan/model/preprocess.h"
@@ -73,8 +74,10 @@ double median_seconds(int runs, F&& f) {
 // SSE3 kernels on a CPU it does not recognise, as on some virtual machines), and as a 1 x 1
 // convolution of 2048 channels over 2048 pixels, through oneDNN (which detects the CPU itself
 // and runs the network's convolutions). The faster of the two is the machine's rate.
+// The oneDNN product is also timed in bfloat16: the rate --amp's rows are measured against
+// (AMX or AVX512-BF16 where the CPU has them; emulated, and slow, where it has neither).
 struct MatmulRates {
-  double blas = 0, onednn = 0;
+  double blas = 0, onednn = 0, onednn_bf16 = 0;
 };
 
 MatmulRates matmul_gflops(int runs) {
@@ -91,6 +94,9 @@ MatmulRates matmul_gflops(int runs) {
   auto w = torch::randn({n, n, 1, 1}).contiguous(torch::MemoryFormat::ChannelsLast);
   torch::conv2d(x, w);  // warm-up
   r.onednn = flop / median_seconds(runs, [&] { torch::conv2d(x, w); }) / 1e9;
+  auto xb = x.to(torch::kBFloat16), wb = w.to(torch::kBFloat16);
+  torch::conv2d(xb, wb);  // warm-up
+  r.onednn_bf16 = flop / median_seconds(runs, [&] { torch::conv2d(xb, wb); }) / 1e9;
   return r;
 }
 
@@ -362,8 +368,8 @@ struct Inference {
 };
 
 // Inference from memory: float32 against the machine's matmul rate, folded against as trained,
-// rows at a time, and --amp against float32.
-Inference inference_rows(BenchRun& b, double gflops_mm) {
+// rows at a time, and --amp against float32 and the bfloat16 matmul rate.
+Inference inference_rows(BenchRun& b, double gflops_mm, double gflops_mm_bf16) {
   log::info("bench: inference from memory");
   Inference inf;
   inf.net = inference_net(b, false);
@@ -389,8 +395,43 @@ Inference inference_rows(BenchRun& b, double gflops_mm) {
   }
   auto amp_net = inference_net(b, true);
   // The peer column of this row is histoscan's own float32 inference.
-  b.results.push_back(row("inference --amp vs float32", "images/s", double(b.n) / inference_seconds(b, amp_net, true), inf.rate));
+  const double amp_rate = double(b.n) / inference_seconds(b, amp_net, true);
+  b.results.push_back(row("inference --amp vs float32", "images/s", amp_rate, inf.rate));
+  b.results.push_back(row("inference --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / gflops_mm_bf16));
   return inf;
+}
+
+// The default built-in model, as evaluate, predict and scan run it when given no checkpoint:
+// float32 and --amp, each against its matmul rate, and the largest change --amp makes to a
+// probability on the bench's patches. No rows where the model is not at hand.
+void default_model_rows(BenchRun& b, const MatmulRates& mm) {
+  model::BuiltinModel builtin;
+  try {
+    builtin = model::default_model();
+  } catch (const InputError& e) {
+    log::warn(std::string("bench: no rows for the default model (") + e.what() + ")");
+    return;
+  }
+  log::info("bench: inference with the default model (" + builtin.name + ")");
+  auto f32 = model::load_checkpoint(builtin.path).net;
+  const double flops = model::flops_per_patch(f32);
+  auto amp = model::load_checkpoint(builtin.path).net;
+  predict::prepare_inference(f32, b.device.str(), false);
+  predict::prepare_inference(amp, b.device.str(), true);
+  const double f32_rate = double(b.n) / inference_seconds(b, f32, false);
+  const double amp_rate = double(b.n) / inference_seconds(b, amp, true);
+  const std::string name = "inference, " + builtin.name;
+  b.results.push_back(row(name + ", float32", "images/s", f32_rate));
+  b.results.push_back(
+      row(name + ", float32 compute / the faster matmul", "%", 100.0 * f32_rate * flops / 1e9 / std::max(mm.blas, mm.onednn)));
+  b.results.push_back(row(name + ", --amp vs float32", "images/s", amp_rate, f32_rate));
+  b.results.push_back(row(name + ", --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / mm.onednn_bf16));
+  const auto p32 = predict::predict_logits(f32, b.store.pixels.data(), b.n, 256, b.device, 1, false);
+  const auto p16 = predict::predict_logits(amp, b.store.pixels.data(), b.n, 256, b.device, 1, true);
+  double change = 0;
+  for (std::size_t i = 0; i < b.n; ++i)
+    change = std::max(change, std::abs(1.0 / (1.0 + std::exp(-double(p16[i]))) - 1.0 / (1.0 + std::exp(-double(p32[i])))));
+  b.results.push_back(row(name + ", --amp: largest probability change", "percentage points", 100.0 * change));
 }
 
 // The same seed-cnn exported (histoscan export): ONNX in OpenCV's DNN module and TorchScript in
@@ -632,8 +673,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
   const MatmulRates mm = matmul_gflops(o.runs);
   b.results.push_back(row("fp32 matmul 2048^3, torch::mm (BLAS)", "GFLOP/s", mm.blas));
   b.results.push_back(row("fp32 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn));
+  b.results.push_back(row("bf16 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn_bf16));
   decode_rows(b, load);
-  Inference inf = inference_rows(b, std::max(mm.blas, mm.onednn));
+  Inference inf = inference_rows(b, std::max(mm.blas, mm.onednn), mm.onednn_bf16);
+  default_model_rows(b, mm);
   export_rows(b, inf);
 
   b.tmp = fs::temp_directory_path() / ("histoscan-bench-" + std::to_string(::getpid()));

@@ -57,6 +57,12 @@ nn::Conv2d fold_into_conv(const nn::Conv2dImpl& conv, const nn::BatchNorm2dImpl&
   return fused;
 }
 
+// True when seq's last layer is a convolution: the next layer's input is then a tensor of its
+// own, which that layer may overwrite.
+bool ends_in_conv(const nn::Sequential& seq) {
+  return !seq->is_empty() && seq->ptr(seq->size() - 1)->as<nn::Conv2d>() != nullptr;
+}
+
 int fold_sequential(nn::Sequential& seq) {
   std::vector<std::pair<std::string, nn::AnyModule>> layers;
   const auto children = seq->named_children();
@@ -76,10 +82,14 @@ int fold_sequential(nn::Sequential& seq) {
       }
       if (m->as<nn::ReLU>()) {
         auto [scale, shift] = batchnorm_affine(*bn);
-        out->push_back(std::string(name), ReluAffine(scale, shift));
+        out->push_back(std::string(name), ReluAffine(scale, shift, ends_in_conv(out)));
         ++k, ++folded;
         continue;
       }
+    }
+    if (m->as<nn::ReLU>() && ends_in_conv(out)) {
+      out->push_back(std::string(name), nn::ReLU(nn::ReLUOptions(/*inplace=*/true)));
+      continue;
     }
     if (auto* block = m->as<BasicBlock>()) {
       folded += fold_sequential(block->body) + fold_sequential(block->shortcut);
@@ -94,20 +104,25 @@ int fold_sequential(nn::Sequential& seq) {
 
 }  // namespace
 
-ReluAffineImpl::ReluAffineImpl(const torch::Tensor& scale_, const torch::Tensor& shift_) {
+ReluAffineImpl::ReluAffineImpl(const torch::Tensor& scale_, const torch::Tensor& shift_, bool in_place_) : in_place(in_place_) {
   scale = register_buffer("scale", scale_.detach().contiguous());
   shift = register_buffer("shift", shift_.detach().contiguous());
 }
 
+void ReluAffineImpl::to(torch::Dtype, bool) {}
+
+void ReluAffineImpl::to(torch::Device device, torch::Dtype, bool non_blocking) { Module::to(device, non_blocking); }
+
 torch::Tensor ReluAffineImpl::forward(const torch::Tensor& x) {
-  const bool cpu_float = x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
-                         scale.scalar_type() == torch::kFloat32 && !(torch::GradMode::is_enabled() && x.requires_grad());
+  const bool grad = torch::GradMode::is_enabled() && x.requires_grad();
+  const bool cpu = x.device().is_cpu() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) &&
+                   x.dim() == 4 && scale.scalar_type() == torch::kFloat32 && !grad;
   const bool channels_last = x.is_contiguous(torch::MemoryFormat::ChannelsLast);
-  if (!cpu_float || !(channels_last || x.is_contiguous())) {
+  if (!cpu || !(channels_last || x.is_contiguous())) {
     auto shape = std::vector<int64_t>{1, -1, 1, 1};
     return torch::addcmul(shift.view(shape).to(x.scalar_type()), torch::relu(x), scale.view(shape).to(x.scalar_type()));
   }
-  return relu_affine(x, scale, shift);
+  return relu_affine(x, scale, shift, in_place);
 }
 
 int fold_batchnorm(nn::Sequential& net) {

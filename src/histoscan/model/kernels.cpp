@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -21,18 +22,76 @@ namespace {
 #else
 #define HISTOSCAN_VECTOR_CLONES
 #endif
+#define HISTOSCAN_INLINE inline __attribute__((always_inline))
 
-// y = max(x, 0) * scale[c] + shift[c] for `rows` rows of `c` channels (channels-last order).
-HISTOSCAN_VECTOR_CLONES void relu_affine_rows(const float* __restrict in, float* __restrict out, int64_t rows, int64_t c,
-                                              const float* scale, const float* shift) {
+// bfloat16 is the high half of a float32 (held here as its 16 bits): widening is exact;
+// narrowing rounds to nearest, ties to even, as c10::BFloat16 does (the activations here are
+// finite). On plain integers, so that the loops below vectorize.
+HISTOSCAN_INLINE float widen(float x) { return x; }
+HISTOSCAN_INLINE float widen(uint16_t x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+HISTOSCAN_INLINE void narrow(float f, float& out) { out = f; }
+HISTOSCAN_INLINE void narrow(float f, uint16_t& out) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  out = static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+// y = max(x, 0) * scale[c] + shift[c] for `rows` rows of `c` channels (channels-last order);
+// in and out may be the same.
+template <class T>
+HISTOSCAN_INLINE void relu_affine_rows_of(const T* in, T* out, int64_t rows, int64_t c, const float* scale, const float* shift) {
   for (int64_t r = 0; r < rows; ++r, in += c, out += c)
-    for (int64_t k = 0; k < c; ++k) out[k] = std::max(in[k], 0.0f) * scale[k] + shift[k];
+    for (int64_t k = 0; k < c; ++k) narrow(std::max(widen(in[k]), 0.0f) * scale[k] + shift[k], out[k]);
 }
 
 // The same for `n` values of one channel (NCHW order).
-HISTOSCAN_VECTOR_CLONES void relu_affine_plane(const float* __restrict in, float* __restrict out, int64_t n, float scale,
-                                               float shift) {
-  for (int64_t i = 0; i < n; ++i) out[i] = std::max(in[i], 0.0f) * scale + shift;
+template <class T>
+HISTOSCAN_INLINE void relu_affine_plane_of(const T* in, T* out, int64_t n, float scale, float shift) {
+  for (int64_t i = 0; i < n; ++i) narrow(std::max(widen(in[i]), 0.0f) * scale + shift, out[i]);
+}
+
+// The loops above built for each instruction set (GCC clones functions, not templates);
+// bfloat16 as its bits.
+HISTOSCAN_VECTOR_CLONES void relu_affine_rows(const float* in, float* out, int64_t rows, int64_t c, const float* scale,
+                                              const float* shift) {
+  relu_affine_rows_of(in, out, rows, c, scale, shift);
+}
+HISTOSCAN_VECTOR_CLONES void relu_affine_rows(const uint16_t* in, uint16_t* out, int64_t rows, int64_t c, const float* scale,
+                                              const float* shift) {
+  relu_affine_rows_of(in, out, rows, c, scale, shift);
+}
+HISTOSCAN_VECTOR_CLONES void relu_affine_plane(const float* in, float* out, int64_t n, float scale, float shift) {
+  relu_affine_plane_of(in, out, n, scale, shift);
+}
+HISTOSCAN_VECTOR_CLONES void relu_affine_plane(const uint16_t* in, uint16_t* out, int64_t n, float scale, float shift) {
+  relu_affine_plane_of(in, out, n, scale, shift);
+}
+
+// T: float, or uint16_t for bfloat16 (its bits; c10::BFloat16 holds them in a struct).
+template <class T>
+void relu_affine_into(const torch::Tensor& x, torch::Tensor& y, const torch::Tensor& scale, const torch::Tensor& shift) {
+  const T* in = static_cast<const T*>(x.data_ptr());
+  T* out = static_cast<T*>(y.data_ptr());
+  const float* a = scale.data_ptr<float>();
+  const float* b = shift.data_ptr<float>();
+  const int64_t c = x.size(1), plane = x.size(2) * x.size(3);
+  if (x.is_contiguous(torch::MemoryFormat::ChannelsLast)) {
+    const int64_t rows = x.size(0) * plane;
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1)), [&](int64_t begin, int64_t end) {
+      relu_affine_rows(in + begin * c, out + begin * c, end - begin, c, a, b);
+    });
+  } else {
+    at::parallel_for(0, x.size(0) * c, std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1)),
+                     [&](int64_t begin, int64_t end) {
+                       for (int64_t p = begin; p < end; ++p)
+                         relu_affine_plane(in + p * plane, out + p * plane, plane, a[p % c], b[p % c]);
+                     });
+  }
 }
 
 // SplitMix64 (Steele, Lea and Flood, 2014): a bijective mix of a 64-bit counter.
@@ -69,31 +128,16 @@ HISTOSCAN_VECTOR_CLONES void mask_channels_last(float* __restrict out, int64_t b
 
 }  // namespace
 
-torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
-                  (x.is_contiguous() || x.is_contiguous(torch::MemoryFormat::ChannelsLast)),
-              "relu_affine: expects a float32 CPU tensor N x C x H x W, contiguous in NCHW or channels-last");
+torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift, bool in_place) {
+  TORCH_CHECK(x.device().is_cpu() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) &&
+                  x.dim() == 4 && (x.is_contiguous() || x.is_contiguous(torch::MemoryFormat::ChannelsLast)),
+              "relu_affine: expects a float32 or bfloat16 CPU tensor N x C x H x W, contiguous in NCHW or channels-last");
   for (const auto* t : {&scale, &shift})
     TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == torch::kFloat32 && t->is_contiguous() && t->numel() == x.size(1),
                 "relu_affine: scale and shift must be ", x.size(1), " contiguous float32 CPU values, one per channel");
-  auto y = torch::empty_like(x);  // keeps x's layout
-  const float* in = x.data_ptr<float>();
-  float* out = y.data_ptr<float>();
-  const float* a = scale.data_ptr<float>();
-  const float* b = shift.data_ptr<float>();
-  const int64_t c = x.size(1), plane = x.size(2) * x.size(3);
-  if (x.is_contiguous(torch::MemoryFormat::ChannelsLast)) {
-    const int64_t rows = x.size(0) * plane;
-    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1)), [&](int64_t begin, int64_t end) {
-      relu_affine_rows(in + begin * c, out + begin * c, end - begin, c, a, b);
-    });
-  } else {
-    at::parallel_for(0, x.size(0) * c, std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1)),
-                     [&](int64_t begin, int64_t end) {
-                       for (int64_t p = begin; p < end; ++p)
-                         relu_affine_plane(in + p * plane, out + p * plane, plane, a[p % c], b[p % c]);
-                     });
-  }
+  auto y = in_place ? x : torch::empty_like(x);  // keeps x's layout
+  if (x.scalar_type() == torch::kFloat32) relu_affine_into<float>(x, y, scale, shift);
+  else relu_affine_into<uint16_t>(x, y, scale, shift);
   return y;
 }
 

@@ -1,14 +1,17 @@
 #pragma once
 // Element-wise loops LibTorch 1.13 does in several passes or one element at a time, done in one
 // pass over LibTorch's threads (at::parallel_for) and built for AVX-512, AVX2 and the baseline.
-// CPU float32 tensors only; the callers fall back to LibTorch's operations for anything else.
+// CPU float32 tensors (and bfloat16 where said) only; the callers fall back to LibTorch's
+// operations for anything else.
 #include <torch/types.h>
 
 namespace histoscan::model {
 
-// max(x, 0) * scale[c] + shift[c] for an N x C x H x W float32 CPU tensor x, contiguous in
-// NCHW or channels-last (the result in the same layout); scale and shift: C float32 values.
-torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift);
+// max(x, 0) * scale[c] + shift[c] for an N x C x H x W float32 or bfloat16 CPU tensor x,
+// contiguous in NCHW or channels-last (the result in x's type and layout; bfloat16 is computed
+// in float32 and rounded once); scale and shift: C float32 values. in_place writes the result
+// over x and returns it.
+torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift, bool in_place = false);
 
 // A float32 tensor of like's shape and layout whose elements are independently 1 / keep with
 // probability keep and 0 otherwise: dropout's mask, scaled (keep in (0, 1]). Element i (its

@@ -79,11 +79,11 @@ void warn_if_amp_is_slow(c10::Device device, bool amp, bool scoring) {
     log::warn_once("amp-without-bfloat16",
                    "--amp: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): bfloat16 is emulated and slower "
                    "than float32 here; leave --amp out");
-  else if (scoring && !cpu_has_any_flag({"amx_bf16"}))
-    log::warn_once(
-        "amp-scoring-without-amx",
-        "--amp: this CPU has AVX512-BF16 but no AMX, where scoring in bfloat16 measured about half "
-        "float32's speed; leave --amp out unless `histoscan bench` (its row 'inference --amp vs float32') says otherwise here");
+  else if (scoring && !cpu_has_any_flag({"amx_bf16"}) && cpu_vendor() == "GenuineIntel")
+    log::warn_once("amp-scoring-without-amx",
+                   "--amp: this Intel CPU has AVX512-BF16 but no AMX, where scoring in bfloat16 measured about half "
+                   "float32's speed; leave --amp out unless `histoscan bench` (its row 'inference --amp vs float32') "
+                   "says otherwise here");
 }
 
 }  // namespace histoscan::model

@@ -41,9 +41,10 @@ void to_bfloat16_for_inference(torch::nn::Sequential& net);
 bool cpu_has_bfloat16();
 
 // Logs a warning, once per process, when --amp is asked for on a CPU without bfloat16
-// arithmetic (training and then scoring both ask). With `scoring`, also on a CPU that has
-// AVX512-BF16 but no AMX: there oneDNN's bfloat16 inference measured 0.49x float32's speed
-// (docs/performance.md) while training under --amp gained 1.14x.
+// arithmetic (training and then scoring both ask). With `scoring`, also on an Intel CPU that
+// has AVX512-BF16 but no AMX: there oneDNN's bfloat16 inference measured 0.49x float32's speed
+// (docs/performance.md) while training under --amp gained 1.14x. Not on AMD's (Zen 4), where
+// --amp scored faster than float32.
 void warn_if_amp_is_slow(c10::Device device, bool amp, bool scoring = false);
 
 }  // namespace histoscan::model

@@ -35,7 +35,8 @@ TORCH_MODULE(CentreCrop);
 
 // relu(body(x) + shortcut(x)): body is conv3x3 (stride) - BN - ReLU - conv3x3 - BN; shortcut
 // is the identity, or conv1x1 (stride) - BN where the shape changes. Parameters are named
-// body.N.* and shortcut.N.*.
+// body.N.* and shortcut.N.*. Without gradients the sum and ReLU are done in place in body's
+// output (the result is the same).
 class BasicBlockImpl : public torch::nn::Module {
  public:
   BasicBlockImpl(int64_t in, int64_t out, int64_t stride);

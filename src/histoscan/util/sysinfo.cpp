@@ -19,12 +19,25 @@ double peak_rss_mib() {
   return 0;
 }
 
-std::string cpu_model_name() {
+namespace {
+
+// The value of the first /proc/cpuinfo line that starts with `key`; "unknown" where none does.
+std::string cpuinfo_value(const std::string& key) {
   std::ifstream f("/proc/cpuinfo");
   for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    if (line.rfind(key, 0) == 0 && line.find(':') != std::string::npos) {
+      const auto value = line.substr(line.find(':') + 1);
+      const auto start = value.find_first_not_of(" \t");
+      return start == std::string::npos ? std::string() : value.substr(start);
+    }
   return "unknown";
 }
+
+}  // namespace
+
+std::string cpu_model_name() { return cpuinfo_value("model name"); }
+
+std::string cpu_vendor() { return cpuinfo_value("vendor_id"); }
 
 bool cpu_has_any_flag(std::initializer_list<const char*> flags) {
   std::ifstream f("/proc/cpuinfo");

@@ -9,6 +9,10 @@ namespace histoscan {
 // The CPU's "model name" in /proc/cpuinfo ("AMD EPYC ..."); "unknown" where there is none.
 std::string cpu_model_name();
 
+// The CPU's "vendor_id" in /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"); "unknown" where
+// there is none.
+std::string cpu_vendor();
+
 // True when the first "flags" line of /proc/cpuinfo names any of `flags` (e.g. "avx512_bf16").
 bool cpu_has_any_flag(std::initializer_list<const char*> flags);
 
