@@ -363,8 +363,9 @@ void decode_rows(BenchRun& b, const data::LoadOptions& load) {
 }
 
 struct Inference {
-  torch::nn::Sequential net{nullptr};  // float32, folded: also predict's and scan's
-  double rate = 0;                     // images/s
+  torch::nn::Sequential net{nullptr};      // float32, folded: also predict's and scan's
+  torch::nn::Sequential amp_net{nullptr};  // the same in bfloat16 but for the last layer (--amp)
+  double rate = 0;                         // images/s
 };
 
 // Inference from memory: float32 against the machine's matmul rate, folded against as trained,
@@ -393,9 +394,9 @@ Inference inference_rows(BenchRun& b, double gflops_mm, double gflops_mm_bf16) {
       b.results.push_back(row("inference " + std::to_string(rows) + " rows at a time vs 16", "images/s",
                               double(b.n) / inference_seconds(b, inf.net, false, rows), inf.rate));
   }
-  auto amp_net = inference_net(b, true);
+  inf.amp_net = inference_net(b, true);
   // The peer column of this row is histoscan's own float32 inference.
-  const double amp_rate = double(b.n) / inference_seconds(b, amp_net, true);
+  const double amp_rate = double(b.n) / inference_seconds(b, inf.amp_net, true);
   b.results.push_back(row("inference --amp vs float32", "images/s", amp_rate, inf.rate));
   b.results.push_back(row("inference --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / gflops_mm_bf16));
   return inf;
@@ -492,26 +493,30 @@ void write_bench_folders(const BenchRun& b) {
   }
 }
 
-// Median seconds of `histoscan predict` over the TIFF folder.
-double predict_seconds(const BenchRun& b, torch::nn::Sequential& net) {
-  log::info("bench: predict over a folder of TIFF files");
+// Median seconds of `histoscan predict` over the TIFF folder (with amp: `--amp`, net from
+// inference_net(b, true)).
+double predict_seconds(const BenchRun& b, torch::nn::Sequential& net, bool amp = false) {
+  log::info(std::string("bench: predict over a folder of TIFF files") + (amp ? " under --amp" : ""));
   data::SourceOptions unlabeled;
   unlabeled.require_labels = false;
   auto tif_index = data::index_source(b.tmp / "tif", unlabeled);
   pipeline::StreamOptions stream;
   stream.threads = b.threads;
   stream.progress = false;
+  stream.amp = amp;
   return median_seconds(b.o.runs, [&] { pipeline::predict_to_csv(net, tif_index, b.tmp / "out.csv", b.device, stream); });
 }
 
 // A whole slide of about 2n tissue tiles (reading, tissue detection, tiling and the network):
-// its median tiles/s and tile count.
-std::pair<double, std::size_t> scan_rate(const BenchRun& b, torch::nn::Sequential& net, const slide::SynthSlideSpec& spec) {
-  log::info("bench: scan a test slide");
-  slide::write_synth_slide(b.tmp / "slide.tif", &b.index, spec);
+// its median tiles/s and tile count (with amp: `--amp`, net from inference_net(b, true)).
+std::pair<double, std::size_t> scan_rate(const BenchRun& b, torch::nn::Sequential& net, const slide::SynthSlideSpec& spec,
+                                         bool amp = false) {
+  log::info(std::string("bench: scan a test slide") + (amp ? " under --amp" : ""));
+  if (!fs::exists(b.tmp / "slide.tif")) slide::write_synth_slide(b.tmp / "slide.tif", &b.index, spec);
   scan::ScanOptions scan_options;
   scan_options.progress = false;
   scan_options.overwrite = true;
+  scan_options.amp = amp;
   std::vector<double> rates;
   std::size_t tiles = 0;
   for (int r = 0; r < b.o.runs; ++r) {
@@ -687,6 +692,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
   spec.cols = spec.rows = std::clamp(static_cast<int>(std::lround(std::sqrt(double(b.n) / 1.9))), 4, 40);
   spec.tumour = cv::Rect(spec.cols / 4, spec.rows / 4, spec.cols / 2, spec.rows / 2);
   const auto [scan_tiles_per_s, scan_tiles] = scan_rate(b, inf.net, spec);
+  const double predict_amp_s = predict_seconds(b, inf.amp_net, /*amp=*/true);
+  const double scan_amp_tiles_per_s = scan_rate(b, inf.amp_net, spec, /*amp=*/true).first;
   const nlohmann::json big = o.slide_side > 0 ? big_slide(b, spec) : nlohmann::json(nullptr);
   std::vector<nlohmann::json> cohort_rows;
   const nlohmann::json cohort = o.exe.empty() ? nlohmann::json(nullptr) : cohort_bench(b, cohort_rows);
@@ -711,6 +718,10 @@ nlohmann::json run_bench(const BenchOptions& o) {
   results.push_back(row("predict TIFF folder vs peer --preload", "images/s", double(b.n) / predict_s, peer.predict_preload));
   // The peer column of this row is histoscan's own predict: scan should be within 20% of it.
   results.push_back(row("scan slide tiles vs histoscan predict", "images/s", scan_tiles_per_s, double(b.n) / predict_s));
+  // The peer column of these two is the same command in float32.
+  results.push_back(
+      row("predict TIFF folder --amp vs float32", "images/s", double(b.n) / predict_amp_s, double(b.n) / predict_s));
+  results.push_back(row("scan slide tiles --amp vs float32", "images/s", scan_amp_tiles_per_s, scan_tiles_per_s));
   for (auto& r : cohort_rows) results.push_back(std::move(r));
   if (!big.is_null()) {
     std::string side = std::to_string(o.slide_side);
