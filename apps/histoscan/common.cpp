@@ -60,10 +60,10 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& flags, const std::string
                "score each " + item + " in N of its dihedral views and average, N times the time: --tta (N = 8) all " +
                    "rotations and mirrors; --tta=2 the " + item +
                    " and its mirror (most of the gain); --tta=4 also the half turn");
-  cmd->add_flag(
-      "--amp", flags.amp,
-      "score in bfloat16: faster on recent GPUs and on CPUs with AMX or AVX512-BF16 (1.8x float32 on an AMD EPYC), slower "
-      "on CPUs with neither; probabilities within about 0.03 of float32's (`histoscan bench` measures both here)");
+  cmd->add_flag("--amp", flags.amp,
+                "score in bfloat16: faster on recent GPUs, on CPUs with AMX and on an AMD EPYC with AVX512-BF16 (1.5-1.8x "
+                "float32); an Intel CPU with AVX512-BF16 but no AMX measured slower before a fix; emulated and slower on CPUs "
+                "with neither. Probabilities within about 0.03 of float32's; `histoscan bench` measures both here");
 }
 
 // KEY=VALUE: VALUE as JSON where it is a number, true/false or null, else as a string.

@@ -74,8 +74,9 @@ double median_seconds(int runs, F&& f) {
 // SSE3 kernels on a CPU it does not recognise, as on some virtual machines), and as a 1 x 1
 // convolution of 2048 channels over 2048 pixels, through oneDNN (which detects the CPU itself
 // and runs the network's convolutions). The faster of the two is the machine's rate.
-// The oneDNN product is also timed in bfloat16: the rate --amp's rows are measured against
-// (AMX or AVX512-BF16 where the CPU has them; emulated, and slow, where it has neither).
+// The oneDNN product is also timed in bfloat16 where the CPU has bfloat16 arithmetic (AMX or
+// AVX512-BF16): the rate --amp's rows are measured against (0 elsewhere: LibTorch emulates it
+// there, slowly and outside oneDNN).
 struct MatmulRates {
   double blas = 0, onednn = 0, onednn_bf16 = 0;
 };
@@ -94,6 +95,7 @@ MatmulRates matmul_gflops(int runs) {
   auto w = torch::randn({n, n, 1, 1}).contiguous(torch::MemoryFormat::ChannelsLast);
   torch::conv2d(x, w);  // warm-up
   r.onednn = flop / median_seconds(runs, [&] { torch::conv2d(x, w); }) / 1e9;
+  if (!model::cpu_has_bfloat16()) return r;
   auto xb = x.to(torch::kBFloat16), wb = w.to(torch::kBFloat16);
   torch::conv2d(xb, wb);  // warm-up
   r.onednn_bf16 = flop / median_seconds(runs, [&] { torch::conv2d(xb, wb); }) / 1e9;
@@ -398,7 +400,8 @@ Inference inference_rows(BenchRun& b, double gflops_mm, double gflops_mm_bf16) {
   // The peer column of this row is histoscan's own float32 inference.
   const double amp_rate = double(b.n) / inference_seconds(b, inf.amp_net, true);
   b.results.push_back(row("inference --amp vs float32", "images/s", amp_rate, inf.rate));
-  b.results.push_back(row("inference --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / gflops_mm_bf16));
+  if (gflops_mm_bf16 > 0 && !b.device.is_cuda())
+    b.results.push_back(row("inference --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / gflops_mm_bf16));
   return inf;
 }
 
@@ -426,7 +429,8 @@ void default_model_rows(BenchRun& b, const MatmulRates& mm) {
   b.results.push_back(
       row(name + ", float32 compute / the faster matmul", "%", 100.0 * f32_rate * flops / 1e9 / std::max(mm.blas, mm.onednn)));
   b.results.push_back(row(name + ", --amp vs float32", "images/s", amp_rate, f32_rate));
-  b.results.push_back(row(name + ", --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / mm.onednn_bf16));
+  if (mm.onednn_bf16 > 0 && !b.device.is_cuda())
+    b.results.push_back(row(name + ", --amp compute / the bf16 matmul", "%", 100.0 * amp_rate * flops / 1e9 / mm.onednn_bf16));
   const auto p32 = predict::predict_logits(f32, b.store.pixels.data(), b.n, 256, b.device, 1, false);
   const auto p16 = predict::predict_logits(amp, b.store.pixels.data(), b.n, 256, b.device, 1, true);
   double change = 0;
@@ -678,7 +682,7 @@ nlohmann::json run_bench(const BenchOptions& o) {
   const MatmulRates mm = matmul_gflops(o.runs);
   b.results.push_back(row("fp32 matmul 2048^3, torch::mm (BLAS)", "GFLOP/s", mm.blas));
   b.results.push_back(row("fp32 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn));
-  b.results.push_back(row("bf16 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn_bf16));
+  if (mm.onednn_bf16 > 0) b.results.push_back(row("bf16 matmul 2048^3, oneDNN (1x1 convolution)", "GFLOP/s", mm.onednn_bf16));
   decode_rows(b, load);
   Inference inf = inference_rows(b, std::max(mm.blas, mm.onednn), mm.onednn_bf16);
   default_model_rows(b, mm);

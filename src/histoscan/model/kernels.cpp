@@ -8,6 +8,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/utils.h>
 
 namespace histoscan::model {
@@ -25,8 +26,8 @@ namespace {
 #define HISTOSCAN_INLINE inline __attribute__((always_inline))
 
 // bfloat16 is the high half of a float32 (held here as its 16 bits): widening is exact;
-// narrowing rounds to nearest, ties to even, as c10::BFloat16 does (the activations here are
-// finite). On plain integers, so that the loops below vectorize.
+// narrowing rounds to nearest, ties to even, and turns any NaN into bfloat16's quiet NaN, as
+// c10::BFloat16 does. On plain integers, so that the loops below vectorize.
 HISTOSCAN_INLINE float widen(float x) { return x; }
 HISTOSCAN_INLINE float widen(uint16_t x) {
   const uint32_t bits = static_cast<uint32_t>(x) << 16;
@@ -38,7 +39,8 @@ HISTOSCAN_INLINE void narrow(float f, float& out) { out = f; }
 HISTOSCAN_INLINE void narrow(float f, uint16_t& out) {
   uint32_t bits;
   std::memcpy(&bits, &f, sizeof bits);
-  out = static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+  const auto rounded = static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+  out = f != f ? uint16_t{0x7FC0} : rounded;  // rounding a NaN's bits could make them an infinity
 }
 
 // y = max(x, 0) * scale[c] + shift[c] for `rows` rows of `c` channels (channels-last order);
@@ -135,7 +137,10 @@ torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, co
   for (const auto* t : {&scale, &shift})
     TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == torch::kFloat32 && t->is_contiguous() && t->numel() == x.size(1),
                 "relu_affine: scale and shift must be ", x.size(1), " contiguous float32 CPU values, one per channel");
-  auto y = in_place ? x : torch::empty_like(x);  // keeps x's layout
+  TORCH_CHECK(!in_place || !(at::GradMode::is_enabled() && x.requires_grad()),
+              "relu_affine: in place on a tensor that records gradients");
+  if (in_place) x.unsafeGetTensorImpl()->bump_version();  // as LibTorch's in-place operations do
+  auto y = in_place ? x : torch::empty_like(x);           // keeps x's layout
   if (x.scalar_type() == torch::kFloat32) relu_affine_into<float>(x, y, scale, shift);
   else relu_affine_into<uint16_t>(x, y, scale, shift);
   return y;

@@ -10,7 +10,7 @@ namespace histoscan::model {
 // max(x, 0) * scale[c] + shift[c] for an N x C x H x W float32 or bfloat16 CPU tensor x,
 // contiguous in NCHW or channels-last (the result in x's type and layout; bfloat16 is computed
 // in float32 and rounded once); scale and shift: C float32 values. in_place writes the result
-// over x and returns it.
+// over x and returns it (refused for a tensor that records gradients).
 torch::Tensor relu_affine(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift, bool in_place = false);
 
 // A float32 tensor of like's shape and layout whose elements are independently 1 / keep with

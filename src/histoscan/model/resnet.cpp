@@ -34,7 +34,7 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
   // Without gradients (evaluation, validation) the sum and the ReLU go into body's output, a
   // tensor of its own: no new tensors (with fold_batchnorm's in-place ReLUs, resnet scored 8%
   // faster, docs/performance.md). With gradients autograd needs them out of place.
-  if (!torch::GradMode::is_enabled()) return y.add_(skip).relu_();
+  if (!torch::GradMode::is_enabled() && y.scalar_type() == skip.scalar_type()) return y.add_(skip).relu_();
   return torch::relu(y + skip);
 }
 
