@@ -304,6 +304,47 @@ TEST_F(Cli, CosineScheduleWarmsUpThenFallsToNearZero) {
   EXPECT_EQ(r.output.find("reducing learning rate"), std::string::npos) << "no plateau schedule on top";
 }
 
+// --teacher: the teacher scores each training patch once (here in 2 views, as predict --tta=2
+// scores it, in the run's precision), the run keeps those probabilities in teacher.csv and records the flags, and its
+// loss moves from the plain run's: its targets are half label, half teacher.
+TEST_F(Cli, TeacherScoresTheTrainingPatchesOnceAndTheRunKeepsThem) {
+  const std::string flags = " --epochs 1 --batch 32 --threads 2 --seed 5 --no-progress";
+  fs::path teacher = *dir_ / "run/best.pt", run = *dir_ / "distilled";
+  auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(run) + flags + " --teacher " + quote(teacher) +
+                   " --teacher-tta 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("teacher (1 checkpoint, 2 views): agrees with"), std::string::npos) << r.output;
+  auto config = nlohmann::json::parse(read_text(run / "config.json"));
+  EXPECT_EQ(config["teacher"], nlohmann::json::array({fs::absolute(teacher).lexically_normal().string()}));
+  EXPECT_EQ(config["teacher_weight"], 0.5);
+  EXPECT_EQ(config["teacher_tta"], 2);
+
+  fs::path scored = *dir_ / "teacher_predict.csv";
+  // The teacher scores in the run's precision (bfloat16 where the default recipe trains under --amp).
+  r = run_cli("predict " + quote(teacher) + " " + quote(*dir_ / "data/train") + " --tta=2 --out " + quote(scored) +
+              (config["amp"].get<bool>() ? " --amp" : ""));
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::map<std::string, double> expected;
+  auto rows = lines_of(read_text(scored));
+  for (std::size_t i = 1; i < rows.size(); ++i) expected[rows[i].substr(0, 40)] = std::stod(rows[i].substr(41));
+  std::map<std::string, std::string> labels;
+  auto label_rows = lines_of(read_text(*dir_ / "data/train_labels.csv"));
+  for (std::size_t i = 1; i < label_rows.size(); ++i) labels[label_rows[i].substr(0, 40)] = label_rows[i].substr(41);
+  auto kept = lines_of(read_text(run / "teacher.csv"));
+  ASSERT_EQ(kept.size(), config["train_patches"].get<std::size_t>() + 1);
+  EXPECT_EQ(kept[0], "id,label,teacher");
+  for (std::size_t i = 1; i < kept.size(); ++i) {
+    const std::string id = kept[i].substr(0, 40);
+    ASSERT_TRUE(expected.count(id)) << kept[i];
+    EXPECT_EQ(kept[i].substr(41, 1), labels[id]) << kept[i];
+    EXPECT_NEAR(std::stod(kept[i].substr(43)), expected[id], 1e-5) << kept[i];
+  }
+
+  r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "undistilled") + flags);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(lines_of(read_text(run / "history.csv"))[1], lines_of(read_text(*dir_ / "undistilled/history.csv"))[1]);
+}
+
 TEST_F(Cli, MaxMinutesStartsNoEpochThatWouldEndPastTheBudget) {
   auto r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "budget") +
                    " --per-class 24 --epochs 5 --batch 16 --threads 1 --seed 9 --no-progress --max-minutes 0.0001");
@@ -330,6 +371,11 @@ TEST_F(Cli, BadFlagsAreRefusedBeforeAnyWork) {
   expect_user_error(run_cli(train + " --ema 1"), "--ema 1 must be 0 (off)");
   expect_user_error(run_cli(train + " --mixup -0.2"), "--mixup -0.2 must be 0 (off) or a positive Beta parameter");
   expect_user_error(run_cli(train + " --label-smoothing 1"), "--label-smoothing 1 must be at least 0 (off) and below 1");
+  expect_user_error(run_cli(train + " --teacher-weight 0.3"), "--teacher-weight needs --teacher CHECKPOINT");
+  expect_user_error(run_cli(train + " --teacher nope.pt"), "checkpoint nope.pt does not exist");
+  const std::string teach = train + " --teacher " + quote(*dir_ / "run/best.pt");
+  expect_user_error(run_cli(teach + " --teacher-weight 0"), "--teacher-weight 0 must be above 0 and at most 1");
+  expect_user_error(run_cli(teach + " --teacher-tta 3"), "--teacher-tta 3 must be 1, 2, 4 or 8");
   expect_user_error(run_cli(train + " --memory-format nhwc"), "--memory-format nhwc: expected auto, nchw or channels-last");
   expect_user_error(run_cli(train + " --augment blur"), "steps joined by '+'");
   EXPECT_FALSE(fs::exists(*dir_ / "bad_run")) << "nothing half-written";

@@ -692,6 +692,32 @@ TEST(Amp, TrainingLearnsAsFloat32DoesAndSavesFloat32Weights) {
   EXPECT_EQ(model::load_checkpoint(plain_dir / "best.pt").meta.value("memory_format", ""), "nchw");
 }
 
+// train_model's targets (--teacher's blends) replace the labels in the loss: a run given each
+// patch's opposite label learns the opposite of one given the labels, and its training accuracy,
+// which counts the labels, falls as the plain run's rises.
+TEST(Distill, TrainingFollowsTheTargetsItIsGivenAndScoresAgainstTheLabels) {
+  auto train = synth_store(64, 100), valid = synth_store(32, 500);
+  auto c = two_epoch_config("flips");
+  TempDir plain_dir, opposite_dir;
+  auto plain = train::train_model(train, valid, c, plain_dir.path(), {});
+  std::vector<float> opposite;
+  for (int l : train.labels) opposite.push_back(static_cast<float>(1 - l));
+  auto flipped = train::train_model(train, valid, c, opposite_dir.path(), {}, false, nullptr, opposite);
+  ASSERT_EQ(flipped.history.size(), 2u);
+  EXPECT_GT(plain.history[1].accuracy, 0.8);
+  EXPECT_LT(flipped.history[1].accuracy, 0.3) << "the loss pulled towards the given targets, accuracy counts the labels";
+  // Given the labels themselves as targets, the run is the plain one.
+  std::vector<float> same(train.labels.begin(), train.labels.end());
+  TempDir same_dir;
+  auto again = train::train_model(train, valid, c, same_dir.path(), {}, false, nullptr, same);
+  EXPECT_EQ(again.history[1].loss, plain.history[1].loss);
+  TempDir bad_dir;
+  EXPECT_THROW(train::train_model(train, valid, c, bad_dir.path(), {}, false, nullptr, std::vector<float>(3, 0.5f)),
+               std::invalid_argument);
+  same[5] = 1.5f;
+  EXPECT_THROW(train::train_model(train, valid, c, bad_dir.path(), {}, false, nullptr, same), std::invalid_argument);
+}
+
 // --weight-decay is AdamW's decoupled decay: before the step, each convolution and linear
 // weight is scaled by 1 - lr * decay; the Adam step that follows is the one the undecayed run
 // takes (its first step depends on the gradient only), and one-dimensional parameters (biases,

@@ -114,6 +114,38 @@ TEST_F(Robustness, KilledRunWithCosineScheduleAndEmaResumesToTheUninterruptedWei
   EXPECT_EQ(model::load_checkpoint(full / "last.pt").meta["weights"], "exponential moving average, decay 0.9");
 }
 
+// --teacher: a resumed run trains towards the probabilities its first start kept in
+// teacher.csv, so it ends as the uninterrupted run did even with the teacher's file gone.
+TEST_F(Robustness, KilledDistillationRunResumesFromItsKeptTeacherProbabilities) {
+  fs::path teacher = *dir_ / "teacher.pt";
+  fs::copy_file(*dir_ / "full/best.pt", teacher, fs::copy_options::overwrite_existing);
+  auto args = [&](const fs::path& out) {
+    auto a = train_args(*dir_ / "data", out);
+    a.insert(a.end(), {"--teacher", teacher.string(), "--teacher-tta", "2", "--teacher-weight", "0.7"});
+    return a;
+  };
+  fs::path full = *dir_ / "kd_full", run = *dir_ / "kd_killed";
+  pid_t pid = spawn_cli(args(full), *dir_ / "kd_full.log");
+  ASSERT_EQ(wait_exit(pid), 0) << read_text(*dir_ / "kd_full.log");
+  pid = spawn_cli(args(run), *dir_ / "kd_killed.log");
+  wait_for_rows(run, 2);
+  kill(pid, SIGKILL);
+  wait_exit(pid);
+  ASSERT_GE(history_rows(run), 2u) << read_text(*dir_ / "kd_killed.log");
+  fs::remove(teacher);
+  auto r = run_cli("train --resume " + quote(run) + " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE(max_difference(full / "best.pt", run / "best.pt"), 1e-6);
+  EXPECT_EQ(history_numbers(full), history_numbers(run));
+  EXPECT_GT(max_difference(*dir_ / "full/last.pt", full / "last.pt"), 1e-3) << "the teacher moved the run";
+  // A kept file that lacks a patch is refused, naming the file.
+  write_text(run / "teacher.csv", "id,label,teacher\n");
+  r = run_cli("train --resume " + quote(run) + " --no-progress");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find((run / "teacher.csv").string() + " has no teacher probability for patch"), std::string::npos)
+      << r.output;
+}
+
 TEST_F(Robustness, CtrlCSavesLastAndSaysHowToResume) {
   fs::path run = *dir_ / "interrupted";
   pid_t pid = spawn_cli(train_args(*dir_ / "data", run), *dir_ / "int.log");

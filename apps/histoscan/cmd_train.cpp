@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -20,10 +22,15 @@
 #include "histoscan/data/store.h"
 #include "histoscan/data/train_valid.h"
 #include "histoscan/dist/dist.h"
+#include "histoscan/eval/metrics.h"
+#include "histoscan/model/builtin.h"
+#include "histoscan/model/checkpoint.h"
 #include "histoscan/model/precision.h"
+#include "histoscan/pipeline/evaluate.h"
 #include "histoscan/predict/predictor.h"
 #include "histoscan/train/trainer.h"
 #include "histoscan/util/atomic_file.h"
+#include "histoscan/util/csv.h"
 #include "histoscan/util/error.h"
 #include "histoscan/util/log.h"
 #include "train_flags.h"
@@ -48,6 +55,12 @@ struct TrainParams {
   std::string stain_norm = "none", stain_ref;         // --stain-norm, --stain-ref
   std::optional<data::StainReference> resumed_stain;  // a resumed run's, from its config.json
   std::vector<std::string> model_options;
+  // --teacher (distillation): checkpoints whose mean probability over --teacher-tta views of each
+  // training patch is blended into its target, (1 - teacher_weight) label + teacher_weight p.
+  std::vector<std::string> teachers;
+  double teacher_weight = 0.5;
+  int teacher_tta = 8;
+  bool teacher_weight_given = false, teacher_tta_given = false;
   double dist_timeout = 300;
   train::TrainConfig config;
 };
@@ -72,6 +85,11 @@ nlohmann::json to_json(const TrainParams& p, int threads) {
             {"threads", threads},
             {"stain_ref", absolute(p.stain_ref)},
             {"command", p.command}});
+  if (!p.teachers.empty()) {
+    nlohmann::json teachers = nlohmann::json::array();
+    for (const auto& t : p.teachers) teachers.push_back(absolute(model::resolve_model(t)));
+    j.update({{"teacher", teachers}, {"teacher_weight", p.teacher_weight}, {"teacher_tta", p.teacher_tta}});
+  }
   return j;
 }
 
@@ -101,10 +119,106 @@ void load_resumed_flags(TrainParams& p) {
     p.config = train::config_from_json(c);
     p.config.progress = progress;
     p.command = c.value("command", "");  // runs from before the command was kept have none
+    if (c.contains("teacher")) {
+      p.teachers = c.at("teacher").get<std::vector<std::string>>();
+      p.teacher_weight = c.at("teacher_weight");
+      p.teacher_tta = c.at("teacher_tta");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw InputError(config_path.string() + " is damaged or from another version (" + e.what() +
                      "); start a new run instead of --resume");
   }
+}
+
+// --teacher, --teacher-weight, --teacher-tta: refused before any data is read; each teacher
+// loads (a checkpoint file or a built-in model's name), unless the run resumes: then its
+// teacher.csv holds what the teachers said, and their files may be gone.
+void check_teacher_flags(const TrainParams& p, bool weight_given, bool tta_given) {
+  if (p.teachers.empty() && (weight_given || tta_given))
+    throw InputError(std::string(weight_given ? "--teacher-weight" : "--teacher-tta") +
+                     " needs --teacher CHECKPOINT (the network whose probabilities the run learns from)");
+  if (p.teachers.empty()) return;
+  if (!(p.teacher_weight > 0 && p.teacher_weight <= 1))
+    throw InputError("--teacher-weight " + format_number(p.teacher_weight) +
+                     " must be above 0 and at most 1 (the teacher's share of each target, e.g. 0.5)");
+  if (p.teacher_tta != 1 && p.teacher_tta != 2 && p.teacher_tta != 4 && p.teacher_tta != 8)
+    throw InputError("--teacher-tta " + std::to_string(p.teacher_tta) + " must be 1, 2, 4 or 8 (views per patch)");
+  if (p.resume.empty())
+    for (const auto& t : p.teachers) model::load_checkpoint(t);
+}
+
+const char* const kTeacherCsv = "teacher.csv";
+
+// The teachers' mean probability for each training patch, each teacher with its own
+// preprocessing (stain normalization included) on the patches as read, before the student's
+// own --stain-norm recolours them.
+std::vector<double> score_with_teachers(const TrainParams& p, const data::PatchStore& train) {
+  std::vector<double> mean(train.size(), 0.0);
+  for (const auto& t : p.teachers) {
+    auto checkpoint = model::load_checkpoint(t);
+    auto probs = pipeline::score_store(checkpoint, train, p.config.device, 256, p.teacher_tta, p.config.amp);
+    for (std::size_t i = 0; i < mean.size(); ++i) mean[i] += probs[i] / double(p.teachers.size());
+  }
+  // Kept as float32, which teacher.csv holds exactly (9 digits): a resumed run reads the same values.
+  for (auto& m : mean) m = static_cast<float>(m);
+  return mean;
+}
+
+// A resumed run's teacher probabilities, as its first start wrote them to RUN_DIR/teacher.csv
+// (id,label,teacher): the targets stay those it started with, whether or not the teachers'
+// files are still there.
+std::vector<double> read_teacher_csv(const fs::path& path, const data::PatchStore& train) {
+  std::unordered_map<std::string, double> by_id;
+  try {
+    CsvReader<2> reader(path.string());
+    reader.read_header(io::ignore_extra_column, "id", "teacher");
+    std::string id;
+    double value = 0;
+    while (reader.read_row(id, value)) by_id[id] = static_cast<float>(value);  // the float32 written
+  } catch (const io::error::base& e) {
+    throw InputError(std::string(e.what()) + "; start a new run instead of --resume");
+  }
+  std::vector<double> probs;
+  probs.reserve(train.size());
+  for (const auto& id : train.ids) {
+    auto it = by_id.find(id);
+    if (it == by_id.end() || !(it->second >= 0 && it->second <= 1))
+      throw InputError(path.string() + " has no teacher probability for patch " + id + "; start a new run instead of --resume");
+    probs.push_back(it->second);
+  }
+  return probs;
+}
+
+void write_teacher_csv(const fs::path& path, const data::PatchStore& train, const std::vector<double>& probs) {
+  write_file_atomic(path, [&](std::ostream& f) {
+    f << "id,label,teacher\n";
+    char buf[32];
+    for (std::size_t i = 0; i < probs.size(); ++i) {
+      std::snprintf(buf, sizeof buf, ",%d,%.9g\n", train.labels[i], probs[i]);
+      f << csv_field(train.ids[i]) << buf;
+    }
+  });
+}
+
+// Each patch's target: (1 - w) label + w teacher. Logs how far the teachers agree with the labels.
+std::vector<float> distillation_targets(const TrainParams& p, const data::PatchStore& train, const std::vector<double>& probs) {
+  std::vector<float> targets(train.size());
+  std::size_t agree = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    targets[i] = static_cast<float>((1 - p.teacher_weight) * train.labels[i] + p.teacher_weight * probs[i]);
+    agree += (probs[i] >= 0.5) == (train.labels[i] == 1);
+  }
+  char auc[32] = "-";
+  try {
+    std::snprintf(auc, sizeof auc, "%.4f", eval::roc_auc(train.labels, probs));
+  } catch (const std::invalid_argument&) {  // one class only
+  }
+  char agreed[32];
+  std::snprintf(agreed, sizeof agreed, "%.1f%%", 100.0 * double(agree) / double(std::max<std::size_t>(1, train.size())));
+  log::info("teacher (" + std::to_string(p.teachers.size()) + " checkpoint" + (p.teachers.size() > 1 ? "s" : "") + ", " +
+            std::to_string(p.teacher_tta) + " views): agrees with " + agreed + " of the training labels (AUC " + auc +
+            "); targets are " + format_number(1 - p.teacher_weight) + " label + " + format_number(p.teacher_weight) + " teacher");
+  return targets;
 }
 
 // --stain-norm: the reference (fitted to --stain-ref, or to the training patches; a resumed run's
@@ -158,6 +272,7 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     p.command = command_line();
   }
   train::validate(p.config);
+  check_teacher_flags(p, p.teacher_weight_given, p.teacher_tta_given);
   if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
     throw InputError("--val-fraction " + format_number(p.val_fraction) +
@@ -192,6 +307,10 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   split.load.decode.resize = p.resize;
   split.load.skip_bad = p.skip_bad;
   auto [train_store, valid_store, skipped, shared_ids] = data::load_train_valid(index, rows, split);
+  std::vector<double> teacher;
+  if (!p.teachers.empty())
+    teacher =
+        p.resume.empty() ? score_with_teachers(p, train_store) : read_teacher_csv(fs::path(p.out) / kTeacherCsv, train_store);
   const auto stain = normalize_training_stain(p, train_store, valid_store);
 
   nlohmann::json config = to_json(p, threads);
@@ -203,6 +322,7 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   if (rank0 && p.resume.empty()) {
     prepare_output_dir(p.out, p.overwrite, "--out");
     write_file_atomic(fs::path(p.out) / "config.json", [&](std::ostream& f) { f << config.dump(2) << '\n'; });
+    if (!teacher.empty()) write_teacher_csv(fs::path(p.out) / kTeacherCsv, train_store, teacher);
   }
   agree(true);
   if (rank0 && !skipped.empty()) {
@@ -218,7 +338,8 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     train::request_stop();
     std::signal(SIGINT, SIG_DFL);
   });
-  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta, !p.resume.empty(), group);
+  const auto targets = teacher.empty() ? std::vector<float>{} : distillation_targets(p, train_store, teacher);
+  auto result = train::train_model(train_store, valid_store, p.config, p.out, meta, !p.resume.empty(), group, targets);
   if (!rank0) return;
   const auto& best = result.history[static_cast<std::size_t>(result.best_epoch - 1)];
   char buf[160];
@@ -318,6 +439,14 @@ void add_train(CLI::App& app) {
   cmd->add_option("--label-smoothing", c.label_smoothing,
                   "label smoothing: train towards y (1 - this) + this / 2 instead of the labels 0 and 1 (e.g. 0.1; 0: off)")
       ->capture_default_str();
+  cmd->add_option("--teacher", p->teachers,
+                  "distillation: a checkpoint (or built-in model) whose probability for each training patch is blended "
+                  "into its target; repeatable (their mean: an ensemble). Scored once, kept in RUN_DIR/teacher.csv")
+      ->excludes("--resume");
+  cmd->add_option("--teacher-weight", p->teacher_weight, "--teacher: each target is (1 - this) label + this teacher probability")
+      ->capture_default_str();
+  cmd->add_option("--teacher-tta", p->teacher_tta, "--teacher: dihedral views each teacher scores a patch in (1, 2, 4 or 8)")
+      ->capture_default_str();
   cmd->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   auto* amp = cmd->add_flag("--amp", c.amp,
                             "mixed precision: convolutions in bfloat16; weights, BatchNorm, the last layer and the loss in "
@@ -339,6 +468,8 @@ void add_train(CLI::App& app) {
   cmd->add_flag(
       "--no-progress", [&c](std::int64_t) { c.progress = false; }, "no progress bar, one line per epoch");
   cmd->callback([p, cmd, amp, no_amp] {
+    p->teacher_weight_given = cmd->get_option("--teacher-weight")->count() > 0;
+    p->teacher_tta_given = cmd->get_option("--teacher-tta")->count() > 0;
     // The default recipe's --amp: where the CPU it trains on computes in bfloat16 (AMX, AVX512-BF16).
     if (p->resume.empty() && p->config.recipe == "default" && amp->count() == 0 && no_amp->count() == 0)
       p->config.amp = !predict::resolve_device(p->config.device).is_cuda() && model::cpu_has_bfloat16();

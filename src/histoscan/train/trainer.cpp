@@ -12,6 +12,7 @@
 #include <numeric>
 #include <ostream>
 #include <random>
+#include <stdexcept>
 #include <tuple>
 
 #include <torch/torch.h>
@@ -88,7 +89,7 @@ std::atomic<bool> g_stop{false};
 class Loop {
  public:
   Loop(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config, const fs::path& run_dir,
-       nlohmann::json meta, dist::Group* group)
+       nlohmann::json meta, dist::Group* group, const std::vector<float>& targets)
       : config_(config),
         run_dir_(run_dir),
         meta_(std::move(meta)),
@@ -99,7 +100,8 @@ class Loop {
         device_(predict::resolve_device(config.device)),
         n_(static_cast<int64_t>(train.size())),
         steps_((n_ + config.batch - 1) / config.batch),
-        label_values_(train.labels.begin(), train.labels.end()) {
+        label_values_(train.labels.begin(), train.labels.end()),
+        target_values_(targets) {
     torch::manual_seed(config.seed);
     net_ = model::make_model(config.model, config.model_options);
     if (group_ && config.sync_bn) net_ = dist::with_sync_batchnorm(net_, *group_);
@@ -125,6 +127,7 @@ class Loop {
     else opt_ = std::make_unique<MultiTensorAdam>(net_->parameters(), torch::optim::AdamOptions(config.lr));
     images_ = torch::from_blob(const_cast<std::uint8_t*>(train.pixels.data()), {n_, 96, 96, 3}, torch::kUInt8);
     labels_ = torch::from_blob(label_values_.data(), {n_}, torch::kFloat32);
+    if (!target_values_.empty()) targets_ = torch::from_blob(target_values_.data(), {n_}, torch::kFloat32);
     if (device_.is_cuda()) to_gpu();
     state_.lr = config.lr;
     if (config.ema > 0) state_.ema_weights = snapshot(net_);
@@ -299,10 +302,12 @@ class Loop {
     try {
       images_ = images_.to(device_);
       labels_ = labels_.to(device_);
+      if (targets_.defined()) targets_ = targets_.to(device_);
       log::info("training set on " + device_.str() + ": " + format_number(double(images_.nbytes()) / 1e9) + " GB");
     } catch (const c10::Error&) {
       images_ = images_.to(torch::kCPU);
       labels_ = labels_.to(torch::kCPU);
+      if (targets_.defined()) targets_ = targets_.to(torch::kCPU);
       log::info("the training set does not fit on " + device_.str() + "; each batch is copied from host memory");
     }
     // cuDNN times its algorithms for each new shape once and keeps the fastest (a step's shapes repeat).
@@ -344,8 +349,8 @@ class Loop {
   // of the batch perm[start, start + b), augmented as the whole batch would be (BatchSlice):
   // the random draws are the whole batch's whatever the share, an empty one included, so every
   // rank's rng stays in step (the next epoch's shuffle draws from it too). The targets are the
-  // labels, or with --mixup the mixed ones (mix_rows): then every rank prepares the whole batch,
-  // as row i's partner b-1-i may be another rank's, and the batch's weight is drawn after the
+  // labels (or the targets train_model was given), with --mixup mixed (mix_rows): then every
+  // rank prepares the whole batch, as row i's partner b-1-i may be another rank's, and the batch's weight is drawn after the
   // augmentation's draws, the same on every rank; --label-smoothing then moves them towards 1/2.
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prepare_rows(const torch::Tensor& perm, int64_t start, int64_t offset,
                                                                        int64_t share, int64_t b) {
@@ -358,9 +363,9 @@ class Loop {
                                     rng_, BatchSlice{first, b}))
             .contiguous(layout);
     auto y = labels_.index_select(0, idx).to(device_);  // no copies where the set is on device_ (to_gpu)
-    auto target = y;
+    auto target = targets_.defined() ? targets_.index_select(0, idx).to(device_) : y;
     if (mix) {
-      std::tie(x, target) = mix_rows(x, y, mixup_weight(config_.mixup, rng_));
+      std::tie(x, target) = mix_rows(x, target, mixup_weight(config_.mixup, rng_));
       x = x.narrow(0, offset, share), target = target.narrow(0, offset, share), y = y.narrow(0, offset, share);
     }
     return {x, smooth_targets(target, config_.label_smoothing), y};
@@ -533,9 +538,10 @@ class Loop {
   bool channels_last_ = trains_channels_last(config_, device_.is_cuda());
   int64_t n_, steps_;
   std::vector<float> label_values_;
+  std::vector<float> target_values_;  // the loss's targets where train_model was given them (else the labels)
   torch::nn::Sequential net_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> opt_;
-  torch::Tensor images_, labels_;
+  torch::Tensor images_, labels_, targets_;
   // Per step run and not yet counted: mean loss and correct predictions (flush_steps). One
   // row on the CPU, so each step is counted (and a non-finite loss caught) as it ends.
   torch::Tensor pending_ = torch::zeros({1, 2}, torch::kFloat64);
@@ -554,11 +560,17 @@ void clear_stop_request() { g_stop = false; }
 bool can_resume(const fs::path& run_dir) { return fs::is_regular_file(run_dir / "resume.pt"); }
 
 TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
-                        const fs::path& run_dir, nlohmann::json meta, bool resume, dist::Group* group) {
+                        const fs::path& run_dir, nlohmann::json meta, bool resume, dist::Group* group,
+                        const std::vector<float>& targets) {
   validate(config);
   if (train.size() == 0) throw InputError("no training patches");
+  if (!targets.empty() && targets.size() != train.size())
+    throw std::invalid_argument("train_model: " + std::to_string(targets.size()) + " targets for " +
+                                std::to_string(train.size()) + " training patches");
+  for (float t : targets)
+    if (!(t >= 0 && t <= 1)) throw std::invalid_argument("train_model: a target outside [0, 1]");
   if (valid.size() == 0) throw InputError("no validation patches; pass --valid DATA or a --val-fraction above 0");
-  Loop loop(train, valid, config, run_dir, std::move(meta), group);
+  Loop loop(train, valid, config, run_dir, std::move(meta), group, targets);
   return loop.run(resume);
 }
 

@@ -48,8 +48,15 @@ struct TrainResult {
 // (as PyTorch's DDP) and its running statistics are rank 0's, broadcast before each step.
 // Validation is split over the ranks and gathered, so every rank computes the same metrics.
 // Only rank 0 writes to run_dir; all ranks read it to resume (a folder they share).
+//
+// With `targets` (one per training patch, in [0, 1]; distillation: a blend of each label and a
+// teacher's probability) the loss trains towards them instead of the labels; --mixup blends
+// and --label-smoothing moves them as they would the labels. Training accuracy and validation
+// still count the labels. Throws std::invalid_argument for a count other than train.size() or
+// a value outside [0, 1].
 TrainResult train_model(const data::PatchStore& train, const data::PatchStore& valid, const TrainConfig& config,
-                        const fs::path& run_dir, nlohmann::json meta, bool resume = false, dist::Group* group = nullptr);
+                        const fs::path& run_dir, nlohmann::json meta, bool resume = false, dist::Group* group = nullptr,
+                        const std::vector<float>& targets = {});
 
 // Asks a running train_model to stop after its current step (async-signal-safe: SIGINT).
 void request_stop();
