@@ -340,9 +340,12 @@ TEST_F(Cli, TeacherScoresTheTrainingPatchesOnceAndTheRunKeepsThem) {
     EXPECT_NEAR(std::stod(kept[i].substr(43)), expected[id], 1e-5) << kept[i];
   }
 
-  r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(*dir_ / "undistilled") + flags);
+  // The same run without a teacher, over it (--overwrite): another loss, and no teacher.csv left behind.
+  const std::string distilled_epoch = lines_of(read_text(run / "history.csv"))[1];
+  r = run_cli("train " + quote(*dir_ / "data") + " --out " + quote(run) + flags + " --overwrite");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(lines_of(read_text(run / "history.csv"))[1], lines_of(read_text(*dir_ / "undistilled/history.csv"))[1]);
+  EXPECT_NE(lines_of(read_text(run / "history.csv"))[1], distilled_epoch);
+  EXPECT_FALSE(fs::exists(run / "teacher.csv"));
 }
 
 TEST_F(Cli, MaxMinutesStartsNoEpochThatWouldEndPastTheBudget) {

@@ -323,6 +323,7 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     prepare_output_dir(p.out, p.overwrite, "--out");
     write_file_atomic(fs::path(p.out) / "config.json", [&](std::ostream& f) { f << config.dump(2) << '\n'; });
     if (!teacher.empty()) write_teacher_csv(fs::path(p.out) / kTeacherCsv, train_store, teacher);
+    else fs::remove(fs::path(p.out) / kTeacherCsv);  // left by an earlier run in an --overwrite folder
   }
   agree(true);
   if (rank0 && !skipped.empty()) {
