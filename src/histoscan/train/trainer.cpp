@@ -350,8 +350,9 @@ class Loop {
   // the random draws are the whole batch's whatever the share, an empty one included, so every
   // rank's rng stays in step (the next epoch's shuffle draws from it too). The targets are the
   // labels (or the targets train_model was given), with --mixup mixed (mix_rows): then every
-  // rank prepares the whole batch, as row i's partner b-1-i may be another rank's, and the batch's weight is drawn after the
-  // augmentation's draws, the same on every rank; --label-smoothing then moves them towards 1/2.
+  // rank prepares the whole batch, as row i's partner b-1-i may be another rank's, and the
+  // batch's weight is drawn after the augmentation's draws, the same on every rank;
+  // --label-smoothing then moves them towards 1/2.
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> prepare_rows(const torch::Tensor& perm, int64_t start, int64_t offset,
                                                                        int64_t share, int64_t b) {
     const bool mix = config_.mixup > 0;
