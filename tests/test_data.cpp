@@ -579,7 +579,7 @@ long minor_page_faults() {
 
 // Page faults of allocating, writing and freeing a 64 MiB block (over glibc's 32 MiB mmap
 // ceiling) for the second time.
-long faults_of_a_second_large_block() {
+[[maybe_unused]] long faults_of_a_second_large_block() {
   constexpr std::size_t kBytes = std::size_t{64} << 20;
   auto use = [] {
     auto* p = static_cast<volatile char*>(std::malloc(kBytes));
