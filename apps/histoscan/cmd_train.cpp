@@ -60,7 +60,7 @@ struct TrainParams {
   std::vector<std::string> teachers;
   double teacher_weight = 0.5;
   int teacher_tta = 8;
-  bool teacher_weight_given = false, teacher_tta_given = false;
+  bool teacher_weight_given = false, teacher_tta_given = false;  // given on the command line
   double dist_timeout = 300;
   train::TrainConfig config;
 };
@@ -130,55 +130,56 @@ void load_resumed_flags(TrainParams& p) {
   }
 }
 
-// --teacher, --teacher-weight, --teacher-tta: refused before any data is read; each teacher
-// loads (a checkpoint file or a built-in model's name), unless the run resumes: then its
-// teacher.csv holds what the teachers said, and their files may be gone.
-void check_teacher_flags(const TrainParams& p, bool weight_given, bool tta_given) {
-  if (p.teachers.empty() && (weight_given || tta_given))
-    throw InputError(std::string(weight_given ? "--teacher-weight" : "--teacher-tta") +
+// --teacher, --teacher-weight, --teacher-tta: refused before any data is read. Returns the
+// teachers loaded (a checkpoint file or a built-in model's name each), none when the run
+// resumes: then its teacher.csv holds what the teachers said, and their files may be gone.
+std::vector<model::Checkpoint> load_teachers(const TrainParams& p) {
+  if (p.teachers.empty() && (p.teacher_weight_given || p.teacher_tta_given))
+    throw InputError(std::string(p.teacher_weight_given ? "--teacher-weight" : "--teacher-tta") +
                      " needs --teacher CHECKPOINT (the network whose probabilities the run learns from)");
-  if (p.teachers.empty()) return;
+  std::vector<model::Checkpoint> loaded;
+  if (p.teachers.empty()) return loaded;
   if (!(p.teacher_weight > 0 && p.teacher_weight <= 1))
     throw InputError("--teacher-weight " + format_number(p.teacher_weight) +
                      " must be above 0 and at most 1 (the teacher's share of each target, e.g. 0.5)");
   if (p.teacher_tta != 1 && p.teacher_tta != 2 && p.teacher_tta != 4 && p.teacher_tta != 8)
     throw InputError("--teacher-tta " + std::to_string(p.teacher_tta) + " must be 1, 2, 4 or 8 (views per patch)");
   if (p.resume.empty())
-    for (const auto& t : p.teachers) model::load_checkpoint(t);
+    for (const auto& t : p.teachers) loaded.push_back(model::load_checkpoint(t));
+  return loaded;
 }
 
 const char* const kTeacherCsv = "teacher.csv";
 
 // The teachers' mean probability for each training patch, each teacher with its own
 // preprocessing (stain normalization included) on the patches as read, before the student's
-// own --stain-norm recolours them.
-std::vector<double> score_with_teachers(const TrainParams& p, const data::PatchStore& train) {
+// own --stain-norm recolours them. As float32, which teacher.csv holds exactly (9 digits): a
+// resumed run reads the same values.
+std::vector<float> score_with_teachers(const TrainParams& p, std::vector<model::Checkpoint>& teachers,
+                                       const data::PatchStore& train) {
   std::vector<double> mean(train.size(), 0.0);
-  for (const auto& t : p.teachers) {
-    auto checkpoint = model::load_checkpoint(t);
+  for (auto& checkpoint : teachers) {
     auto probs = pipeline::score_store(checkpoint, train, p.config.device, 256, p.teacher_tta, p.config.amp);
-    for (std::size_t i = 0; i < mean.size(); ++i) mean[i] += probs[i] / double(p.teachers.size());
+    for (std::size_t i = 0; i < mean.size(); ++i) mean[i] += probs[i] / double(teachers.size());
   }
-  // Kept as float32, which teacher.csv holds exactly (9 digits): a resumed run reads the same values.
-  for (auto& m : mean) m = static_cast<float>(m);
-  return mean;
+  return {mean.begin(), mean.end()};
 }
 
 // A resumed run's teacher probabilities, as its first start wrote them to RUN_DIR/teacher.csv
 // (id,label,teacher): the targets stay those it started with, whether or not the teachers'
 // files are still there.
-std::vector<double> read_teacher_csv(const fs::path& path, const data::PatchStore& train) {
-  std::unordered_map<std::string, double> by_id;
+std::vector<float> read_teacher_csv(const fs::path& path, const data::PatchStore& train) {
+  std::unordered_map<std::string, float> by_id;
   try {
     CsvReader<2> reader(path.string());
     reader.read_header(io::ignore_extra_column, "id", "teacher");
     std::string id;
     double value = 0;
-    while (reader.read_row(id, value)) by_id[id] = static_cast<float>(value);  // the float32 written
+    while (reader.read_row(id, value)) by_id[id] = static_cast<float>(value);
   } catch (const io::error::base& e) {
     throw InputError(std::string(e.what()) + "; start a new run instead of --resume");
   }
-  std::vector<double> probs;
+  std::vector<float> probs;
   probs.reserve(train.size());
   for (const auto& id : train.ids) {
     auto it = by_id.find(id);
@@ -189,7 +190,7 @@ std::vector<double> read_teacher_csv(const fs::path& path, const data::PatchStor
   return probs;
 }
 
-void write_teacher_csv(const fs::path& path, const data::PatchStore& train, const std::vector<double>& probs) {
+void write_teacher_csv(const fs::path& path, const data::PatchStore& train, const std::vector<float>& probs) {
   write_file_atomic(path, [&](std::ostream& f) {
     f << "id,label,teacher\n";
     char buf[32];
@@ -201,7 +202,7 @@ void write_teacher_csv(const fs::path& path, const data::PatchStore& train, cons
 }
 
 // Each patch's target: (1 - w) label + w teacher. Logs how far the teachers agree with the labels.
-std::vector<float> distillation_targets(const TrainParams& p, const data::PatchStore& train, const std::vector<double>& probs) {
+std::vector<float> distillation_targets(const TrainParams& p, const data::PatchStore& train, const std::vector<float>& probs) {
   std::vector<float> targets(train.size());
   std::size_t agree = 0;
   for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -210,7 +211,7 @@ std::vector<float> distillation_targets(const TrainParams& p, const data::PatchS
   }
   char auc[32] = "-";
   try {
-    std::snprintf(auc, sizeof auc, "%.4f", eval::roc_auc(train.labels, probs));
+    std::snprintf(auc, sizeof auc, "%.4f", eval::roc_auc(train.labels, std::vector<double>(probs.begin(), probs.end())));
   } catch (const std::invalid_argument&) {  // one class only
   }
   char agreed[32];
@@ -272,7 +273,7 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
     p.command = command_line();
   }
   train::validate(p.config);
-  check_teacher_flags(p, p.teacher_weight_given, p.teacher_tta_given);
+  auto teachers = load_teachers(p);
   if (!p.valid.empty() && !p.groups.empty()) throw InputError("--groups splits DATA; it cannot be combined with --valid");
   if (p.valid.empty() && !(p.val_fraction > 0 && p.val_fraction < 1))
     throw InputError("--val-fraction " + format_number(p.val_fraction) +
@@ -307,10 +308,11 @@ void run_train_ranked(TrainParams& p, dist::Group* group, bool rank0, const std:
   split.load.decode.resize = p.resize;
   split.load.skip_bad = p.skip_bad;
   auto [train_store, valid_store, skipped, shared_ids] = data::load_train_valid(index, rows, split);
-  std::vector<double> teacher;
+  std::vector<float> teacher;
   if (!p.teachers.empty())
-    teacher =
-        p.resume.empty() ? score_with_teachers(p, train_store) : read_teacher_csv(fs::path(p.out) / kTeacherCsv, train_store);
+    teacher = p.resume.empty() ? score_with_teachers(p, teachers, train_store)
+                               : read_teacher_csv(fs::path(p.out) / kTeacherCsv, train_store);
+  teachers.clear();  // the networks are not needed past here
   const auto stain = normalize_training_stain(p, train_store, valid_store);
 
   nlohmann::json config = to_json(p, threads);
